@@ -1,0 +1,259 @@
+"""The KubeP4 client SDK: asyncio (AsyncClient) and blocking (Client).
+
+    from kubep4.client import Client
+    with Client("127.0.0.1:50051") as c:
+        for obj in kubep4.manifest.load("examples/basic/deployment.yaml"):
+            c.apply(obj)
+        c.wait_ready("basic", timeout=30)
+
+Errors are typed (kubep4.errors): InvalidArgument carries ``violations``
+(field path + reason), NotFound, AlreadyExists, Conflict (ABORTED), Unavailable...
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from kubep4 import conditions as cond
+from kubep4 import errors
+from kubep4.config import DEFAULT_API, GRPC_OPTIONS
+from kubep4.gen.kubep4.v1 import api_pb2 as api
+from kubep4.gen.kubep4.v1 import api_pb2_grpc as api_grpc
+from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+
+KIND_ALIASES = {
+    "pipeline": "pipeline", "pipelines": "pipeline", "pl": "pipeline",
+    "deployment": "deployment", "deployments": "deployment", "deploy": "deployment",
+    "node": "node", "nodes": "node", "no": "node",
+}
+EVENT_NAMES = {api.ADDED: "ADDED", api.MODIFIED: "MODIFIED", api.DELETED: "DELETED", api.SYNCED: "SYNCED"}
+
+
+def kind_of(name: str) -> str:
+    try:
+        return KIND_ALIASES[name.lower()]
+    except KeyError:
+        raise errors.InvalidArgument(f"unknown kind {name!r} (pipelines, deployments, nodes)") from None
+
+
+class DeploymentFailed(errors.KubeP4Error):
+    """wait_ready saw the deployment reach Failed or Unschedulable."""
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class AsyncClient:
+    def __init__(self, address: str = DEFAULT_API, token: str = "", timeout: float = 30.0,
+                 interceptors: list | None = None):
+        self.address = address
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS, interceptors=interceptors)
+        self._stub = api_grpc.KubeP4Stub(self._channel)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: str, request: Message) -> Any:
+        try:
+            return await getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            raise errors.from_rpc_error(e) from None
+
+    # -------------------------------------------------------------- CRUD
+    async def create(self, obj: Message) -> Message:
+        if isinstance(obj, kr.Pipeline):
+            return await self._call("CreatePipeline", api.CreatePipelineRequest(pipeline=obj))
+        if isinstance(obj, kr.Deployment):
+            return await self._call("CreateDeployment", api.CreateDeploymentRequest(deployment=obj))
+        raise TypeError(f"cannot create a {type(obj).__name__}")
+
+    async def get(self, kind: str, name: str, namespace: str = "default") -> Message:
+        k = kind_of(kind)
+        method = {"pipeline": "GetPipeline", "deployment": "GetDeployment", "node": "GetNode"}[k]
+        return await self._call(method, api.GetRequest(namespace=namespace if k != "node" else "", name=name))
+
+    async def list(self, kind: str, namespace: str = "", labels: dict[str, str] | None = None) -> list[Message]:
+        k = kind_of(kind)
+        method = {"pipeline": "ListPipelines", "deployment": "ListDeployments", "node": "ListNodes"}[k]
+        resp = await self._call(method, api.ListRequest(namespace=namespace, label_selector=labels or {}))
+        return list(resp.items)
+
+    async def update(self, deployment: kr.Deployment) -> kr.Deployment:
+        return await self._call("UpdateDeployment", api.UpdateDeploymentRequest(deployment=deployment))
+
+    async def delete(self, kind: str, name: str, namespace: str = "default", resource_version: int = 0) -> None:
+        k = kind_of(kind)
+        if k == "node":
+            raise errors.InvalidArgument("nodes are registered by their agents and cannot be deleted")
+        method = {"pipeline": "DeletePipeline", "deployment": "DeleteDeployment"}[k]
+        await self._call(method, api.DeleteRequest(namespace=namespace, name=name,
+                                                   resource_version=resource_version))
+
+    async def apply(self, obj: Message) -> tuple[Message, str]:
+        """Create, or update the spec of an existing object. Returns (object, created|configured|unchanged)."""
+        md = obj.metadata
+        ns = md.namespace or "default"
+        try:
+            return await self.create(obj), "created"
+        except errors.AlreadyExists:
+            pass
+        if isinstance(obj, kr.Pipeline):
+            current = await self.get("pipeline", md.name, ns)
+            fresh = kr.Pipeline()
+            fresh.CopyFrom(obj)
+            fresh.spec.ClearField("p4info_ref")
+            fresh.spec.ClearField("device_config_ref")
+            if _pipeline_inputs(current) == _pipeline_inputs(fresh):
+                return current, "unchanged"
+            raise errors.FailedPrecondition(f"pipeline {ns}/{md.name} exists with other inputs: pipelines are "
+                                            "immutable revisions, give the new one another name")
+        for _ in range(10):
+            current = await self.get("deployment", md.name, ns)
+            want = kr.Deployment()
+            want.CopyFrom(current)
+            want.spec.CopyFrom(obj.spec)
+            want.metadata.labels.clear()
+            want.metadata.labels.update(obj.metadata.labels)
+            try:
+                updated = await self.update(want)
+            except errors.Conflict:
+                continue
+            return updated, ("configured" if updated.metadata.generation != current.metadata.generation
+                             or updated.metadata.labels != current.metadata.labels else "unchanged")
+        raise errors.Conflict(f"deployment {ns}/{md.name} keeps changing; try again")
+
+    # -------------------------------------------------------------- watch
+    async def watch(self, kind: str, namespace: str = "", name: str = "", resource_version: int = 0
+                    ) -> AsyncIterator[tuple[str, Message, int]]:
+        """(event type, object, resource_version); resume by passing the last version seen."""
+        k = kind_of(kind)
+        method = {"pipeline": "WatchPipelines", "deployment": "WatchDeployments"}.get(k)
+        if method is None:
+            raise errors.InvalidArgument("nodes cannot be watched yet; list them")
+        call = getattr(self._stub, method)(api.WatchRequest(namespace=namespace, name=name,
+                                                            resource_version=resource_version),
+                                           metadata=self._metadata)
+        try:
+            async for ev in call:
+                yield EVENT_NAMES.get(ev.type, "UNKNOWN"), ev.object, ev.resource_version
+        except grpc.aio.AioRpcError as e:
+            raise errors.from_rpc_error(e) from None
+        finally:
+            call.cancel()
+
+    async def wait_ready(self, name: str, namespace: str = "default", timeout: float = 30.0,
+                         condition: str = cond.READY) -> kr.Deployment:
+        """Wait until the deployment's condition is True; raise DeploymentFailed on Failed/Unschedulable."""
+        async def wait() -> kr.Deployment:
+            async for etype, d, _ in self.watch("deployment", namespace, name):
+                if etype == "DELETED":
+                    raise errors.NotFound(f"deployment {namespace}/{name} was deleted")
+                if etype == "SYNCED":
+                    continue
+                c = cond.get(d.status.conditions, condition)
+                if c is not None and c.status == cond.TRUE and \
+                        d.status.observed_generation >= d.metadata.generation:
+                    return d
+                if d.status.phase in (cond.FAILED, cond.UNSCHEDULABLE):
+                    c = cond.get(d.status.conditions, cond.READY)
+                    raise DeploymentFailed(f"deployment {namespace}/{name} is {d.status.phase}: "
+                                           f"{c.message if c else ''}")
+            raise errors.Unavailable("watch ended")
+        await self.get("deployment", name, namespace)  # NotFound early
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            d = await self.get("deployment", name, namespace)
+            raise errors.DeadlineExceeded(f"deployment {namespace}/{name} not {condition} after {timeout}s "
+                                          f"(phase {d.status.phase})") from None
+
+
+def _pipeline_inputs(p: kr.Pipeline) -> bytes:
+    spec = kr.PipelineSpec()
+    spec.CopyFrom(p.spec)
+    if spec.HasField("artifacts") or spec.p4info_ref.digest:
+        spec.ClearField("p4info_ref")
+        spec.ClearField("device_config_ref")
+    return spec.SerializeToString(deterministic=True)
+
+
+class Client:
+    """Blocking client: the AsyncClient run on a private event loop thread."""
+
+    def __init__(self, address: str = DEFAULT_API, token: str = "", timeout: float = 30.0):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="kubep4-client", daemon=True)
+        self._thread.start()
+        self._async: AsyncClient = self._run(_make(address, token, timeout))
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._async.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def create(self, obj):
+        return self._run(self._async.create(obj))
+
+    def get(self, kind, name, namespace="default"):
+        return self._run(self._async.get(kind, name, namespace))
+
+    def list(self, kind, namespace="", labels=None):
+        return self._run(self._async.list(kind, namespace, labels))
+
+    def update(self, deployment):
+        return self._run(self._async.update(deployment))
+
+    def delete(self, kind, name, namespace="default", resource_version=0):
+        return self._run(self._async.delete(kind, name, namespace, resource_version))
+
+    def apply(self, obj):
+        return self._run(self._async.apply(obj))
+
+    def wait_ready(self, name, namespace="default", timeout=30.0, condition=cond.READY):
+        return self._run(self._async.wait_ready(name, namespace, timeout, condition))
+
+    def watch(self, kind, namespace="", name="", resource_version=0, timeout: float | None = None
+              ) -> Iterator[tuple[str, Message, int]]:
+        """Blocking iterator over watch events; stops after ``timeout`` seconds without an event."""
+        agen = self._async.watch(kind, namespace, name, resource_version)
+        try:
+            while True:
+                fut = asyncio.run_coroutine_threadsafe(agen.__anext__(), self._loop)
+                try:
+                    yield fut.result(timeout)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    fut.cancel()
+                    return
+        finally:
+            asyncio.run_coroutine_threadsafe(agen.aclose(), self._loop).result()
+
+
+async def _make(address: str, token: str, timeout: float) -> AsyncClient:
+    return AsyncClient(address, token, timeout)
+
+

@@ -1,0 +1,119 @@
+"""Errors across the mesh: servers abort with rich google.rpc.Status; the SDK maps codes back.
+
+Decisions are made on status codes, never on message text.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.description}"
+
+
+def status_with_violations(code: grpc.StatusCode, message: str, violations: list[Violation]) -> grpc.Status:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[
+        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+        for v in violations]))
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[detail]))
+
+
+def plain_status(code: grpc.StatusCode, message: str) -> grpc.Status:
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message))
+
+
+class KubeP4Error(Exception):
+    """Base of the SDK's typed errors; ``code`` is the gRPC status code."""
+
+    code = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, message: str, violations: list[Violation] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.violations = violations or []
+
+    def __str__(self) -> str:
+        if not self.violations:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  {v}" for v in self.violations)
+
+
+class InvalidArgument(KubeP4Error):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(KubeP4Error):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(KubeP4Error):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Conflict(KubeP4Error):
+    """ABORTED: the object changed since it was read; re-read and retry."""
+    code = grpc.StatusCode.ABORTED
+
+
+class FailedPrecondition(KubeP4Error):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(KubeP4Error):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(KubeP4Error):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(KubeP4Error):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class OutOfRange(KubeP4Error):
+    """A watch asked to resume from a version that etcd has compacted: re-list."""
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class DeadlineExceeded(KubeP4Error):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+_EXCEPTIONS_BY_CODE = {cls.code: cls for cls in (
+    InvalidArgument, NotFound, AlreadyExists, Conflict, FailedPrecondition, Unavailable,
+    Unauthenticated, PermissionDenied, OutOfRange, DeadlineExceeded)}
+
+
+def from_rpc_error(err: grpc.RpcError) -> KubeP4Error:
+    """Map a gRPC error to a typed KubeP4Error, with field violations from BadRequest details."""
+    code = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
+    violations: list[Violation] = []
+    try:
+        status = rpc_status.from_call(err)
+    except Exception:  # malformed trailer: keep the plain message
+        status = None
+    if status is not None:
+        for d in status.details:
+            br = error_details_pb2.BadRequest()
+            if d.Unpack(br):
+                violations += [Violation(v.field, v.description) for v in br.field_violations]
+    cls = _EXCEPTIONS_BY_CODE.get(code, KubeP4Error)
+    exc = cls(err.details() or code.name, violations)
+    if cls is KubeP4Error:
+        exc.code = code
+    return exc
+
+
+OK = code_pb2.OK

@@ -1,0 +1,52 @@
+from kubep4.gen.kubep4.v1 import resources_pb2 as _resources_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Operation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATION_UNSPECIFIED: _ClassVar[Operation]
+    CREATE: _ClassVar[Operation]
+    UPDATE: _ClassVar[Operation]
+    DELETE: _ClassVar[Operation]
+OPERATION_UNSPECIFIED: Operation
+CREATE: Operation
+UPDATE: Operation
+DELETE: Operation
+
+class AdmissionReview(_message.Message):
+    __slots__ = ("operation", "pipeline", "deployment", "referenced_pipeline")
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCED_PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    operation: Operation
+    pipeline: _resources_pb2.Pipeline
+    deployment: _resources_pb2.Deployment
+    referenced_pipeline: _resources_pb2.Pipeline
+    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ..., referenced_pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ...) -> None: ...
+
+class FieldViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class AdmissionResponse(_message.Message):
+    __slots__ = ("allowed", "violations", "pipeline", "deployment")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    violations: _containers.RepeatedCompositeFieldContainer[FieldViolation]
+    pipeline: _resources_pb2.Pipeline
+    deployment: _resources_pb2.Deployment
+    def __init__(self, allowed: _Optional[bool] = ..., violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ..., pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ...) -> None: ...

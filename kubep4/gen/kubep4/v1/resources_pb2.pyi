@@ -1,0 +1,414 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ObjectMeta(_message.Message):
+    __slots__ = ("name", "namespace", "uid", "labels", "annotations", "generation", "resource_version", "creation_timestamp", "deletion_timestamp", "trace_context")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class AnnotationsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATION_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    DELETION_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    namespace: str
+    uid: str
+    labels: _containers.ScalarMap[str, str]
+    annotations: _containers.ScalarMap[str, str]
+    generation: int
+    resource_version: int
+    creation_timestamp: _timestamp_pb2.Timestamp
+    deletion_timestamp: _timestamp_pb2.Timestamp
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., uid: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., generation: _Optional[int] = ..., resource_version: _Optional[int] = ..., creation_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deletion_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Condition(_message.Message):
+    __slots__ = ("type", "status", "reason", "message", "last_transition_time")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: _timestamp_pb2.Timestamp
+    def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class P4Source(_message.Message):
+    __slots__ = ("program", "backend", "arch", "target", "options")
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    program: str
+    backend: str
+    arch: str
+    target: str
+    options: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, program: _Optional[str] = ..., backend: _Optional[str] = ..., arch: _Optional[str] = ..., target: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Artifacts(_message.Message):
+    __slots__ = ("p4info", "device_config")
+    P4INFO_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    p4info: bytes
+    device_config: bytes
+    def __init__(self, p4info: _Optional[bytes] = ..., device_config: _Optional[bytes] = ...) -> None: ...
+
+class ArtifactRef(_message.Message):
+    __slots__ = ("digest", "size", "chunks")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    size: int
+    chunks: int
+    def __init__(self, digest: _Optional[str] = ..., size: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
+
+class PipelineSpec(_message.Message):
+    __slots__ = ("source", "artifacts", "arch", "target", "p4info_ref", "device_config_ref")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    P4INFO_REF_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_CONFIG_REF_FIELD_NUMBER: _ClassVar[int]
+    source: P4Source
+    artifacts: Artifacts
+    arch: str
+    target: str
+    p4info_ref: ArtifactRef
+    device_config_ref: ArtifactRef
+    def __init__(self, source: _Optional[_Union[P4Source, _Mapping]] = ..., artifacts: _Optional[_Union[Artifacts, _Mapping]] = ..., arch: _Optional[str] = ..., target: _Optional[str] = ..., p4info_ref: _Optional[_Union[ArtifactRef, _Mapping]] = ..., device_config_ref: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
+
+class PipelineStatus(_message.Message):
+    __slots__ = ("digest", "phase", "conditions", "observed_generation")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    phase: str
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    observed_generation: int
+    def __init__(self, digest: _Optional[str] = ..., phase: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., observed_generation: _Optional[int] = ...) -> None: ...
+
+class Pipeline(_message.Message):
+    __slots__ = ("metadata", "spec", "status")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    metadata: ObjectMeta
+    spec: PipelineSpec
+    status: PipelineStatus
+    def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[PipelineSpec, _Mapping]] = ..., status: _Optional[_Union[PipelineStatus, _Mapping]] = ...) -> None: ...
+
+class FieldMatch(_message.Message):
+    __slots__ = ("field", "exact", "lpm", "ternary", "range", "optional")
+    class Exact(_message.Message):
+        __slots__ = ("value",)
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        value: str
+        def __init__(self, value: _Optional[str] = ...) -> None: ...
+    class Lpm(_message.Message):
+        __slots__ = ("value", "prefix_len")
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        PREFIX_LEN_FIELD_NUMBER: _ClassVar[int]
+        value: str
+        prefix_len: int
+        def __init__(self, value: _Optional[str] = ..., prefix_len: _Optional[int] = ...) -> None: ...
+    class Ternary(_message.Message):
+        __slots__ = ("value", "mask")
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        MASK_FIELD_NUMBER: _ClassVar[int]
+        value: str
+        mask: str
+        def __init__(self, value: _Optional[str] = ..., mask: _Optional[str] = ...) -> None: ...
+    class Range(_message.Message):
+        __slots__ = ("low", "high")
+        LOW_FIELD_NUMBER: _ClassVar[int]
+        HIGH_FIELD_NUMBER: _ClassVar[int]
+        low: str
+        high: str
+        def __init__(self, low: _Optional[str] = ..., high: _Optional[str] = ...) -> None: ...
+    class Optional(_message.Message):
+        __slots__ = ("value",)
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        value: str
+        def __init__(self, value: _Optional[str] = ...) -> None: ...
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    LPM_FIELD_NUMBER: _ClassVar[int]
+    TERNARY_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONAL_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    exact: FieldMatch.Exact
+    lpm: FieldMatch.Lpm
+    ternary: FieldMatch.Ternary
+    range: FieldMatch.Range
+    optional: FieldMatch.Optional
+    def __init__(self, field: _Optional[str] = ..., exact: _Optional[_Union[FieldMatch.Exact, _Mapping]] = ..., lpm: _Optional[_Union[FieldMatch.Lpm, _Mapping]] = ..., ternary: _Optional[_Union[FieldMatch.Ternary, _Mapping]] = ..., range: _Optional[_Union[FieldMatch.Range, _Mapping]] = ..., optional: _Optional[_Union[FieldMatch.Optional, _Mapping]] = ...) -> None: ...
+
+class ActionParam(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class TableEntry(_message.Message):
+    __slots__ = ("table", "match", "action", "params", "priority", "is_default_action")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_ACTION_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    match: _containers.RepeatedCompositeFieldContainer[FieldMatch]
+    action: str
+    params: _containers.RepeatedCompositeFieldContainer[ActionParam]
+    priority: int
+    is_default_action: bool
+    def __init__(self, table: _Optional[str] = ..., match: _Optional[_Iterable[_Union[FieldMatch, _Mapping]]] = ..., action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ..., priority: _Optional[int] = ..., is_default_action: _Optional[bool] = ...) -> None: ...
+
+class LabelSelectorRequirement(_message.Message):
+    __slots__ = ("key", "operator", "values")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    operator: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., operator: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LabelSelector(_message.Message):
+    __slots__ = ("match_labels", "match_expressions")
+    class MatchLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MATCH_LABELS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_EXPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    match_labels: _containers.ScalarMap[str, str]
+    match_expressions: _containers.RepeatedCompositeFieldContainer[LabelSelectorRequirement]
+    def __init__(self, match_labels: _Optional[_Mapping[str, str]] = ..., match_expressions: _Optional[_Iterable[_Union[LabelSelectorRequirement, _Mapping]]] = ...) -> None: ...
+
+class UpdateStrategy(_message.Message):
+    __slots__ = ("type", "max_unavailable")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    max_unavailable: int
+    def __init__(self, type: _Optional[str] = ..., max_unavailable: _Optional[int] = ...) -> None: ...
+
+class DeploymentSpec(_message.Message):
+    __slots__ = ("pipeline", "replicas", "selector", "target", "arch", "table_entries", "strategy")
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    TABLE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    pipeline: str
+    replicas: int
+    selector: LabelSelector
+    target: str
+    arch: str
+    table_entries: _containers.RepeatedCompositeFieldContainer[TableEntry]
+    strategy: UpdateStrategy
+    def __init__(self, pipeline: _Optional[str] = ..., replicas: _Optional[int] = ..., selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., strategy: _Optional[_Union[UpdateStrategy, _Mapping]] = ...) -> None: ...
+
+class ReplicaStatus(_message.Message):
+    __slots__ = ("replica", "node", "device", "phase", "message")
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    replica: int
+    node: str
+    device: str
+    phase: str
+    message: str
+    def __init__(self, replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class DeploymentStatus(_message.Message):
+    __slots__ = ("phase", "conditions", "observed_generation", "ready_replicas", "replicas", "pipeline_digest")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    READY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    observed_generation: int
+    ready_replicas: int
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
+    pipeline_digest: str
+    def __init__(self, phase: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., observed_generation: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., pipeline_digest: _Optional[str] = ...) -> None: ...
+
+class Deployment(_message.Message):
+    __slots__ = ("metadata", "spec", "status")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    metadata: ObjectMeta
+    spec: DeploymentSpec
+    status: DeploymentStatus
+    def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, _Mapping]] = ...) -> None: ...
+
+class Device(_message.Message):
+    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    P4RT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    p4rt_address: str
+    device_id: int
+    target: str
+    arch: str
+    pipeline_slots: int
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class DeviceStatus(_message.Message):
+    __slots__ = ("name", "phase", "cookie", "used_slots")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    USED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    phase: str
+    cookie: str
+    used_slots: int
+    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., cookie: _Optional[str] = ..., used_slots: _Optional[int] = ...) -> None: ...
+
+class NodeSpec(_message.Message):
+    __slots__ = ("address", "devices", "kubernetes_node")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_NODE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    devices: _containers.RepeatedCompositeFieldContainer[Device]
+    kubernetes_node: str
+    def __init__(self, address: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., kubernetes_node: _Optional[str] = ...) -> None: ...
+
+class NodeStatus(_message.Message):
+    __slots__ = ("phase", "conditions", "last_heartbeat", "devices")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    last_heartbeat: _timestamp_pb2.Timestamp
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceStatus]
+    def __init__(self, phase: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceStatus, _Mapping]]] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("metadata", "spec", "status")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    metadata: ObjectMeta
+    spec: NodeSpec
+    status: NodeStatus
+    def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
+
+class PlacementSpec(_message.Message):
+    __slots__ = ("deployment", "namespace", "replica", "node", "device", "pipeline", "pipeline_digest", "deployment_generation")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    namespace: str
+    replica: int
+    node: str
+    device: str
+    pipeline: str
+    pipeline_digest: str
+    deployment_generation: int
+    def __init__(self, deployment: _Optional[str] = ..., namespace: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ...) -> None: ...
+
+class PlacementStatus(_message.Message):
+    __slots__ = ("phase", "message", "cookie", "observed_generation", "last_transition_time")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    message: str
+    cookie: int
+    observed_generation: int
+    last_transition_time: _timestamp_pb2.Timestamp
+    def __init__(self, phase: _Optional[str] = ..., message: _Optional[str] = ..., cookie: _Optional[int] = ..., observed_generation: _Optional[int] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("metadata", "spec", "status")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    metadata: ObjectMeta
+    spec: PlacementSpec
+    status: PlacementStatus
+    def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[PlacementSpec, _Mapping]] = ..., status: _Optional[_Union[PlacementStatus, _Mapping]] = ...) -> None: ...

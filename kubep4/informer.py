@@ -1,0 +1,142 @@
+"""List-then-watch caches of etcd objects, and a deduplicating work queue.
+
+An Informer keeps an in-memory copy of one kind, calls ``handler(event_type, obj)``
+for every change, and relists from scratch when the watch breaks (etcd restart,
+compaction). Handlers should only enqueue keys: reconcilers read the cache.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from kubep4 import store as st
+
+log = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
+
+
+class WorkQueue(Generic[K]):
+    """FIFO of keys; a key already waiting is not added twice, a key being processed is re-queued after."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._waiting: set[K] = set()
+        self._processing: set[K] = set()
+        self._dirty: set[K] = set()
+
+    def add(self, key: K) -> None:
+        if key in self._processing:
+            self._dirty.add(key)
+        elif key not in self._waiting:
+            self._waiting.add(key)
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: K, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.add, key)
+
+    async def get(self) -> K:
+        key = await self._queue.get()
+        self._waiting.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: K) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
+def object_key(obj) -> tuple[str, str]:
+    return obj.metadata.namespace, obj.metadata.name
+
+
+class Informer(Generic[st.T]):
+    def __init__(self, store: st.Store, kind: st.Kind, handler: Callable[[str, object], None] | None = None,
+                 key: Callable[[object], Hashable] = object_key):
+        self.store = store
+        self.kind = kind
+        self.handler = handler or (lambda t, o: None)
+        self.key = key
+        self.cache: dict[Hashable, object] = {}
+        self.synced = asyncio.Event()
+        self.revision = 0
+
+    def get(self, key: Hashable):
+        return self.cache.get(key)
+
+    def items(self) -> list:
+        return list(self.cache.values())
+
+    def observe(self, obj) -> None:
+        """Record our own write at once (the watch event follows and is idempotent)."""
+        k = self.key(obj)
+        cur = self.cache.get(k)
+        if cur is None or cur.metadata.resource_version <= obj.metadata.resource_version:
+            self.cache[k] = obj
+
+    def forget(self, obj) -> None:
+        self.cache.pop(self.key(obj), None)
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                items, rev = await self.store.list(self.kind)
+                fresh = {self.key(o): o for o in items}
+                gone = [o for k, o in self.cache.items() if k not in fresh]
+                self.cache = fresh
+                self.revision = rev
+                for o in gone:
+                    self.handler("DELETED", o)
+                for o in items:
+                    self.handler("SYNC", o)
+                self.synced.set()
+                backoff = 0.1
+                async for ev in self.store.watch(self.kind, start_revision=rev + 1):
+                    k = self.key(ev.object)
+                    if ev.type == "DELETED":
+                        self.cache.pop(k, None)
+                    else:
+                        cur = self.cache.get(k)
+                        if cur is None or cur.metadata.resource_version <= ev.revision:
+                            self.cache[k] = ev.object
+                    self.revision = ev.revision
+                    self.handler(ev.type, ev.object)
+                raise st.Unavailable("watch ended")
+            except (st.Unavailable, st.Compacted) as e:
+                log.warning("%s informer: %s; relisting in %.1fs", self.kind.name, e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+async def run_workers(queue: WorkQueue, reconcile: Callable[[Hashable], Awaitable[float | None]],
+                      workers: int = 4, name: str = "reconcile") -> None:
+    """Process keys forever. reconcile returns a requeue delay (seconds) or None."""
+    async def worker() -> None:
+        while True:
+            key = await queue.get()
+            try:
+                delay = await reconcile(key)
+            except st.Conflict:
+                delay = 0.0
+            except st.Unavailable as e:
+                log.warning("%s %s: %s", name, key, e)
+                delay = 1.0
+            except Exception:
+                log.exception("%s %s failed", name, key)
+                delay = 2.0
+            finally:
+                queue.done(key)
+            if delay is not None:
+                if delay <= 0:
+                    queue.add(key)
+                else:
+                    queue.add_after(key, delay)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))

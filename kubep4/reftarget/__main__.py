@@ -1,0 +1,73 @@
+"""``kubep4-reftarget``: run P4Runtime reference devices until SIGTERM/SIGINT.
+
+    kubep4-reftarget --device 1@127.0.0.1:9559 --device 2@127.0.0.1:9560
+
+Prints ``device <id> listening on <host>:<port>`` per device once it serves.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from kubep4.reftarget.server import serve
+
+DEFAULT_DEVICE = "1@127.0.0.1:9559"
+
+
+def parse_device(spec: str) -> tuple[int, str, int]:
+    """``ID@HOST:PORT`` (IPv6 hosts in brackets) -> (device_id, host, port)."""
+    try:
+        ident, _, address = spec.partition("@")
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not ident:
+            raise ValueError
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        device_id, port_no = int(ident), int(port)
+        if device_id < 0 or not 0 <= port_no <= 65535:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected DEVICE_ID@HOST:PORT, got {spec!r}") from None
+    return device_id, host, port_no
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubep4-reftarget",
+                                description="In-memory P4Runtime reference target (no data plane).")
+    p.add_argument("--device", action="append", type=parse_device, metavar="ID@HOST:PORT",
+                   help=f"serve a device (repeatable; default {DEFAULT_DEVICE}; port 0 picks a free port)")
+    p.add_argument("--log-level", default="WARNING", help="Python logging level for stderr (default WARNING)")
+    return p
+
+
+async def run(devices: list[tuple[int, str, int]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    target = await serve(devices)
+    try:
+        for device_id, host, _ in devices:
+            print(f"device {device_id} listening on {target.address(device_id)}", flush=True)
+        await stop.wait()
+    finally:
+        await target.stop(grace=1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    devices = args.device or [parse_device(DEFAULT_DEVICE)]
+    try:
+        asyncio.run(run(devices))
+    except (OSError, ValueError) as e:
+        print(f"kubep4-reftarget: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,420 @@
+"""Typed access to etcd: KubeP4's only state.
+
+Keys are laid out by kind / namespace / name::
+
+    /kubep4/pipelines/<ns>/<name>
+    /kubep4/deployments/<ns>/<name>
+    /kubep4/nodes/<name>
+    /kubep4/placements/<ns>/<name>            (name = <deployment>-<replica>; spec.node says where)
+    /kubep4/blobs/<digest>/<chunk>            (content-addressed artifact chunks)
+    /kubep4/leases/nodes/<name>               (node heartbeat, attached to a lease)
+
+Every write is one etcd transaction guarded by the key's mod_revision (which is the
+object's ``metadata.resource_version``): a stale write raises Conflict, never
+overwrites. Watches resume from a revision and say when it was compacted.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+import aetcd
+import aetcd.exceptions
+from aetcd import rpc
+from google.protobuf.message import Message
+from opentelemetry import trace
+
+from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.p4 import digest_of
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("kubep4.store")
+
+ROOT = "/kubep4"
+CHUNK_SIZE = 1 << 20  # 1 MiB: etcd's default request limit is 1.5 MiB
+T = TypeVar("T", bound=Message)
+
+
+class StoreError(Exception):
+    """Base class of store errors."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The object changed since it was read (resource_version mismatch)."""
+
+
+class Unavailable(StoreError):
+    """etcd cannot be reached."""
+
+
+class Compacted(StoreError):
+    """A watch asked for a revision etcd has already compacted."""
+
+    def __init__(self, compact_revision: int):
+        super().__init__(f"revision compacted; oldest available is {compact_revision}")
+        self.compact_revision = compact_revision
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    name: str            # plural, used in keys
+    message: type[T]
+    namespaced: bool
+    # extra key segment taken from the object (placements: spec.node)
+    shard: Callable[[Any], str] | None = None
+
+    def prefix(self, namespace: str | None = None, shard: str | None = None) -> str:
+        parts = [ROOT, self.name]
+        if self.shard is not None:
+            if shard is None:
+                return "/".join(parts) + "/"
+            parts.append(shard)
+        if self.namespaced and namespace:
+            parts.append(namespace)
+        return "/".join(parts) + "/"
+
+    def key(self, obj: T) -> str:
+        md = obj.metadata
+        shard = self.shard(obj) if self.shard else None
+        ns = md.namespace if self.namespaced else None
+        return self.prefix(ns, shard) + md.name
+
+    def key_for(self, namespace: str, name: str, shard: str | None = None) -> str:
+        return self.prefix(namespace if self.namespaced else None, shard) + name
+
+
+PIPELINES: Kind[kr.Pipeline] = Kind("pipelines", kr.Pipeline, True)
+DEPLOYMENTS: Kind[kr.Deployment] = Kind("deployments", kr.Deployment, True)
+NODES: Kind[kr.Node] = Kind("nodes", kr.Node, False)
+PLACEMENTS: Kind[kr.Placement] = Kind("placements", kr.Placement, True)
+NODE_LEASES = f"{ROOT}/leases/nodes/"
+BLOBS = f"{ROOT}/blobs/"
+
+
+@dataclass
+class Event(Generic[T]):
+    type: str  # ADDED | MODIFIED | DELETED
+    object: T
+    revision: int
+
+
+def _range_end(prefix: bytes) -> bytes:
+    end = bytearray(prefix)
+    for i in reversed(range(len(end))):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\0"
+
+
+def _decode(kind: Kind[T], value: bytes, mod_revision: int) -> T:
+    obj = kind.message.FromString(value)
+    obj.metadata.resource_version = mod_revision
+    return obj
+
+
+def _encode(obj: Message) -> bytes:
+    copy = type(obj)()
+    copy.CopyFrom(obj)
+    copy.metadata.resource_version = 0  # the key's mod_revision is the truth
+    return copy.SerializeToString(deterministic=True)
+
+
+class Store:
+    """An asyncio etcd client for KubeP4 objects. One per process."""
+
+    def __init__(self, endpoint: str = "127.0.0.1:2379", timeout: float = 5.0):
+        host, _, port = endpoint.rpartition(":")
+        self.endpoint = endpoint
+        self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port or 2379), timeout=timeout,
+                                    options={"grpc.max_receive_message_length": 64 << 20})
+
+    async def __aenter__(self) -> "Store":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        try:
+            await self._client.connect()
+        except aetcd.exceptions.ClientError as e:
+            raise Unavailable(f"etcd at {self.endpoint}: {e}") from e
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    @property
+    def client(self) -> aetcd.Client:
+        return self._client
+
+    # ------------------------------------------------------------------ raw KV
+    async def _txn(self, compare: list, success: list, failure: list | None = None) -> rpc.TxnResponse:
+        await self.connect()
+        try:
+            return await self._client.kvstub.Txn(
+                rpc.TxnRequest(compare=compare, success=success, failure=failure or []),
+                timeout=self._client._timeout)
+        except rpc.AioRpcError as e:
+            raise Unavailable(f"etcd at {self.endpoint}: {e.code().name} {e.details()}") from e
+
+    async def _range(self, key: bytes, range_end: bytes | None = None, revision: int = 0,
+                     keys_only: bool = False) -> rpc.RangeResponse:
+        await self.connect()
+        try:
+            return await self._client.kvstub.Range(
+                rpc.RangeRequest(key=key, range_end=range_end or b"", revision=revision,
+                                 keys_only=keys_only),
+                timeout=self._client._timeout)
+        except rpc.AioRpcError as e:
+            raise Unavailable(f"etcd at {self.endpoint}: {e.code().name} {e.details()}") from e
+
+    @staticmethod
+    def _cmp_mod(key: bytes, rev: int) -> rpc.Compare:
+        return rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=rev)
+
+    @staticmethod
+    def _cmp_absent(key: bytes) -> rpc.Compare:
+        return rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0)
+
+    @staticmethod
+    def _put(key: bytes, value: bytes, lease: int = 0) -> rpc.RequestOp:
+        return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
+
+    @staticmethod
+    def _get_op(key: bytes) -> rpc.RequestOp:
+        return rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
+
+    async def revision(self) -> int:
+        r = await self._range(f"{ROOT}/".encode(), keys_only=True)
+        return r.header.revision
+
+    # ------------------------------------------------------------------ objects
+    async def create(self, kind: Kind[T], obj: T, lease: int = 0) -> T:
+        """Create if absent; sets uid, generation 1 and creation time. Returns the stored object."""
+        obj = _copy(obj)
+        md = obj.metadata
+        if not md.uid:
+            md.uid = str(uuid.uuid4())
+        md.generation = md.generation or 1
+        if not md.HasField("creation_timestamp"):
+            md.creation_timestamp.GetCurrentTime()
+        key = kind.key(obj).encode()
+        with tracer.start_as_current_span("etcd txn create", attributes={"etcd.key": key.decode()}):
+            resp = await self._txn([self._cmp_absent(key)], [self._put(key, _encode(obj), lease)])
+        if not resp.succeeded:
+            raise AlreadyExists(f"{kind.name[:-1]} {_ident(md)} already exists")
+        md.resource_version = resp.header.revision
+        return obj
+
+    async def get(self, kind: Kind[T], namespace: str, name: str, shard: str | None = None) -> T:
+        key = kind.key_for(namespace, name, shard).encode()
+        r = await self._range(key)
+        if not r.kvs:
+            raise NotFound(f"{kind.name[:-1]} {namespace + '/' if kind.namespaced else ''}{name} not found")
+        return _decode(kind, r.kvs[0].value, r.kvs[0].mod_revision)
+
+    async def list(self, kind: Kind[T], namespace: str | None = None,
+                   shard: str | None = None) -> tuple[list[T], int]:
+        """All objects under the prefix, and the etcd revision they were read at."""
+        prefix = kind.prefix(namespace, shard).encode()
+        r = await self._range(prefix, _range_end(prefix))
+        return [_decode(kind, kv.value, kv.mod_revision) for kv in r.kvs], r.header.revision
+
+    async def update(self, kind: Kind[T], obj: T, lease: int = 0) -> T:
+        """Write obj if its resource_version is still the stored mod_revision, else Conflict."""
+        key = kind.key(obj).encode()
+        rv = obj.metadata.resource_version
+        with tracer.start_as_current_span("etcd txn update", attributes={"etcd.key": key.decode()}):
+            resp = await self._txn([self._cmp_mod(key, rv)], [self._put(key, _encode(obj), lease)],
+                                   [self._get_op(key)])
+        if not resp.succeeded:
+            if not resp.responses[0].response_range.kvs:
+                raise NotFound(f"{kind.name[:-1]} {_ident(obj.metadata)} not found")
+            raise Conflict(f"{kind.name[:-1]} {_ident(obj.metadata)} was modified "
+                           f"(resource_version {rv} is stale)")
+        out = _copy(obj)
+        out.metadata.resource_version = resp.header.revision
+        return out
+
+    async def mutate(self, kind: Kind[T], namespace: str, name: str, fn: Callable[[T], T | None],
+                     shard: str | None = None, attempts: int = 20) -> T | None:
+        """Read-modify-write with retry on conflict. fn returns the new object, or None to skip."""
+        for _ in range(attempts):
+            try:
+                cur = await self.get(kind, namespace, name, shard)
+            except NotFound:
+                return None
+            new = fn(_copy(cur))
+            if new is None or new == cur:
+                return cur
+            try:
+                return await self.update(kind, new)
+            except Conflict:
+                await asyncio.sleep(0)
+        raise Conflict(f"{kind.name[:-1]} {namespace}/{name}: too many conflicting writers")
+
+    async def delete(self, kind: Kind[T], namespace: str, name: str, resource_version: int = 0,
+                     shard: str | None = None) -> int:
+        key = kind.key_for(namespace, name, shard).encode()
+        cmp = [self._cmp_mod(key, resource_version)] if resource_version else \
+              [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0)]
+        with tracer.start_as_current_span("etcd txn delete", attributes={"etcd.key": key.decode()}):
+            resp = await self._txn(cmp, [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
+                                   [self._get_op(key)])
+        if not resp.succeeded:
+            if not resp.responses[0].response_range.kvs:
+                raise NotFound(f"{kind.name[:-1]} {namespace}/{name} not found")
+            raise Conflict(f"{kind.name[:-1]} {namespace}/{name} was modified "
+                           f"(resource_version {resource_version} is stale)")
+        return resp.header.revision
+
+    async def watch(self, kind: Kind[T], namespace: str | None = None, start_revision: int = 0,
+                    shard: str | None = None) -> AsyncIterator[Event[T]]:
+        """Events under the prefix from start_revision (inclusive; 0 = from now)."""
+        prefix = kind.prefix(namespace, shard).encode()
+        async for ev in self.watch_raw(prefix, start_revision):
+            etype, kv, prev = ev
+            if etype == "DELETE":
+                if prev is None:
+                    continue
+                obj = _decode(kind, prev.value, kv.mod_revision)
+                yield Event("DELETED", obj, kv.mod_revision)
+            else:
+                obj = _decode(kind, kv.value, kv.mod_revision)
+                yield Event("ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED",
+                            obj, kv.mod_revision)
+
+    async def watch_raw(self, prefix: bytes, start_revision: int = 0) -> AsyncIterator[tuple[str, Any, Any]]:
+        await self.connect()
+        try:
+            w = await self._client.watch(prefix, range_end=_range_end(prefix),
+                                         start_revision=start_revision or None, prev_kv=True)
+        except aetcd.exceptions.RevisionCompactedError as e:
+            raise Compacted(e.compacted_revision) from e
+        except aetcd.exceptions.ClientError as e:
+            raise Unavailable(f"etcd watch: {e}") from e
+        try:
+            async for ev in w:
+                yield ev.kind, ev.kv, ev.prev_kv
+        except aetcd.exceptions.RevisionCompactedError as e:
+            raise Compacted(e.compacted_revision) from e
+        except aetcd.exceptions.ClientError as e:
+            raise Unavailable(f"etcd watch: {e}") from e
+        finally:
+            try:
+                await w.cancel()
+            except Exception:  # the stream may already be gone
+                pass
+
+    # ------------------------------------------------------------------ leases
+    async def grant_lease(self, ttl: int) -> int:
+        try:
+            lease = await self._client.lease(ttl)
+        except aetcd.exceptions.ClientError as e:
+            raise Unavailable(f"etcd lease: {e}") from e
+        return lease.id
+
+    async def keepalive(self, lease_id: int) -> int:
+        """Refresh a lease; returns the remaining TTL (0 when the lease is gone)."""
+        try:
+            reply = await self._client.refresh_lease(lease_id)
+        except aetcd.exceptions.ClientError as e:
+            raise Unavailable(f"etcd lease keepalive: {e}") from e
+        return int(reply.TTL) if reply is not None else 0
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        try:
+            await self._client.revoke_lease(lease_id)
+        except aetcd.exceptions.ClientError:
+            pass
+
+    async def put_if_absent(self, key: str, value: bytes, lease: int = 0) -> bool:
+        resp = await self._txn([self._cmp_absent(key.encode())], [self._put(key.encode(), value, lease)])
+        return resp.succeeded
+
+    async def put_raw(self, key: str, value: bytes, lease: int = 0) -> int:
+        resp = await self._txn([], [self._put(key.encode(), value, lease)])
+        return resp.header.revision
+
+    async def get_raw(self, key: str) -> tuple[bytes, int] | None:
+        r = await self._range(key.encode())
+        return (r.kvs[0].value, r.kvs[0].mod_revision) if r.kvs else None
+
+    async def list_raw(self, prefix: str) -> tuple[list[tuple[str, bytes]], int]:
+        p = prefix.encode()
+        r = await self._range(p, _range_end(p))
+        return [(kv.key.decode(), kv.value) for kv in r.kvs], r.header.revision
+
+    async def delete_raw(self, key: str) -> None:
+        await self._txn([], [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key.encode()))])
+
+    # ------------------------------------------------------------------ blobs
+    async def put_blob(self, data: bytes) -> kr.ArtifactRef:
+        """Store data chunked under its digest (idempotent). No value exceeds CHUNK_SIZE."""
+        digest = digest_of(data)
+        chunks = max(1, -(-len(data) // CHUNK_SIZE))
+        ref = kr.ArtifactRef(digest=digest, size=len(data), chunks=chunks)
+        base = f"{BLOBS}{digest}/"
+        existing = await self._range(base.encode(), _range_end(base.encode()), keys_only=True)
+        if len(existing.kvs) == chunks:
+            return ref
+        with tracer.start_as_current_span("etcd put blob", attributes={"blob.size": len(data)}):
+            for i in range(chunks):
+                await self._txn([], [self._put(f"{base}{i:06d}".encode(),
+                                               data[i * CHUNK_SIZE:(i + 1) * CHUNK_SIZE])])
+        return ref
+
+    async def get_blob(self, ref: kr.ArtifactRef) -> bytes:
+        base = f"{BLOBS}{ref.digest}/".encode()
+        r = await self._range(base, _range_end(base))
+        data = b"".join(kv.value for kv in r.kvs)
+        if len(r.kvs) != ref.chunks or digest_of(data) != ref.digest:
+            raise NotFound(f"artifact {ref.digest} is missing or incomplete in etcd")
+        return data
+
+    async def delete_blob(self, digest: str) -> None:
+        base = f"{BLOBS}{digest}/".encode()
+        await self._txn([], [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(
+            key=base, range_end=_range_end(base)))])
+
+    # ------------------------------------------------------------------ pipelines
+    async def create_pipeline(self, pipeline: kr.Pipeline) -> kr.Pipeline:
+        """Store the artifacts as blobs, then the pipeline object referencing them."""
+        p = _copy(pipeline)
+        if p.spec.HasField("artifacts"):
+            p.spec.p4info_ref.CopyFrom(await self.put_blob(p.spec.artifacts.p4info))
+            p.spec.device_config_ref.CopyFrom(await self.put_blob(p.spec.artifacts.device_config))
+            p.spec.artifacts.Clear()
+        return await self.create(PIPELINES, p)
+
+    async def load_artifacts(self, pipeline: kr.Pipeline) -> kr.Pipeline:
+        """A copy of the pipeline with spec.artifacts filled from the blobs."""
+        p = _copy(pipeline)
+        if p.spec.p4info_ref.digest:
+            p.spec.artifacts.p4info = await self.get_blob(p.spec.p4info_ref)
+            p.spec.artifacts.device_config = await self.get_blob(p.spec.device_config_ref)
+        return p
+
+
+def _copy(obj: T) -> T:
+    out = type(obj)()
+    out.CopyFrom(obj)
+    return out
+
+
+def _ident(md: kr.ObjectMeta) -> str:
+    return f"{md.namespace}/{md.name}" if md.namespace else md.name

@@ -1,0 +1,42 @@
+"""kubep4-admission: flags / KUBEP4_* env -> Policy -> serve."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from kubep4 import config, serving, telemetry
+from kubep4.config import flag
+from services.admission.server import create_server
+from services.admission.validation import Policy
+
+log = logging.getLogger("kubep4.admission")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="kubep4-admission", description="KubeP4 admission service")
+    flag(p, "--listen", "KUBEP4_LISTEN", config.DEFAULT_ADMISSION, help="gRPC listen address")
+    flag(p, "--namespaces", "KUBEP4_NAMESPACES", "default", help="comma-separated known namespaces")
+    flag(p, "--max-replicas", "KUBEP4_MAX_REPLICAS", 64, type=int, help="largest replica count")
+    flag(p, "--max-device-config-bytes", "KUBEP4_MAX_DEVICE_CONFIG_BYTES", 64 << 20, type=int,
+         help="largest device config accepted")
+    flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
+    args = p.parse_args(argv)
+    config.setup_logging(args.log_level)
+    policy = Policy(namespaces=frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()),
+                    max_replicas=args.max_replicas, max_device_config_bytes=args.max_device_config_bytes)
+
+    async def run(stop: asyncio.Event) -> None:
+        tel = telemetry.setup("kubep4-admission")
+        server, port = await create_server(args.listen, policy, tel)
+        host = args.listen.rpartition(":")[0]
+        print(f"kubep4-admission listening on {host}:{port}", flush=True)
+        await stop.wait()
+        await server.stop(2)
+        tel.shutdown()
+
+    serving.run(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The Admission gRPC service: Review validates and defaults, it never writes anything."""
+from __future__ import annotations
+
+import grpc
+
+from kubep4.gen.kubep4.v1 import admission_pb2 as ka
+from kubep4.gen.kubep4.v1 import admission_pb2_grpc as ka_grpc
+from kubep4.serving import start_server
+from kubep4.telemetry import Telemetry, tracer
+from services.admission.validation import Policy, review_deployment, review_pipeline
+
+_tracer = tracer("kubep4.admission")
+SERVICE_NAME = ka.DESCRIPTOR.services_by_name["Admission"].full_name
+
+
+class AdmissionServicer(ka_grpc.AdmissionServicer):
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    async def Review(self, request: ka.AdmissionReview, context) -> ka.AdmissionResponse:
+        which = request.WhichOneof("object")
+        if which is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "review carries no object")
+        with _tracer.start_as_current_span("admission review") as span:
+            span.set_attribute("kubep4.kind", which)
+            span.set_attribute("kubep4.operation", ka.Operation.Name(request.operation))
+            if which == "pipeline":
+                obj, violations = review_pipeline(request.pipeline, self.policy)
+            else:
+                ref = request.referenced_pipeline if request.HasField("referenced_pipeline") else None
+                obj, violations = review_deployment(request.deployment, ref, self.policy)
+            span.set_attribute("kubep4.allowed", not violations)
+            span.set_attribute("kubep4.violations", len(violations))
+        resp = ka.AdmissionResponse(allowed=not violations, violations=[
+            ka.FieldViolation(field=v.field, description=v.description) for v in violations])
+        if not violations:
+            getattr(resp, which).CopyFrom(obj)
+        return resp
+
+
+async def create_server(listen: str, policy: Policy, telemetry: Telemetry | None = None
+                        ) -> tuple[grpc.aio.Server, int]:
+    server, port, _ = await start_server(
+        listen, lambda s: ka_grpc.add_AdmissionServicer_to_server(AdmissionServicer(policy), s),
+        [SERVICE_NAME], telemetry.server_interceptors() if telemetry else None)
+    return server, port

@@ -1,0 +1,188 @@
+"""Validation and defaulting of KubeP4 objects: pure functions, every violation with its field path."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+from google.protobuf.text_format import ParseError
+
+from kubep4.errors import Violation
+from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.p4 import EntryError, P4InfoIndex, parse_p4info, to_p4_entry
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+KNOWN_TARGETS = frozenset({"bmv2", "dpdk", "tofino", "t4p4s", "ebpf", "ubpf", "netfpga"})
+KNOWN_ARCHS = frozenset({"v1model", "psa", "pna", "tna", "t2na", "ebpf_model", "ubpf", "sume"})
+KNOWN_BACKENDS = frozenset({"p4c", "t4p4s", "p4llvm"})
+SELECTOR_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+STRATEGIES = frozenset({"Recreate", "RollingUpdate"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Admission limits; the service fills it from flags."""
+    namespaces: frozenset[str] = frozenset({"default"})
+    max_replicas: int = 64
+    max_device_config_bytes: int = 64 << 20
+    default_target: str = "bmv2"
+
+
+def _meta(md: kr.ObjectMeta, policy: Policy, out: list[Violation]) -> None:
+    if not md.namespace:
+        md.namespace = "default"
+    if not md.name:
+        out.append(Violation("metadata.name", "required"))
+    elif len(md.name) > 63 or not DNS1123_LABEL.match(md.name):
+        out.append(Violation("metadata.name", f"{md.name!r} is not a DNS-1123 label (lower-case letters, "
+                             "digits and '-', starting and ending with a letter or digit, at most 63)"))
+    if md.namespace not in policy.namespaces:
+        out.append(Violation("metadata.namespace",
+                             f"unknown namespace {md.namespace!r} (known: {', '.join(sorted(policy.namespaces))})"))
+    for k, v in md.labels.items():
+        if len(k) > 253 or not LABEL_KEY.match(k):
+            out.append(Violation(f"metadata.labels[{k}]", "invalid label key"))
+        if len(v) > 63 or not LABEL_VALUE.match(v):
+            out.append(Violation(f"metadata.labels[{k}]", f"invalid label value {v!r}"))
+
+
+def _p4info(data: bytes, path: str, out: list[Violation]) -> P4InfoIndex | None:
+    if not data:
+        out.append(Violation(path, "required: the P4Info of the program"))
+        return None
+    try:
+        info = parse_p4info(data)
+    except (DecodeError, ParseError, UnicodeDecodeError) as e:
+        out.append(Violation(path, f"does not parse as a P4Info: {e}"))
+        return None
+    index = P4InfoIndex(info)
+    if not info.tables and not info.actions:
+        out.append(Violation(path, "P4Info declares no tables and no actions"))
+    for field, problem in index.problems():
+        out.append(Violation(f"{path}.{field}", problem))
+    return index
+
+
+def review_pipeline(p: kr.Pipeline, policy: Policy) -> tuple[kr.Pipeline, list[Violation]]:
+    """Validate and default a Pipeline. Returns the defaulted copy and all violations."""
+    p = _copy(p)
+    out: list[Violation] = []
+    _meta(p.metadata, policy, out)
+    which = p.spec.WhichOneof("program")
+    if which is None:
+        out.append(Violation("spec", "one of spec.source (P4 program) or spec.artifacts "
+                             "(P4Info + device config) is required"))
+    elif which == "artifacts":
+        a = p.spec.artifacts
+        index = _p4info(a.p4info, "spec.artifacts.p4info", out)
+        if not a.device_config:
+            out.append(Violation("spec.artifacts.device_config", "required and must not be empty"))
+        elif len(a.device_config) > policy.max_device_config_bytes:
+            out.append(Violation("spec.artifacts.device_config",
+                                 f"{len(a.device_config)} bytes exceeds the limit of "
+                                 f"{policy.max_device_config_bytes}"))
+        if index is not None and not p.spec.arch and index.info.pkg_info.arch:
+            p.spec.arch = index.info.pkg_info.arch
+    else:
+        s = p.spec.source
+        if not s.program.strip():
+            out.append(Violation("spec.source.program", "required: the P4 source text"))
+        if not s.backend:
+            s.backend = "p4c"
+        if s.backend not in KNOWN_BACKENDS:
+            out.append(Violation("spec.source.backend",
+                                 f"unknown backend {s.backend!r} (known: {', '.join(sorted(KNOWN_BACKENDS))})"))
+        p.spec.arch = p.spec.arch or s.arch
+        p.spec.target = p.spec.target or s.target
+    if not p.spec.target:
+        p.spec.target = policy.default_target
+    if not p.spec.arch:
+        out.append(Violation("spec.arch", "required (or give it in the P4Info pkg_info / source)"))
+    elif p.spec.arch not in KNOWN_ARCHS:
+        out.append(Violation("spec.arch", f"unknown arch {p.spec.arch!r} (known: {', '.join(sorted(KNOWN_ARCHS))})"))
+    if p.spec.target not in KNOWN_TARGETS:
+        out.append(Violation("spec.target",
+                             f"unknown target {p.spec.target!r} (known: {', '.join(sorted(KNOWN_TARGETS))})"))
+    return p, out
+
+
+def _selector(sel: kr.LabelSelector, out: list[Violation]) -> None:
+    for k, v in sel.match_labels.items():
+        if not LABEL_KEY.match(k):
+            out.append(Violation(f"spec.selector.match_labels[{k}]", "invalid label key"))
+        if not LABEL_VALUE.match(v):
+            out.append(Violation(f"spec.selector.match_labels[{k}]", f"invalid label value {v!r}"))
+    for i, e in enumerate(sel.match_expressions):
+        path = f"spec.selector.match_expressions[{i}]"
+        if not LABEL_KEY.match(e.key):
+            out.append(Violation(f"{path}.key", f"invalid label key {e.key!r}"))
+        if e.operator not in SELECTOR_OPERATORS:
+            out.append(Violation(f"{path}.operator", f"unknown operator {e.operator!r} "
+                                 f"(one of {', '.join(sorted(SELECTOR_OPERATORS))})"))
+        elif e.operator in ("In", "NotIn") and not e.values:
+            out.append(Violation(f"{path}.values", f"{e.operator} needs at least one value"))
+        elif e.operator in ("Exists", "DoesNotExist") and e.values:
+            out.append(Violation(f"{path}.values", f"{e.operator} takes no values"))
+        for j, v in enumerate(e.values):
+            if not LABEL_VALUE.match(v):
+                out.append(Violation(f"{path}.values[{j}]", f"invalid label value {v!r}"))
+
+
+def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Policy
+                      ) -> tuple[kr.Deployment, list[Violation]]:
+    """Validate and default a Deployment against the pipeline it references (p4info inlined)."""
+    d = _copy(d)
+    out: list[Violation] = []
+    _meta(d.metadata, policy, out)
+    s = d.spec
+    if s.replicas == 0:
+        s.replicas = 1
+    if not 1 <= s.replicas <= policy.max_replicas:
+        out.append(Violation("spec.replicas", f"must be between 1 and {policy.max_replicas}, got {s.replicas}"))
+    if not s.strategy.type:
+        s.strategy.type = "Recreate"
+    if s.strategy.type not in STRATEGIES:
+        out.append(Violation("spec.strategy.type", f"unknown strategy {s.strategy.type!r} "
+                             f"(one of {', '.join(sorted(STRATEGIES))})"))
+    _selector(s.selector, out)
+    index = None
+    if not s.pipeline:
+        out.append(Violation("spec.pipeline", "required: the name of a Pipeline in the same namespace"))
+    elif pipeline is None:
+        out.append(Violation("spec.pipeline",
+                             f"pipeline {s.pipeline!r} not found in namespace {d.metadata.namespace!r}"))
+    else:
+        s.target = s.target or pipeline.spec.target
+        s.arch = s.arch or pipeline.spec.arch
+        if s.target != pipeline.spec.target:
+            out.append(Violation("spec.target", f"{s.target!r} differs from the pipeline's target "
+                                 f"{pipeline.spec.target!r}"))
+        if s.arch != pipeline.spec.arch:
+            out.append(Violation("spec.arch", f"{s.arch!r} differs from the pipeline's arch {pipeline.spec.arch!r}"))
+        if pipeline.spec.artifacts.p4info:
+            try:
+                index = P4InfoIndex(parse_p4info(pipeline.spec.artifacts.p4info))
+            except (DecodeError, ParseError, UnicodeDecodeError):
+                out.append(Violation("spec.pipeline", f"pipeline {s.pipeline!r} has an unreadable P4Info"))
+        elif s.table_entries:
+            out.append(Violation("spec.table_entries", f"pipeline {s.pipeline!r} is not compiled yet: "
+                                 "table entries cannot be checked"))
+    if s.target and s.target not in KNOWN_TARGETS:
+        out.append(Violation("spec.target", f"unknown target {s.target!r}"))
+    if s.arch and s.arch not in KNOWN_ARCHS:
+        out.append(Violation("spec.arch", f"unknown arch {s.arch!r}"))
+    if index is not None:
+        for i, entry in enumerate(s.table_entries):
+            try:
+                to_p4_entry(entry, index)
+            except EntryError as e:
+                out.append(Violation(f"spec.table_entries[{i}].{e.field}", e.description))
+    return d, out
+
+
+def _copy(m):
+    out = type(m)()
+    out.CopyFrom(m)
+    return out

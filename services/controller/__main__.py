@@ -1,0 +1,91 @@
+"""kubep4-controller: flags / KUBEP4_* env -> Settings -> leader election -> reconcile."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from kubep4 import config, serving, telemetry
+from kubep4 import store as st
+from kubep4.config import flag
+from services.controller.leader import LeaderElector
+from services.controller.reconciler import Controller, Placer
+
+log = logging.getLogger("kubep4.controller")
+
+
+@dataclass(frozen=True)
+class Settings:
+    etcd: str
+    identity: str
+    leader_ttl: int = 5
+    placement: str = "builtin"
+    workers: int = 4
+    health_listen: str = ""
+    kube_namespace: str = "kubep4"
+    kube_image: str = "registry.k8s.io/pause:3.9"
+
+
+def _placer(settings: Settings) -> Placer:
+    if settings.placement == "builtin":
+        return Placer()
+    from services.controller.kube_placement import kubernetes_placer
+    return kubernetes_placer(settings)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    tel = telemetry.setup("kubep4-controller")
+    health_server = None
+    if settings.health_listen:
+        health_server, port, _ = await serving.start_server(settings.health_listen, lambda s: None, [])
+        log.info("health on port %d", port)
+    print(f"controller started ({settings.identity})", flush=True)
+    async with st.Store(settings.etcd) as store:
+        elector = LeaderElector(store, settings.identity, settings.leader_ttl)
+        while not stop.is_set():
+            acquire = asyncio.create_task(elector.acquire())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({acquire, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                acquire.cancel()
+                break
+            print(f"controller {settings.identity} is leading", flush=True)
+            controller = Controller(store, _placer(settings), settings.workers)
+            tasks = {asyncio.create_task(controller.run()), asyncio.create_task(elector.keep()), stopper}
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for t in done:
+                if not t.cancelled() and t.exception() and not isinstance(t.exception(), asyncio.CancelledError):
+                    log.error("controller stopped: %r", t.exception())
+            if not stop.is_set():
+                log.warning("leadership lost; campaigning again")
+        await elector.release()
+    if health_server is not None:
+        await health_server.stop(1)
+    tel.shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="kubep4-controller", description="KubeP4 controller (leader-elected)")
+    flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
+    flag(p, "--id", "KUBEP4_CONTROLLER_ID", f"{socket.gethostname()}-{os.getpid()}", help="identity in elections")
+    flag(p, "--leader-ttl", "KUBEP4_LEADER_TTL", 5, type=int, help="leader lease TTL, seconds")
+    flag(p, "--placement", "KUBEP4_PLACEMENT", "builtin", help="builtin | kubernetes", choices=["builtin", "kubernetes"])
+    flag(p, "--workers", "KUBEP4_WORKERS", 4, type=int, help="concurrent reconciles")
+    flag(p, "--health-listen", "KUBEP4_HEALTH_LISTEN", "", help="gRPC health endpoint (empty: none)")
+    flag(p, "--kube-namespace", "KUBEP4_KUBE_NAMESPACE", "kubep4", help="namespace of placement pods")
+    flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
+    args = p.parse_args(argv)
+    config.setup_logging(args.log_level)
+    settings = Settings(etcd=args.etcd, identity=args.id, leader_ttl=args.leader_ttl, placement=args.placement,
+                        workers=args.workers, health_listen=args.health_listen, kube_namespace=args.kube_namespace)
+    serving.run(lambda stop: run(settings, stop))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,376 @@
+"""The controller's level-triggered reconcile loops.
+
+Everything is derived from etcd (informer caches) on every pass, so the loop can
+restart at any time and converge. Deployments are scheduled replica by replica
+into Placements (one etcd transaction each); placements on nodes whose heartbeat
+lease lapsed are moved; the Deployment status aggregates its placements.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from dataclasses import dataclass, field
+
+from opentelemetry import metrics, trace
+
+from kubep4 import conditions as cond
+from kubep4 import store as st
+from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.informer import Informer, WorkQueue, run_workers
+from kubep4.telemetry import extract_context, inject_context
+from services.controller import scheduler as sched
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("kubep4.controller")
+meter = metrics.get_meter("kubep4.controller")
+
+
+def placement_name(deployment: str, replica: int) -> str:
+    return f"{deployment}-{replica}"
+
+
+def _copy(m):
+    out = type(m)()
+    out.CopyFrom(m)
+    return out
+
+
+@dataclass
+class Placer:
+    """Chooses a device for a replica. The builtin scheduler by default; see kube_placement for Kubernetes."""
+    policy: object = field(default_factory=lambda: sched.BuiltinScheduler())
+
+    def choose(self, request: "sched.Request", devices: list) -> "sched.Decision":
+        return self.policy.schedule(request, devices)
+
+    def commit(self, decision: "sched.Decision") -> None:
+        self.policy.commit(decision)
+
+
+class Controller:
+    def __init__(self, store: st.Store, placer: Placer | None = None, workers: int = 4):
+        self.store = store
+        self.placer = placer or Placer()
+        self.workers = workers
+        self.queue: WorkQueue = WorkQueue()
+        self.deployments = Informer(store, st.DEPLOYMENTS, self._on_deployment)
+        self.placements = Informer(store, st.PLACEMENTS, self._on_placement)
+        self.nodes = Informer(store, st.NODES, self._on_node, key=lambda o: o.metadata.name)
+        self.live_nodes: set[str] = set()
+        self._leases_synced = asyncio.Event()
+        self._phase_hist = meter.create_histogram(
+            "kubep4_deployment_phase_transition_time_from_creation_seconds", unit="s",
+            description="Time from a deployment's creation to each phase it enters")
+        self._lock = asyncio.Lock()  # scheduling decisions are serialised so they see each other
+
+    # ---------------------------------------------------------------- events
+    def _on_deployment(self, etype: str, d: kr.Deployment) -> None:
+        self.queue.add(("deployment", d.metadata.namespace, d.metadata.name))
+
+    def _on_placement(self, etype: str, p: kr.Placement) -> None:
+        self.queue.add(("deployment", p.metadata.namespace, p.spec.deployment))
+
+    def _on_node(self, etype: str, n: kr.Node) -> None:
+        self.queue.add(("node", "", n.metadata.name))
+
+    def _placements_of(self, ns: str, name: str) -> list[kr.Placement]:
+        return [p for p in self.placements.items()
+                if p.metadata.namespace == ns and p.spec.deployment == name]
+
+    async def _watch_leases(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                kvs, rev = await self.store.list_raw(st.NODE_LEASES)
+                live = {k[len(st.NODE_LEASES):] for k, _ in kvs}
+                changed = live ^ self.live_nodes
+                self.live_nodes = live
+                self._leases_synced.set()
+                for n in changed:
+                    self.queue.add(("node", "", n))
+                async for etype, kv, _ in self.store.watch_raw(st.NODE_LEASES.encode(), rev + 1):
+                    node = kv.key.decode()[len(st.NODE_LEASES):]
+                    if etype == "DELETE":
+                        self.live_nodes.discard(node)
+                    else:
+                        self.live_nodes.add(node)
+                    self.queue.add(("node", "", node))
+                backoff = 0.1
+            except (st.Unavailable, st.Compacted) as e:
+                log.warning("lease watch: %s", e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5)
+
+    # ---------------------------------------------------------------- run
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(t) for t in (
+            self.deployments.run(), self.placements.run(), self.nodes.run(), self._watch_leases())]
+        try:
+            await asyncio.gather(self.deployments.synced.wait(), self.placements.synced.wait(),
+                                 self.nodes.synced.wait(), self._leases_synced.wait())
+            log.info("caches synced: %d deployments, %d placements, %d nodes", len(self.deployments.cache),
+                     len(self.placements.cache), len(self.nodes.cache))
+            tasks.append(asyncio.create_task(run_workers(self.queue, self.reconcile, self.workers)))
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def reconcile(self, key) -> float | None:
+        kind, ns, name = key
+        if kind == "node":
+            return await self.reconcile_node(name)
+        return await self.reconcile_deployment(ns, name)
+
+    # ---------------------------------------------------------------- nodes
+    async def reconcile_node(self, name: str) -> float | None:
+        node = self.nodes.get(name)
+        live = name in self.live_nodes
+        if node is not None:
+            want = "Ready" if live else "NotReady"
+            if node.status.phase != want:
+                def set_phase(n: kr.Node) -> kr.Node:
+                    n.status.phase = want
+                    cond.mark(n.status.conditions, "Ready", cond.TRUE if live else cond.FALSE,
+                              "HeartbeatOK" if live else "LeaseExpired",
+                              "" if live else "the node agent's heartbeat lease expired")
+                    return n
+                updated = await self.store.mutate(st.NODES, "", name, set_phase)
+                if updated is not None:
+                    self.nodes.observe(updated)
+                log.info("node %s is %s", name, want)
+        # every deployment with a placement there may need to move or can now be placed
+        for d in self.deployments.items():
+            self.queue.add(("deployment", d.metadata.namespace, d.metadata.name))
+        return None
+
+    def _device_states(self) -> list:
+        devices = sched.devices_from(self.nodes.items(), [
+            (p.spec.node, p.spec.device, p.spec.pipeline_digest) for p in self.placements.items()])
+        for d in devices:  # readiness is the heartbeat lease, seen before the Node status catches up
+            d.node_ready = d.node in self.live_nodes
+        return devices
+
+    # ---------------------------------------------------------------- deployments
+    async def reconcile_deployment(self, ns: str, name: str) -> float | None:
+        d = self.deployments.get((ns, name))
+        placements = self._placements_of(ns, name)
+        if d is None:
+            for p in placements:  # orphans of a deployment that is gone
+                await self._delete_placement(p)
+            return None
+        ctx = extract_context(d.metadata.trace_context)
+        with tracer.start_as_current_span("controller reconcile", context=ctx,
+                                          attributes={"kubep4.deployment": f"{ns}/{name}",
+                                                      "kubep4.generation": d.metadata.generation}):
+            if d.metadata.HasField("deletion_timestamp"):
+                return await self._finalize(d, placements)
+            async with self._lock:
+                unschedulable = await self._schedule(d, placements)
+            return await self._update_status(d, unschedulable)
+
+    async def _schedule(self, d: kr.Deployment, placements: list[kr.Placement]) -> list[str]:
+        ns, name = d.metadata.namespace, d.metadata.name
+        by_replica = {p.spec.replica: p for p in placements}
+        devices = None
+        messages: list[str] = []
+        for p in placements:
+            if p.spec.replica >= d.spec.replicas:  # scaled down
+                await self._remove_placement(p)
+        for i in range(d.spec.replicas):
+            p = by_replica.get(i)
+            if p is not None and p.metadata.HasField("deletion_timestamp"):
+                continue
+            move = p is not None and not self._device_exists(p)
+            if p is None or move:
+                if devices is None:
+                    devices = self._device_states()
+                others = frozenset(q.spec.node for r, q in by_replica.items() if r != i)
+                exclude = frozenset({(p.spec.node, p.spec.device)}) if move else frozenset()
+                request = sched.Request(namespace=ns, deployment=name, replica=i, target=d.spec.target,
+                                        arch=d.spec.arch, selector=d.spec.selector,
+                                        pipeline_digest=d.status.pipeline_digest, avoid_nodes=others,
+                                        exclude_devices=exclude)
+                with tracer.start_as_current_span("schedule") as span:
+                    decision = self.placer.choose(request, devices)
+                    span.set_attributes({
+                        "kubep4.replica": i, "scheduler.candidates": decision.candidates,
+                        "scheduler.feasible": decision.feasible,
+                        "scheduler.filtered": ", ".join(f"{k}={v}" for k, v in sorted(decision.filtered.items())),
+                        "scheduler.chosen": f"{decision.device.node}/{decision.device.device}"
+                        if decision.device else "", "scheduler.score": float(decision.score)})
+                if not decision.scheduled:
+                    messages.append(decision.message)
+                    continue  # a placement that cannot move stays where it is
+                self.placer.commit(decision)
+                chosen = decision.device
+                by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p)
+            elif (p.spec.deployment_generation != d.metadata.generation
+                  or p.spec.pipeline_digest != d.status.pipeline_digest):
+                by_replica[i] = await self._write_placement(d, i, p.spec.node, p.spec.device, p)
+        return messages
+
+    def _device_exists(self, p: kr.Placement) -> bool:
+        """The placement's device is still registered on a node with a live heartbeat."""
+        if p.spec.node not in self.live_nodes:
+            return False
+        node = self.nodes.get(p.spec.node)
+        return node is not None and any(dev.name == p.spec.device for dev in node.spec.devices)
+
+    async def _write_placement(self, d: kr.Deployment, replica: int, node: str, device: str,
+                               current: kr.Placement | None) -> kr.Placement:
+        with tracer.start_as_current_span("placement write", attributes={
+                "kubep4.node": node, "kubep4.device": device, "kubep4.replica": replica}):
+            p = _copy(current) if current is not None else kr.Placement()
+            p.metadata.name = placement_name(d.metadata.name, replica)
+            p.metadata.namespace = d.metadata.namespace
+            p.metadata.labels["kubep4.io/deployment"] = d.metadata.name
+            moved = current is not None and (current.spec.node, current.spec.device) != (node, device)
+            p.spec.CopyFrom(kr.PlacementSpec(
+                deployment=d.metadata.name, namespace=d.metadata.namespace, replica=replica, node=node,
+                device=device, pipeline=d.spec.pipeline, pipeline_digest=d.status.pipeline_digest,
+                deployment_generation=d.metadata.generation))
+            if current is None or moved:
+                p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
+                p.status.last_transition_time.GetCurrentTime()
+            p.metadata.trace_context.clear()
+            inject_context(p.metadata.trace_context)
+            if current is None:
+                stored = await self.store.create(st.PLACEMENTS, p)
+            else:
+                stored = await self.store.update(st.PLACEMENTS, p)
+            self.placements.observe(stored)
+            log.info("placement %s/%s -> %s/%s (generation %d)", p.metadata.namespace, p.metadata.name,
+                     node, device, d.metadata.generation)
+            return stored
+
+    async def _remove_placement(self, p: kr.Placement) -> None:
+        """Ask the node agent to clear the device (it deletes the placement), or delete it if the node is gone."""
+        if p.spec.node not in self.live_nodes:
+            await self._delete_placement(p)
+        elif not p.metadata.HasField("deletion_timestamp"):
+            q = _copy(p)
+            q.metadata.deletion_timestamp.GetCurrentTime()
+            q.metadata.trace_context.clear()
+            inject_context(q.metadata.trace_context)
+            try:
+                self.placements.observe(await self.store.update(st.PLACEMENTS, q))
+            except st.NotFound:
+                self.placements.forget(p)
+
+    async def _delete_placement(self, p: kr.Placement) -> None:
+        try:
+            await self.store.delete(st.PLACEMENTS, p.metadata.namespace, p.metadata.name)
+        except st.NotFound:
+            pass
+        self.placements.forget(p)
+
+    async def _finalize(self, d: kr.Deployment, placements: list[kr.Placement]) -> float | None:
+        for p in placements:
+            await self._remove_placement(p)
+        if self._placements_of(d.metadata.namespace, d.metadata.name):
+            return 5.0  # waiting for the node agents; their deletes requeue us sooner
+        try:
+            await self.store.delete(st.DEPLOYMENTS, d.metadata.namespace, d.metadata.name,
+                                    d.metadata.resource_version)
+            log.info("deployment %s/%s deleted", d.metadata.namespace, d.metadata.name)
+        except st.NotFound:
+            pass
+        return None
+
+    # ---------------------------------------------------------------- status
+    async def _update_status(self, d: kr.Deployment, unschedulable: list[str]) -> float | None:
+        gen = d.metadata.generation
+        want = self.deployments.get((d.metadata.namespace, d.metadata.name)) or d
+        placements = {p.spec.replica: p for p in self._placements_of(d.metadata.namespace, d.metadata.name)
+                      if p.spec.replica < d.spec.replicas and not p.metadata.HasField("deletion_timestamp")}
+        s = kr.DeploymentStatus()
+        s.CopyFrom(want.status)
+        del s.replicas[:]
+        ready = 0
+        failed: list[str] = []
+        installing = False
+        for i in range(d.spec.replicas):
+            p = placements.get(i)
+            if p is None:
+                s.replicas.add(replica=i, phase="Unschedulable" if unschedulable else "Pending",
+                               message=unschedulable[0] if unschedulable else "")
+                continue
+            current = (p.spec.deployment_generation == gen and p.status.observed_generation == gen
+                       and self._device_exists(p))
+            phase = p.status.phase or "Pending"
+            if phase == "Running" and not current:
+                phase = "Installing"
+            s.replicas.add(replica=i, node=p.spec.node, device=p.spec.device, phase=phase, message=p.status.message)
+            if phase == "Running":
+                ready += 1
+            elif phase == "Failed":
+                failed.append(f"{p.spec.node}/{p.spec.device}: {p.status.message}")
+            elif phase == "Installing":
+                installing = True
+        placed = len(placements)
+        n = d.spec.replicas
+        if ready == n:
+            phase = cond.RUNNING
+        elif failed:
+            phase = cond.FAILED
+        elif unschedulable and placed == 0:
+            phase = cond.UNSCHEDULABLE
+        elif installing or ready:
+            phase = cond.INSTALLING
+        elif placed == n:
+            phase = cond.SCHEDULED_PHASE
+        elif unschedulable:
+            phase = cond.UNSCHEDULABLE
+        else:
+            phase = cond.PENDING
+        c = s.conditions
+        if placed == n:
+            cond.mark_true(c, cond.SCHEDULED, "Scheduled", f"{n}/{n} replicas placed")
+        elif unschedulable:
+            cond.mark_false(c, cond.SCHEDULED, "Unschedulable", unschedulable[0])
+        else:
+            cond.mark_unknown(c, cond.SCHEDULED, "Scheduling", f"{placed}/{n} replicas placed")
+        if ready == n:
+            cond.mark_true(c, cond.INSTALLED, "Installed", f"{n}/{n} replicas running")
+        elif failed:
+            cond.mark_false(c, cond.INSTALLED, "InstallFailed", "; ".join(failed))
+        else:
+            cond.mark_unknown(c, cond.INSTALLED, "Installing", f"{ready}/{n} replicas running")
+        cond.derive_ready(c)
+        s.ready_replicas = ready
+        s.observed_generation = gen
+        s.phase = phase
+        if s == want.status:
+            return None
+        previous = want.status.phase
+        updated = _copy(want)
+        updated.status.CopyFrom(s)
+        with tracer.start_as_current_span("status write", attributes={"kubep4.phase": phase}):
+            try:
+                stored = await self.store.update(st.DEPLOYMENTS, updated)
+            except st.NotFound:
+                return None
+        self.deployments.observe(stored)
+        if phase != previous:
+            self._phase_changed(stored, previous)
+        return None
+
+    def _phase_changed(self, d: kr.Deployment, previous: str) -> None:
+        created = d.metadata.creation_timestamp.ToNanoseconds()
+        now = time.time_ns()
+        self._phase_hist.record(max(0, now - created) / 1e9, {"phase": d.status.phase})
+        log.info("deployment %s/%s: %s -> %s", d.metadata.namespace, d.metadata.name, previous, d.status.phase)
+        if d.status.phase == cond.RUNNING:
+            # one span covering creation -> Running, in the deployment's own trace
+            span = tracer.start_span("deployment", context=extract_context(d.metadata.trace_context),
+                                     start_time=created, attributes={
+                                         "kubep4.deployment": f"{d.metadata.namespace}/{d.metadata.name}",
+                                         "kubep4.generation": d.metadata.generation,
+                                         "kubep4.replicas": d.spec.replicas})
+            span.end(end_time=now)
+
+

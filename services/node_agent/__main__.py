@@ -1,0 +1,91 @@
+"""kubep4-node-agent: flags / KUBEP4_* env -> Settings -> register, heartbeat, install."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+
+import yaml
+from google.protobuf import json_format
+
+from kubep4 import config, serving, telemetry
+from kubep4 import store as st
+from kubep4.config import flag
+from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from services.node_agent.agent import NodeAgent, Settings
+
+log = logging.getLogger("kubep4.node_agent")
+
+
+def parse_device(text: str) -> kr.Device:
+    """name=dev0,address=127.0.0.1:9559,device_id=1,target=bmv2,arch=v1model,slots=1,labels=a:b;c:d"""
+    fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+    unknown = set(fields) - {"name", "address", "device_id", "target", "arch", "slots", "labels"}
+    if unknown or "address" not in fields:
+        raise argparse.ArgumentTypeError(f"bad --device {text!r}: need address=HOST:PORT; "
+                                         f"unknown keys {sorted(unknown)}" if unknown else
+                                         f"bad --device {text!r}: address=HOST:PORT is required")
+    labels = dict(kv.split(":", 1) for kv in fields.get("labels", "").split(";") if ":" in kv)
+    return kr.Device(name=fields.get("name", "dev0"), p4rt_address=fields["address"],
+                     device_id=int(fields.get("device_id", 1)), target=fields.get("target", "bmv2"),
+                     arch=fields.get("arch", "v1model"), pipeline_slots=int(fields.get("slots", 1)),
+                     labels=labels)
+
+
+def load_devices(path: str) -> list[kr.Device]:
+    """A YAML file: `devices: [{name, p4rtAddress, deviceId, target, arch, pipelineSlots, labels}]`."""
+    with open(path) as f:
+        doc = yaml.safe_load(f) or {}
+    return [json_format.ParseDict(d, kr.Device()) for d in doc.get("devices", [])]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="kubep4-node-agent", description="KubeP4 node agent")
+    flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
+    flag(p, "--node-name", "KUBEP4_NODE_NAME", socket.gethostname(), help="this node's name")
+    flag(p, "--devices-file", "KUBEP4_DEVICES_FILE", "", help="YAML file listing the devices")
+    p.add_argument("--device", action="append", type=parse_device, default=[],
+                   help="name=dev0,address=HOST:PORT,device_id=1,target=bmv2,arch=v1model,slots=1,labels=k:v;k2:v2 "
+                        "(repeatable; env KUBEP4_DEVICES: the same, separated by spaces)")
+    flag(p, "--devices", "KUBEP4_DEVICES", "", help="devices as in --device, space-separated")
+    flag(p, "--lease-ttl", "KUBEP4_LEASE_TTL", 10, type=int, help="heartbeat lease TTL, seconds")
+    flag(p, "--resync", "KUBEP4_RESYNC", 5.0, type=float, help="seconds between device checks")
+    flag(p, "--kubernetes-node", "KUBEP4_KUBERNETES_NODE", "", help="Kubernetes node this agent runs on")
+    flag(p, "--compile-cache", "KUBEP4_COMPILE_CACHE", "", help="compiler output cache dir")
+    flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
+    args = p.parse_args(argv)
+    config.setup_logging(args.log_level)
+    devices = list(args.device) + [parse_device(t) for t in args.devices.split()]
+    if args.devices_file:
+        devices += load_devices(args.devices_file)
+    if not devices:
+        p.error("no devices: give --device, --devices or --devices-file")
+    names = [d.name for d in devices]
+    if len(set(names)) != len(names):
+        p.error(f"device names must be unique on a node: {names}")
+    settings = Settings(node_name=args.node_name, etcd=args.etcd, devices=tuple(devices),
+                        lease_ttl=args.lease_ttl, resync_seconds=args.resync,
+                        kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache)
+
+    async def run(stop: asyncio.Event) -> None:
+        tel = telemetry.setup("kubep4-node-agent")
+        async with st.Store(settings.etcd) as store:
+            agent = NodeAgent(store, settings)
+            task = asyncio.create_task(agent.run())
+            registered = asyncio.create_task(agent.registered.wait())
+            await asyncio.wait({task, registered}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()
+            print(f"node agent started: {settings.node_name} with {len(devices)} device(s)", flush=True)
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        tel.shutdown()
+
+    serving.run(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""A small P4Runtime test client (generated stubs over grpc.aio) plus entry builders.
+
+Usable against the reference target or any P4Runtime server:
+
+    async with P4RTClient(address, device_id=1) as c:
+        await c.arbitrate(election_id=10)          # opens the stream, returns the first update
+        await c.set_pipeline(p4info, device_config, cookie=7)
+        await c.write([insert(entry)])
+        entries = await c.read_table()
+"""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+from google.rpc import code_pb2
+from grpc_status import rpc_status
+
+from kubep4.p4 import P4InfoIndex, canonical, p4i, p4r, p4r_grpc, parse_p4info
+
+__all__ = ["P4RTClient", "basic_p4info", "basic_device_config", "insert", "modify", "delete",
+           "write_errors", "be", "lpm_entry", "acl_entry", "BASIC"]
+
+REPO = Path(__file__).resolve().parents[2]
+BASIC_DIR = REPO / "examples" / "basic"
+STEP_TIMEOUT = 10.0
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+SetAction = p4r.SetForwardingPipelineConfigRequest.Action
+ResponseType = p4r.GetForwardingPipelineConfigRequest.ResponseType
+
+
+def basic_p4info() -> p4i.P4Info:
+    return parse_p4info((BASIC_DIR / "basic.p4info.txtpb").read_text())
+
+
+def basic_device_config() -> bytes:
+    return (BASIC_DIR / "basic.json").read_bytes()
+
+
+class _Basic:
+    """Ids of the basic program, looked up by name."""
+
+    def __init__(self) -> None:
+        idx = P4InfoIndex(basic_p4info())
+        self.ipv4_lpm = idx.table("BasicIngress.ipv4_lpm").info.preamble.id
+        self.acl = idx.table("BasicIngress.acl").info.preamble.id
+        self.forward = idx.actions_by_name["BasicIngress.forward"].preamble.id
+        self.drop = idx.actions_by_name["BasicIngress.drop"].preamble.id
+        self.deny = idx.actions_by_name["BasicIngress.deny"].preamble.id
+        self.allow = idx.actions_by_name["BasicIngress.allow"].preamble.id
+
+
+BASIC = _Basic()
+
+
+def be(number: int) -> bytes:
+    """Canonical P4Runtime bytestring of a non-negative integer."""
+    return canonical(number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big"))
+
+
+def lpm_entry(dst: int, prefix_len: int, mac: int = 0x0A0B0C0D0E0F, port: int = 1) -> p4r.TableEntry:
+    e = p4r.TableEntry(table_id=BASIC.ipv4_lpm)
+    e.match.add(field_id=1, lpm=p4r.FieldMatch.LPM(value=be(dst), prefix_len=prefix_len))
+    e.action.action.action_id = BASIC.forward
+    e.action.action.params.add(param_id=1, value=be(mac))
+    e.action.action.params.add(param_id=2, value=be(port))
+    return e
+
+
+def acl_entry(src: int | None, src_mask: int | None, ingress_port: int, priority: int = 10,
+              proto: tuple[int, int] | None = None, deny_rule: int | None = None) -> p4r.TableEntry:
+    e = p4r.TableEntry(table_id=BASIC.acl, priority=priority)
+    if src is not None:
+        e.match.add(field_id=1, ternary=p4r.FieldMatch.Ternary(value=be(src), mask=be(src_mask)))
+    if proto is not None:
+        e.match.add(field_id=2, ternary=p4r.FieldMatch.Ternary(value=be(proto[0]), mask=be(proto[1])))
+    e.match.add(field_id=3, exact=p4r.FieldMatch.Exact(value=be(ingress_port)))
+    if deny_rule is None:
+        e.action.action.action_id = BASIC.allow
+    else:
+        e.action.action.action_id = BASIC.deny
+        e.action.action.params.add(param_id=1, value=be(deny_rule))
+    return e
+
+
+def _update(kind: int, entry: p4r.TableEntry | p4r.Entity) -> p4r.Update:
+    entity = entry if isinstance(entry, p4r.Entity) else p4r.Entity(table_entry=entry)
+    return p4r.Update(type=kind, entity=entity)
+
+
+def insert(entry) -> p4r.Update:
+    return _update(p4r.Update.INSERT, entry)
+
+
+def modify(entry) -> p4r.Update:
+    return _update(p4r.Update.MODIFY, entry)
+
+
+def delete(entry) -> p4r.Update:
+    return _update(p4r.Update.DELETE, entry)
+
+
+def write_errors(err: grpc.aio.AioRpcError) -> list[p4r.Error]:
+    """The per-update ``p4.v1.Error`` details of a failed Write (spec §12.3)."""
+    status = rpc_status.from_call(err)
+    assert status is not None, f"no grpc-status-details-bin trailer on {err.code()}: {err.details()}"
+    out = []
+    for detail in status.details:
+        e = p4r.Error()
+        assert detail.Unpack(e), f"detail is not a p4.v1.Error: {detail.type_url}"
+        out.append(e)
+    return out
+
+
+def error_codes(err: grpc.aio.AioRpcError) -> list[int]:
+    return [e.canonical_code for e in write_errors(err)]
+
+
+OK = code_pb2.OK
+
+
+class P4RTClient:
+    """One P4Runtime client: a channel, at most one StreamChannel, an election id and a role."""
+
+    def __init__(self, address: str, device_id: int = 1, role: str = ""):
+        self.address = address
+        self.device_id = device_id
+        self.role = role
+        self.election_id = 0
+        self.channel = grpc.aio.insecure_channel(address, options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+        self.stub = p4r_grpc.P4RuntimeStub(self.channel)
+        self.stream: grpc.aio.StreamStreamCall | None = None
+
+    async def __aenter__(self) -> "P4RTClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.close_stream()
+        await self.channel.close()
+
+    # ----------------------------------------------------------------- stream
+
+    def _arbitration_request(self, election_id: int, device_id: int | None) -> p4r.StreamMessageRequest:
+        upd = p4r.MasterArbitrationUpdate(device_id=self.device_id if device_id is None else device_id)
+        upd.election_id.high, upd.election_id.low = election_id >> 64, election_id & (2**64 - 1)
+        if self.role:
+            upd.role.name = self.role
+        return p4r.StreamMessageRequest(arbitration=upd)
+
+    async def arbitrate(self, election_id: int, device_id: int | None = None) -> p4r.MasterArbitrationUpdate:
+        """Send an arbitration update (opening the stream if needed); return the reply to it.
+
+        Raises AioRpcError when the server ends the stream instead.
+        """
+        if self.stream is None:
+            self.stream = self.stub.StreamChannel()
+        self.election_id = election_id
+        await self.stream.write(self._arbitration_request(election_id, device_id))
+        return await self.next_arbitration()
+
+    async def next_arbitration(self, timeout: float = STEP_TIMEOUT) -> p4r.MasterArbitrationUpdate:
+        """The next arbitration update pushed on the stream."""
+        assert self.stream is not None
+        while True:
+            msg = await asyncio.wait_for(self.stream.read(), timeout)
+            if msg is grpc.aio.EOF:
+                raise EOFError("the server closed the stream")
+            if msg.WhichOneof("update") == "arbitration":
+                return msg.arbitration
+
+    async def send(self, request: p4r.StreamMessageRequest) -> None:
+        if self.stream is None:
+            self.stream = self.stub.StreamChannel()
+        await self.stream.write(request)
+
+    async def stream_status(self, timeout: float = STEP_TIMEOUT) -> grpc.StatusCode:
+        """Wait for the stream to end; return its status code."""
+        assert self.stream is not None
+        return await asyncio.wait_for(self.stream.code(), timeout)
+
+    async def close_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
+            self.stream = None
+
+    # ----------------------------------------------------------------- unary
+
+    def _eid(self, election_id: int | None) -> p4r.Uint128:
+        eid = self.election_id if election_id is None else election_id
+        return p4r.Uint128(high=eid >> 64, low=eid & (2**64 - 1))
+
+    async def capabilities(self) -> p4r.CapabilitiesResponse:
+        return await self.stub.Capabilities(p4r.CapabilitiesRequest(device_id=self.device_id),
+                                            timeout=STEP_TIMEOUT)
+
+    async def set_pipeline(self, p4info: p4i.P4Info | None = None, device_config: bytes = b"",
+                           cookie: int | None = None, action: int = SetAction.VERIFY_AND_COMMIT,
+                           election_id: int | None = None, device_id: int | None = None) -> None:
+        req = p4r.SetForwardingPipelineConfigRequest(
+            device_id=self.device_id if device_id is None else device_id, role=self.role,
+            election_id=self._eid(election_id), action=action)
+        if p4info is not None:
+            req.config.p4info.CopyFrom(p4info)
+        if device_config:
+            req.config.p4_device_config = device_config
+        if cookie is not None:
+            req.config.cookie.cookie = cookie
+        await self.stub.SetForwardingPipelineConfig(req, timeout=STEP_TIMEOUT)
+
+    async def get_pipeline(self, response_type: int = ResponseType.ALL,
+                           device_id: int | None = None) -> p4r.ForwardingPipelineConfig:
+        req = p4r.GetForwardingPipelineConfigRequest(
+            device_id=self.device_id if device_id is None else device_id, response_type=response_type)
+        return (await self.stub.GetForwardingPipelineConfig(req, timeout=STEP_TIMEOUT)).config
+
+    async def write(self, updates: list[p4r.Update], election_id: int | None = None,
+                    atomicity: int = p4r.WriteRequest.CONTINUE_ON_ERROR,
+                    device_id: int | None = None) -> None:
+        req = p4r.WriteRequest(device_id=self.device_id if device_id is None else device_id,
+                               role=self.role, election_id=self._eid(election_id),
+                               updates=updates, atomicity=atomicity)
+        await self.stub.Write(req, timeout=STEP_TIMEOUT)
+
+    async def read(self, entities: list[p4r.Entity], device_id: int | None = None) -> list[p4r.Entity]:
+        req = p4r.ReadRequest(device_id=self.device_id if device_id is None else device_id,
+                              role=self.role, entities=entities)
+        out: list[p4r.Entity] = []
+        async for resp in self.stub.Read(req, timeout=STEP_TIMEOUT):
+            out.extend(resp.entities)
+        return out
+
+    async def read_table(self, table_id: int = 0, **fields) -> list[p4r.TableEntry]:
+        entity = p4r.Entity(table_entry=p4r.TableEntry(table_id=table_id, **fields))
+        return [e.table_entry for e in await self.read([entity])]
