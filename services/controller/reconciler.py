@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from opentelemetry import metrics, trace
 
@@ -37,16 +37,29 @@ def _copy(m):
     return out
 
 
-@dataclass
 class Placer:
-    """Chooses a device for a replica. The builtin scheduler by default; see kube_placement for Kubernetes."""
-    policy: object = field(default_factory=lambda: sched.BuiltinScheduler())
+    """Chooses a device for each replica. This one runs the builtin scheduler in-process.
 
-    def choose(self, request: "sched.Request", devices: list) -> "sched.Decision":
-        return self.policy.schedule(request, devices)
+    A placer may also run background work (``start``: e.g. watching Kubernetes pods,
+    calling ``requeue(namespace, deployment)`` when something changed) and is told
+    when a replica's placement goes away (``released``) or a deployment is gone
+    (``deleted``). kube_placement.KubernetesPlacer implements the same interface.
+    """
 
-    def commit(self, decision: "sched.Decision") -> None:
-        self.policy.commit(decision)
+    def __init__(self, policy=None):
+        self.policy = policy or sched.BuiltinScheduler()
+
+    async def start(self, store: st.Store, requeue: Callable[[str, str], None]) -> None:
+        return None
+
+    async def place(self, request: "sched.Request", devices: list) -> "sched.Decision":
+        return self.policy.schedule(request, devices, commit=True)
+
+    async def released(self, namespace: str, deployment: str, replica: int) -> None:
+        return None
+
+    async def deleted(self, namespace: str, deployment: str) -> None:
+        return None
 
 
 class Controller:
@@ -112,6 +125,8 @@ class Controller:
                                  self.nodes.synced.wait(), self._leases_synced.wait())
             log.info("caches synced: %d deployments, %d placements, %d nodes", len(self.deployments.cache),
                      len(self.placements.cache), len(self.nodes.cache))
+            tasks.append(asyncio.create_task(self.placer.start(
+                self.store, lambda ns, name: self.queue.add(("deployment", ns, name)))))
             tasks.append(asyncio.create_task(run_workers(self.queue, self.reconcile, self.workers)))
             await asyncio.gather(*tasks)
         finally:
@@ -161,6 +176,7 @@ class Controller:
         if d is None:
             for p in placements:  # orphans of a deployment that is gone
                 await self._delete_placement(p)
+            await self.placer.deleted(ns, name)
             return None
         ctx = extract_context(d.metadata.trace_context)
         with tracer.start_as_current_span("controller reconcile", context=ctx,
@@ -195,7 +211,7 @@ class Controller:
                                         pipeline_digest=d.status.pipeline_digest, avoid_nodes=others,
                                         exclude_devices=exclude)
                 with tracer.start_as_current_span("schedule") as span:
-                    decision = self.placer.choose(request, devices)
+                    decision = await self.placer.place(request, devices)
                     span.set_attributes({
                         "kubep4.replica": i, "scheduler.candidates": decision.candidates,
                         "scheduler.feasible": decision.feasible,
@@ -205,7 +221,6 @@ class Controller:
                 if not decision.scheduled:
                     messages.append(decision.message)
                     continue  # a placement that cannot move stays where it is
-                self.placer.commit(decision)
                 chosen = decision.device
                 by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p)
             elif (p.spec.deployment_generation != d.metadata.generation
@@ -267,6 +282,7 @@ class Controller:
         except st.NotFound:
             pass
         self.placements.forget(p)
+        await self.placer.released(p.metadata.namespace, p.spec.deployment, p.spec.replica)
 
     async def _finalize(self, d: kr.Deployment, placements: list[kr.Placement]) -> float | None:
         for p in placements:
@@ -279,6 +295,7 @@ class Controller:
             log.info("deployment %s/%s deleted", d.metadata.namespace, d.metadata.name)
         except st.NotFound:
             pass
+        await self.placer.deleted(d.metadata.namespace, d.metadata.name)
         return None
 
     # ---------------------------------------------------------------- status
