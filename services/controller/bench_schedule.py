@@ -66,7 +66,7 @@ NOT_READY_FRACTION = 0.03
 DEVICES_PER_NODE = ((1, 0.35), (2, 0.30), (3, 0.20), (4, 0.15))
 SLOTS_PER_DEVICE = ((1, 0.25), (2, 0.30), (3, 0.20), (4, 0.25))
 REPLICAS = ((1, 0.35), (2, 0.25), (3, 0.20), (4, 0.10), (5, 0.10))
-DEPLOYMENTS_PER_NODE = 1.6        # default stream length: deployments = this * nodes
+DEPLOYMENTS_PER_NODE = 2.0        # default stream length: deployments = this * nodes
 CHURN = 0.15                      # after each deployment, probability of deleting a live one
 
 
@@ -261,32 +261,35 @@ def run(sizes: Sequence[int] = DEFAULT_SIZES, deployments: int | None = None, se
 
 
 def render_table(result: dict) -> str:
-    """A fixed-width text table of :func:`run`'s result."""
+    """A fixed-width text table of :func:`run`'s result, failure breakdowns below it."""
     head = ("nodes", "devices", "policy", "requests", "decisions/s", "success", "unsched", "install-fail",
-            "reuse", "load cv", "load max-min", "spread")
+            "reuse", "util", "load sd", "load cv", "max-min", "spread")
     rows = [head]
+    notes = []
     for r in result["results"]:
-        uns = sum(r["failures"]["unschedulable"].values())
-        ins = r["failures"]["install"]
-        ins_txt = ", ".join(f"{n} {k}" for k, n in ins.items()) if ins else "0"
+        uns, ins = r["failures"]["unschedulable"], r["failures"]["install"]
+        bal = r["balance"]
         rows.append((str(r["size"]), str(r["devices"]), r["policy"], str(r["requests"]),
-                     f"{r['decisions_per_s']:,.0f}", f"{r['success_rate']:.1%}", str(uns), ins_txt,
-                     f"{r['pipeline_reuse_rate']:.1%}", f"{r['balance']['cv']:.3f}",
-                     f"{r['balance']['max_min']:.2f}", f"{r['spread']:.1%}"))
+                     f"{r['decisions_per_s']:,.0f}", f"{r['success_rate']:.1%}", str(sum(uns.values())),
+                     str(sum(ins.values())), f"{r['pipeline_reuse_rate']:.1%}", f"{bal['mean']:.2f}",
+                     f"{bal['stddev']:.3f}", f"{bal['cv']:.3f}", f"{bal['max_min']:.2f}", f"{r['spread']:.1%}"))
+        for label, fails in (("unschedulable (furthest reason)", uns), ("install failures", ins)):
+            if fails:
+                detail = ", ".join(f"{n} {k}" for k, n in fails.items())
+                notes.append(f"{r['size']:>7} {r['policy']:<11} {label}: {detail}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = []
     for k, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i in (2, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        lines.append("  ".join(c.ljust(w) if i == 2 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
-    notes = []
-    for r in result["results"]:
-        if r["failures"]["unschedulable"]:
-            detail = ", ".join(f"{n} {k}" for k, n in r["failures"]["unschedulable"].items())
-            notes.append(f"  {r['size']:>6} {r['policy']:<10} unschedulable by furthest reason: {detail}")
     if notes:
         lines.append("")
         lines.extend(notes)
+    lines.append("")
+    lines.append("util = mean used-slot fraction of Ready devices; load sd/cv/max-min over the same fractions; "
+                 "spread = multi-replica deployments on distinct nodes")
     return "\n".join(lines)
 
 

@@ -86,7 +86,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -521,7 +521,7 @@ def _nonzero(counts: Mapping[str, int]) -> dict[str, int]:
     return {r: counts[r] for r in REASONS if counts.get(r)}
 
 
-# Device state categories (per device, from used/slots/digest).
+# Device state categories (from used/slots/digest); a partly used device's category is its digest.
 _FULL = ("full",)
 _EMPTY = ("empty",)
 
@@ -555,11 +555,213 @@ def _device_reason(d: DeviceState, req: Request, reqs: _Compiled,
     return None
 
 
+# ----------------------------------------------------------------- the selection index
+
+_SCAN_MAX = 96       # selections this small are scanned on every decision
+_SKIP_MAX = 128      # a maintained view may drive a selection it exceeds by at most this many items
+_MAX_OWN_VIEWS = 128
+_MAX_PLANS = 8192
+_NO_ITEMS: frozenset[int] = frozenset()
+
+
+class _OwnView:
+    """A maintained view over a fixed member set; subclasses add counters and heaps
+    that the policy updates on every change of a member (``views_of``)."""
+
+    __slots__ = ("members", "size")
+
+    def __init__(self, members: set[int] | frozenset[int]) -> None:
+        self.members = members
+        self.size = len(members)
+
+
+class _Plan:
+    """How to evaluate one (target, arch, selector).
+
+    ``static`` counts the items failing the static filters (NodeNotReady,
+    TargetMismatch, ArchMismatch, SelectorMismatch). A *scan* plan lists its few
+    members (``order``); a *driven* plan uses a maintained view ``driver`` whose
+    members are the plan's members plus the (few) items in ``skip``.
+    """
+
+    __slots__ = ("scan", "static", "order", "driver", "skip")
+
+    def __init__(self, static: dict[str, int], *, order: tuple[int, ...] | None = None,
+                 driver: _OwnView | None = None, skip: frozenset[int] = _NO_ITEMS) -> None:
+        self.scan = order is not None
+        self.static = static
+        self.order = order or ()
+        self.driver = driver
+        self.skip = skip
+
+
+class _SelectionIndex:
+    """Static filter membership of items (devices or nodes) by (target, arch, selector).
+
+    Membership is computed with set operations over a label -> value -> items
+    index (so a new selector costs a few C-level set operations, not a Python
+    scan). Maintained views are shared: a dense selection is driven by the view
+    of its (target, arch) base, or of one of its requirements, whenever that view
+    exceeds it by at most ``_SKIP_MAX`` items; only otherwise does it get a view
+    of its own.
+    """
+
+    def __init__(self, ready: Sequence[bool], labels: Sequence[Mapping[str, str]],
+                 targets: Mapping[str, set[int]], arches: Mapping[str, set[int]],
+                 make_view: Callable[[set[int] | frozenset[int]], _OwnView]) -> None:
+        self.n = len(ready)
+        self.ready = frozenset(i for i, r in enumerate(ready) if r)
+        self._targets, self._arches = targets, arches
+        self._make_view = make_view
+        self._values: dict[str, dict[str, set[int]]] = {}
+        self._keys: dict[str, set[int]] = {}
+        for i in self.ready:
+            for k, v in labels[i].items():
+                by_value = self._values.get(k)
+                if by_value is None:
+                    by_value = self._values[k] = {}
+                    self._keys[k] = set()
+                self._keys[k].add(i)
+                s = by_value.get(v)
+                if s is None:
+                    by_value[v] = {i}
+                else:
+                    s.add(i)
+        self._bases: dict[tuple[str, str], tuple[frozenset[int], dict[str, int]]] = {}
+        self._own: dict[tuple, _OwnView] = {}
+        self._plans: dict[tuple, _Plan] = {}
+        self.views_of: list[list[_OwnView]] = [[] for _ in range(self.n)]
+
+    def _base(self, target: str, arch: str) -> tuple[frozenset[int], dict[str, int]]:
+        b = self._bases.get((target, arch))
+        if b is None:
+            ready = self.ready
+            t = ready & self._targets.get(target, _NO_ITEMS) if target else ready
+            a = t & self._arches.get(arch, _NO_ITEMS) if arch else t
+            b = self._bases[(target, arch)] = (frozenset(a), {
+                NODE_NOT_READY: self.n - len(ready), TARGET_MISMATCH: len(ready) - len(t),
+                ARCH_MISMATCH: len(t) - len(a)})
+        return b
+
+    def _members(self, base: frozenset[int], reqs: _Compiled) -> frozenset[int]:
+        if not reqs:
+            return base
+        m = set(base)
+        for key, op, values in reqs:
+            if op == _IN:
+                by_value = self._values.get(key, {})
+                if len(values) == 1:
+                    m &= by_value.get(next(iter(values)), _NO_ITEMS)
+                else:
+                    m &= set().union(*(by_value.get(v, _NO_ITEMS) for v in values))
+            elif op == _NOT_IN:
+                by_value = self._values.get(key, {})
+                for v in values:
+                    m -= by_value.get(v, _NO_ITEMS)
+            elif op == _EXISTS:
+                m &= self._keys.get(key, _NO_ITEMS)
+            else:
+                m -= self._keys.get(key, _NO_ITEMS)
+        return frozenset(m)
+
+    def plan(self, target: str, arch: str, reqs: _Compiled) -> _Plan:
+        key = (target, arch, reqs)
+        p = self._plans.get(key)
+        if p is not None:
+            return p
+        base, base_static = self._base(target, arch)
+        members = self._members(base, reqs)
+        static = dict(base_static)
+        static[SELECTOR_MISMATCH] = len(base) - len(members)
+        if len(members) <= _SCAN_MAX:
+            p = _Plan(static, order=tuple(sorted(members)))
+        else:
+            choice: tuple[int, _Compiled, frozenset[int]] | None = None
+            subs: list[_Compiled] = [()] + ([(r,) for r in reqs] if len(reqs) > 1 else [])
+            for sub in subs:
+                if sub == reqs:
+                    continue
+                view = self._own.get((target, arch, sub))
+                sub_members = view.members if view is not None else self._members(base, sub)
+                extra = len(sub_members) - len(members)
+                if extra <= _SKIP_MAX and (choice is None or extra < choice[0]):
+                    choice = (extra, sub, frozenset(sub_members))
+            sub, sub_members = (reqs, members) if choice is None else (choice[1], choice[2])
+            driver = self._own_view(target, arch, sub, sub_members)
+            skip = frozenset(driver.members - members) if sub != reqs else _NO_ITEMS
+            p = _Plan(static, driver=driver, skip=skip)
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[key] = p
+        return p
+
+    def _own_view(self, target: str, arch: str, sub: _Compiled, members: frozenset[int]) -> _OwnView:
+        key = (target, arch, sub)
+        v = self._own.get(key)
+        if v is None:
+            if len(self._own) >= _MAX_OWN_VIEWS:
+                # Start over (plans refer to views): correct, only slower when thrashing.
+                self._own.clear()
+                self._plans.clear()
+                self.views_of = [[] for _ in range(self.n)]
+            v = self._own[key] = self._make_view(members)
+            views_of = self.views_of
+            for i in members:
+                views_of[i].append(v)
+        return v
+
+
+def _heap_search(heap: list[tuple], valid: Callable[[tuple], bool], avoid: frozenset[str],
+                 excluded: set[int] | frozenset[int], skip: frozenset[int],
+                 names: Sequence[str]) -> tuple[int | None, int | None]:
+    """Walk a lazy-deletion heap in order (the item index is ``entry[-2]``).
+
+    Returns (first valid item neither excluded/skipped nor on an avoided node,
+    first valid non-excluded/skipped item on an avoided node). Stale and
+    duplicate entries are dropped; the others are restored."""
+    popped: list[tuple] = []
+    seen: set[int] = set()
+    found = fallback = None
+    pop = heapq.heappop
+    while heap:
+        e = pop(heap)
+        idx = e[-2]
+        if idx in seen or not valid(e):
+            continue
+        seen.add(idx)
+        popped.append(e)
+        if idx in excluded or idx in skip:
+            continue
+        if avoid and names[idx] in avoid:
+            if fallback is None:
+                fallback = idx
+            continue
+        found = idx
+        break
+    if len(popped) == 1:
+        heapq.heappush(heap, popped[0])
+    else:
+        for e in popped:
+            heapq.heappush(heap, e)
+    return found, fallback
+
+
+def _compact(heap: list[tuple], valid: Callable[[tuple], bool]) -> list[tuple]:
+    """Drop stale and duplicate entries."""
+    seen: set[int] = set()
+    kept = []
+    for e in heap:
+        if e[-2] not in seen and valid(e):
+            seen.add(e[-2])
+            kept.append(e)
+    heapq.heapify(kept)
+    return kept
+
+
 class _Base:
-    """Index bookkeeping shared by both policies."""
+    """State and index bookkeeping shared by both policies."""
 
     name = ""
-    _MAX_VIEWS = 512
 
     def __init__(self, *, indexed: bool = True) -> None:
         self.indexed = indexed
@@ -593,24 +795,24 @@ class _Base:
 
     def commit(self, decision: Decision, request: Request | None = None) -> bool:
         """Apply a decision: the chosen device gets one more used slot and the request's
-        pipeline. Returns False (and changes nothing) for unscheduled/failed decisions
-        or a decision already committed."""
+        pipeline. Returns False (and changes nothing) for unscheduled or failed decisions
+        and for a decision already committed."""
         request = request or decision.request
         if not decision.scheduled or decision.committed or request is None:
             return False
         d = decision.device
         assert d is not None
-        idx = self._index_of(d)
         d.used += 1
         d.pipeline_digest = request.pipeline_digest
+        idx = self._index_of(d)
         if idx is not None:
             self._changed(idx)
         decision.committed = True
         return True
 
     def release(self, device: DeviceState | tuple[str, str], devices: list[DeviceState] | None = None) -> None:
-        """Remove one placement from a device (given as DeviceState, or (node, device)
-        key looked up in the indexed list or ``devices``). An emptied device forgets its pipeline."""
+        """Remove one placement from a device, given as DeviceState or as (node, device)
+        looked up in the indexed list (or in ``devices``). An emptied device forgets its pipeline."""
         if isinstance(device, tuple):
             found: DeviceState | None = None
             if self._devs is not None and device in self._key_to_idx:
@@ -658,94 +860,61 @@ class _Base:
         raise NotImplementedError
 
 
-def _heap_search(heap: list[tuple], valid, avoid: frozenset[str], excluded: set[int],
-                 names: Sequence[str]) -> tuple[int | None, int | None]:
-    """Walk a lazy-deletion heap in order. Returns (first valid entry not excluded and
-    not on an avoided node, first valid non-excluded entry on an avoided node), as
-    indexes (entry[-2]). Stale and duplicate entries are dropped; the others are restored."""
-    popped: list[tuple] = []
-    seen: set[int] = set()
-    found = fallback = None
-    pop = heapq.heappop
-    while heap:
-        e = pop(heap)
-        idx = e[-2]
-        if idx in seen or not valid(e):
-            continue
-        seen.add(idx)
-        popped.append(e)
-        if idx in excluded:
-            continue
-        if avoid and names[idx] in avoid:
-            if fallback is None:
-                fallback = idx
-            continue
-        found = idx
-        break
-    if len(popped) == 1:
-        heapq.heappush(heap, popped[0])
-    else:
-        for e in popped:
-            heapq.heappush(heap, e)
-    return found, fallback
-
-
-def _compact(heap: list[tuple], valid, limit: int) -> list[tuple]:
-    if len(heap) <= limit:
-        return heap
-    seen: set[int] = set()
-    kept = []
-    for e in heap:
-        if e[-2] not in seen and valid(e):
-            seen.add(e[-2])
-            kept.append(e)
-    heapq.heapify(kept)
-    return kept
-
-
 # ----------------------------------------------------------------- builtin policy
 
-class _DeviceView:
-    """Devices passing the static filters of one (target, arch, selector)."""
+_Entry: TypeAlias = tuple[float, str, str, int, int]   # (load, node, device, idx, used)
 
-    __slots__ = ("member_set", "size", "static", "n_full", "n_empty", "n_partial",
-                 "empty_heap", "reuse_heaps")
 
-    def __init__(self) -> None:
-        self.member_set: set[int] = set()
-        self.size = 0
-        self.static: dict[str, int] = {}
-        self.n_full = 0
-        self.n_empty = 0
+class _DeviceView(_OwnView):
+    """Counters and heaps of a device view. Empty devices are ordered by name
+    (their load is 0); devices running a digest with a free slot by (load, name)."""
+
+    __slots__ = ("n_full", "n_empty", "n_partial", "empty_heap", "reuse_heaps")
+
+    def __init__(self, members: set[int] | frozenset[int], devs: Sequence[DeviceState],
+                 cats: Sequence[object]) -> None:
+        super().__init__(members)
+        self.n_full = self.n_empty = 0
         self.n_partial: dict[str, int] = {}
-        # entries: (load, node, device, idx, used); empty devices have load 0.
-        self.empty_heap: list[tuple[float, str, str, int, int]] = []
-        self.reuse_heaps: dict[str, list[tuple[float, str, str, int, int]]] = {}
+        self.empty_heap: list[_Entry] = []
+        self.reuse_heaps: dict[str, list[_Entry]] = {}
+        for i in members:
+            c, d = cats[i], devs[i]
+            if c is _FULL:
+                self.n_full += 1
+            elif c is _EMPTY:
+                self.n_empty += 1
+                self.empty_heap.append((0.0, d.node, d.device, i, 0))
+            else:
+                self.n_partial[c] = self.n_partial.get(c, 0) + 1  # type: ignore[index]
+                self.reuse_heaps.setdefault(c, []).append(  # type: ignore[arg-type]
+                    (d.used / d.slots, d.node, d.device, i, d.used))
+        heapq.heapify(self.empty_heap)
+        for heap in self.reuse_heaps.values():
+            heapq.heapify(heap)
 
-    def add(self, cat: object, d: DeviceState, idx: int) -> None:
-        if cat is _FULL:
+    def update(self, old: object, new: object, d: DeviceState, idx: int) -> None:
+        if old is _FULL:
+            self.n_full -= 1
+        elif old is _EMPTY:
+            self.n_empty -= 1
+        else:
+            left = self.n_partial[old] - 1  # type: ignore[index]
+            if left:
+                self.n_partial[old] = left  # type: ignore[index]
+            else:
+                del self.n_partial[old]  # type: ignore[arg-type]
+        if new is _FULL:
             self.n_full += 1
-        elif cat is _EMPTY:
+        elif new is _EMPTY:
             self.n_empty += 1
             heapq.heappush(self.empty_heap, (0.0, d.node, d.device, idx, 0))
         else:
-            self.n_partial[cat] = self.n_partial.get(cat, 0) + 1  # type: ignore[index]
-            heap = self.reuse_heaps.get(cat)  # type: ignore[arg-type]
+            self.n_partial[new] = self.n_partial.get(new, 0) + 1  # type: ignore[index]
+            heap = self.reuse_heaps.get(new)  # type: ignore[arg-type]
             if heap is None:
-                heap = self.reuse_heaps[cat] = []  # type: ignore[index]
+                heap = self.reuse_heaps[new] = []  # type: ignore[index]
             heapq.heappush(heap, (d.used / d.slots, d.node, d.device, idx, d.used))
-
-    def remove(self, cat: object) -> None:
-        if cat is _FULL:
-            self.n_full -= 1
-        elif cat is _EMPTY:
-            self.n_empty -= 1
-        else:
-            left = self.n_partial[cat] - 1  # type: ignore[index]
-            if left:
-                self.n_partial[cat] = left  # type: ignore[index]
-            else:
-                del self.n_partial[cat]  # type: ignore[arg-type]
 
 
 class BuiltinScheduler(_Base):
@@ -755,106 +924,71 @@ class BuiltinScheduler(_Base):
 
     def __init__(self, *, indexed: bool = True) -> None:
         super().__init__(indexed=indexed)
-        self._views: dict[tuple, _DeviceView] = {}
-        self._views_of: list[list[_DeviceView]] = []
-        self._groups: dict[tuple[str, str], list[int]] = {}
-        self._ready = 0
-        self._ready_t: dict[str, int] = {}
-        self._ready_a: dict[str, int] = {}
-        self._ready_ta: dict[tuple[str, str], int] = {}
+        self._index: _SelectionIndex | None = None
         self._node_of: list[str] = []
 
     def _build(self, devices: list[DeviceState]) -> None:
         super()._build(devices)
-        self._views = {}
-        self._views_of = [[] for _ in devices]
-        self._node_of = [d.node for d in devices]
-        self._groups = {}
-        self._ready = 0
-        self._ready_t, self._ready_a, self._ready_ta = {}, {}, {}
+        targets: dict[str, set[int]] = {}
+        arches: dict[str, set[int]] = {}
         for i, d in enumerate(devices):
-            if not d.node_ready:
-                continue
-            self._ready += 1
-            self._ready_t[d.target] = self._ready_t.get(d.target, 0) + 1
-            self._ready_a[d.arch] = self._ready_a.get(d.arch, 0) + 1
-            ta = (d.target, d.arch)
-            self._ready_ta[ta] = self._ready_ta.get(ta, 0) + 1
-            self._groups.setdefault(ta, []).append(i)
+            targets.setdefault(d.target, set()).add(i)
+            arches.setdefault(d.arch, set()).add(i)
+        self._node_of = [d.node for d in devices]
+        self._index = _SelectionIndex([d.node_ready for d in devices], [d.labels for d in devices],
+                                      targets, arches, self._make_view)
 
-    def _view(self, target: str, arch: str, reqs: _Compiled) -> _DeviceView:
-        key = (target, arch, reqs)
-        v = self._views.get(key)
-        if v is not None:
-            return v
-        if len(self._views) >= self._MAX_VIEWS:
-            self._views = {}
-            self._views_of = [[] for _ in range(self._n)]
+    def _make_view(self, members: set[int] | frozenset[int]) -> _DeviceView:
         assert self._devs is not None
-        devs, cats = self._devs, self._cats
-        v = _DeviceView()
-        after_t = self._ready_t.get(target, 0) if target else self._ready
-        if arch:
-            after_a = self._ready_ta.get((target, arch), 0) if target else self._ready_a.get(arch, 0)
-        else:
-            after_a = after_t
-        members = 0
-        for (t, a), idxs in self._groups.items():
-            if (target and t != target) or (arch and a != arch):
-                continue
-            for i in idxs:
-                d = devs[i]
-                if reqs and not _match(reqs, d.labels):
-                    continue
-                members += 1
-                v.member_set.add(i)
-                self._views_of[i].append(v)
-                v.add(cats[i], d, i)
-        v.size = members
-        v.static = {NODE_NOT_READY: self._n - self._ready, TARGET_MISMATCH: self._ready - after_t,
-                    ARCH_MISMATCH: after_t - after_a, SELECTOR_MISMATCH: after_a - members}
-        self._views[key] = v
-        return v
+        return _DeviceView(members, self._devs, self._cats)
 
     def _changed(self, idx: int) -> None:
-        assert self._devs is not None
+        assert self._devs is not None and self._index is not None
         d = self._devs[idx]
         old, new = self._cats[idx], _category(d)
         self._cats[idx] = new
-        for v in self._views_of[idx]:
-            v.remove(old)
-            v.add(new, d, idx)
+        for v in self._index.views_of[idx]:
+            v.update(old, new, d, idx)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _score(d: DeviceState, avoid: frozenset[str]) -> float:
+        return 4.0 * (d.node not in avoid) + 2.0 * (d.used > 0) + (1.0 - d.used / d.slots)
 
     def _schedule_indexed(self, req: Request) -> Decision:
-        assert self._devs is not None
+        assert self._devs is not None and self._index is not None
         devs, cats = self._devs, self._cats
         reqs = _compile(req.selector)
-        v = self._view(req.target, req.arch, reqs)
+        plan = self._index.plan(req.target, req.arch, reqs)
+        if plan.scan:
+            return self._scan(req, reqs, [devs[i] for i in plan.order], self._n, plan.static)
+        v = plan.driver
+        assert isinstance(v, _DeviceView)
+        skip = plan.skip
         digest = req.pipeline_digest
         full, empty, reuse = v.n_full, v.n_empty, v.n_partial.get(digest, 0)
         conflict = v.size - full - empty - reuse
         excluded: set[int] = set()
-        n_excl = 0
+        adjust = list(skip)
         if req.exclude_devices:
-            k2i = self._key_to_idx
+            k2i, members = self._key_to_idx, v.members
             for key in req.exclude_devices:
                 i = k2i.get(key)
-                if i is None or i not in v.member_set:
-                    continue
-                excluded.add(i)
-                n_excl += 1
-                c = cats[i]
-                if c is _FULL:
-                    full -= 1
-                elif c is _EMPTY:
-                    empty -= 1
-                elif c == digest:
-                    reuse -= 1
-                else:
-                    conflict -= 1
+                if i is not None and i in members and i not in skip:
+                    excluded.add(i)
+                    adjust.append(i)
+        for i in adjust:
+            c = cats[i]
+            if c is _FULL:
+                full -= 1
+            elif c is _EMPTY:
+                empty -= 1
+            elif c == digest:
+                reuse -= 1
+            else:
+                conflict -= 1
         feasible = empty + reuse
-        counts = dict(v.static)
-        counts[EXCLUDED] = n_excl
+        counts = dict(plan.static)
+        counts[EXCLUDED] = len(excluded)
         counts[NO_FREE_SLOT] = full
         counts[PIPELINE_CONFLICT] = conflict
         filtered = _nonzero(counts)
@@ -871,32 +1005,34 @@ class BuiltinScheduler(_Base):
                 i = e[3]
                 return cats[i] == digest and devs[i].used == e[4]
 
-            found, fb_reuse = _heap_search(heap, valid_reuse, avoid, excluded, names)
-            if len(heap) > 2 * reuse + 64:
-                v.reuse_heaps[digest] = _compact(heap, valid_reuse, 0)
+            found, fb_reuse = _heap_search(heap, valid_reuse, avoid, excluded, skip, names)
+            if len(heap) > 2 * v.n_partial.get(digest, 0) + 64:
+                v.reuse_heaps[digest] = _compact(heap, valid_reuse)
         if found is None and empty:
 
             def valid_empty(e: tuple) -> bool:
                 return cats[e[3]] is _EMPTY
 
-            found, fb_empty = _heap_search(v.empty_heap, valid_empty, avoid, excluded, names)
-            if len(v.empty_heap) > 2 * empty + 64:
-                v.empty_heap = _compact(v.empty_heap, valid_empty, 0)
+            found, fb_empty = _heap_search(v.empty_heap, valid_empty, avoid, excluded, skip, names)
+            if len(v.empty_heap) > 2 * v.n_empty + 64:
+                v.empty_heap = _compact(v.empty_heap, valid_empty)
         if found is None:
             found = fb_reuse if fb_reuse is not None else fb_empty
-        assert found is not None, "index out of sync with counters; call invalidate()"
+        if found is None:  # pragma: no cover - defensive
+            raise RuntimeError("scheduler index out of sync with device states; call invalidate()")
         d = devs[found]
         return Decision(d, self._score(d, avoid), self._n, feasible, filtered, node=d.node)
 
-    @staticmethod
-    def _score(d: DeviceState, avoid: frozenset[str]) -> float:
-        return 4.0 * (d.node not in avoid) + 2.0 * (d.used > 0) + (1.0 - d.used / d.slots)
-
     def _schedule_scan(self, req: Request, devices: Sequence[DeviceState]) -> Decision:
-        reqs = _compile(req.selector)
+        return self._scan(req, _compile(req.selector), devices, len(devices), {})
+
+    def _scan(self, req: Request, reqs: _Compiled, devices: Iterable[DeviceState], total: int,
+              static: Mapping[str, int]) -> Decision:
+        """Reference evaluation over ``devices`` (all of them, or a small pre-filtered
+        selection whose static filter counts are ``static``)."""
         excluded = req.exclude_devices
         avoid = req.avoid_nodes
-        counts: dict[str, int] = {}
+        counts = dict(static)
         best: DeviceState | None = None
         best_key: tuple | None = None
         feasible = 0
@@ -911,9 +1047,8 @@ class BuiltinScheduler(_Base):
                 best, best_key = d, key
         filtered = _nonzero(counts)
         if best is None:
-            return Decision(None, 0.0, len(devices), 0, filtered,
-                            _unschedulable_message(filtered, len(devices), "devices"))
-        return Decision(best, self._score(best, avoid), len(devices), feasible, filtered, node=best.node)
+            return Decision(None, 0.0, total, 0, filtered, _unschedulable_message(filtered, total, "devices"))
+        return Decision(best, self._score(best, avoid), total, feasible, filtered, node=best.node)
 
 
 # ----------------------------------------------------------------- Kubernetes model
@@ -944,18 +1079,20 @@ def _aggregate_nodes(devices: Sequence[DeviceState]) -> list[_NodeAgg]:
 
 
 def _least_allocated(alloc: int, requested: int) -> int:
-    """NodeResourcesFit LeastAllocated for one resource, pod request included."""
+    """NodeResourcesFit LeastAllocated for one resource, the pod's request included."""
     if alloc <= 0 or requested > alloc:
         return 0
     return (alloc - requested) * _MAX_NODE_SCORE // alloc
 
 
 def _go_round(x: float) -> int:
+    """Go's math.Round (half away from zero)."""
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
 class _SpreadScorer:
-    """PodTopologySpread (hostname, system default) score for a feasible set."""
+    """Normalised PodTopologySpread score (hostname, system default constraint) for
+    a feasible set of ``n_feasible`` nodes of which ``n_with_replica`` host a replica."""
 
     __slots__ = ("mn", "mx", "raw0", "raw1")
 
@@ -973,18 +1110,26 @@ class _SpreadScorer:
         return _MAX_NODE_SCORE * (self.mx + self.mn - raw) // self.mx
 
 
-class _NodeView:
-    """Ready nodes passing node affinity for one (target, arch, selector)."""
+_NodeEntry: TypeAlias = tuple[int, str, int, int]   # (-LeastAllocated, name, node idx, requested)
 
-    __slots__ = ("member_set", "size", "static", "n_full", "heap")
 
-    def __init__(self) -> None:
-        self.member_set: set[int] = set()
-        self.size = 0
-        self.static: dict[str, int] = {}
+class _NodeView(_OwnView):
+    """Counters and heap of a node view (heap ordered by LeastAllocated score, then name)."""
+
+    __slots__ = ("n_full", "heap")
+
+    def __init__(self, members: set[int] | frozenset[int], nodes: Sequence[_NodeAgg],
+                 requested: Sequence[int]) -> None:
+        super().__init__(members)
         self.n_full = 0
-        # entries: (-LeastAllocated, name, node index, requested snapshot)
-        self.heap: list[tuple[int, str, int, int]] = []
+        self.heap: list[_NodeEntry] = []
+        for ni in members:
+            n, r = nodes[ni], requested[ni]
+            if r >= n.alloc:
+                self.n_full += 1
+            else:
+                self.heap.append((-_least_allocated(n.alloc, r + 1), n.name, ni, r))
+        heapq.heapify(self.heap)
 
 
 def _node_affinity_reason(n: _NodeAgg, req: Request, reqs: _Compiled) -> str | None:
@@ -1008,137 +1153,110 @@ class KubernetesDefaultScheduler(_Base):
     def __init__(self, *, indexed: bool = True) -> None:
         super().__init__(indexed=indexed)
         self._nodes: list[_NodeAgg] = []
+        self._names: list[str] = []
         self._node_idx: dict[str, int] = {}
         self._node_of_dev: list[int] = []
         self._req: list[int] = []
-        self._views: dict[tuple, _NodeView] = {}
-        self._views_of: list[list[_NodeView]] = []
+        self._index: _SelectionIndex | None = None
 
     def _build(self, devices: list[DeviceState]) -> None:
         super()._build(devices)
         self._nodes = _aggregate_nodes(devices)
+        self._names = [n.name for n in self._nodes]
         self._node_idx = {n.name: i for i, n in enumerate(self._nodes)}
         self._node_of_dev = [self._node_idx[d.node] for d in devices]
         self._req = [sum(devices[i].used for i in n.devices) for n in self._nodes]
-        self._views = {}
-        self._views_of = [[] for _ in self._nodes]
-
-    def _view(self, req: Request, reqs: _Compiled) -> _NodeView:
-        key = (req.target, req.arch, reqs)
-        v = self._views.get(key)
-        if v is not None:
-            return v
-        if len(self._views) >= self._MAX_VIEWS:
-            self._views = {}
-            self._views_of = [[] for _ in self._nodes]
-        v = _NodeView()
-        counts = dict.fromkeys((NODE_NOT_READY, TARGET_MISMATCH, ARCH_MISMATCH, SELECTOR_MISMATCH), 0)
+        targets: dict[str, set[int]] = {}
+        arches: dict[str, set[int]] = {}
         for ni, n in enumerate(self._nodes):
-            reason = _node_affinity_reason(n, req, reqs)
-            if reason is not None:
-                counts[reason] += 1
-                continue
-            v.member_set.add(ni)
-            self._views_of[ni].append(v)
-            r = self._req[ni]
-            if r >= n.alloc:
-                v.n_full += 1
-            else:
-                v.heap.append((-_least_allocated(n.alloc, r + 1), n.name, ni, r))
-        heapq.heapify(v.heap)
-        v.size = len(v.member_set)
-        v.static = counts
-        self._views[key] = v
-        return v
+            for k in n.labels:
+                if k.startswith(TARGET_LABEL_PREFIX):
+                    targets.setdefault(k[len(TARGET_LABEL_PREFIX):], set()).add(ni)
+                if k.startswith(ARCH_LABEL_PREFIX):
+                    arches.setdefault(k[len(ARCH_LABEL_PREFIX):], set()).add(ni)
+        self._index = _SelectionIndex([n.ready for n in self._nodes], [n.labels for n in self._nodes],
+                                      targets, arches, self._make_view)
+
+    def _make_view(self, members: set[int] | frozenset[int]) -> _NodeView:
+        return _NodeView(members, self._nodes, self._req)
 
     def _changed(self, idx: int) -> None:
+        assert self._devs is not None and self._index is not None
         ni = self._node_of_dev[idx]
         n = self._nodes[ni]
         old = self._req[ni]
-        assert self._devs is not None
         new = sum(self._devs[i].used for i in n.devices)
         self._req[ni] = new
         self._cats[idx] = _category(self._devs[idx])
         was_full, is_full = old >= n.alloc, new >= n.alloc
-        for v in self._views_of[ni]:
-            v.n_full += is_full - was_full
+        entry = (-_least_allocated(n.alloc, new + 1), n.name, ni, new)
+        for v in self._index.views_of[ni]:
+            v.n_full += is_full - was_full  # type: ignore[attr-defined]
             if not is_full:
-                heapq.heappush(v.heap, (-_least_allocated(n.alloc, new + 1), n.name, ni, new))
+                heapq.heappush(v.heap, entry)  # type: ignore[attr-defined]
 
-    # -- selection --------------------------------------------------------
     def _schedule_indexed(self, req: Request) -> Decision:
+        assert self._index is not None
         reqs = _compile(req.selector)
-        v = self._view(req, reqs)
-        n_nodes = len(self._nodes)
-        feasible = v.size - v.n_full
-        counts = dict(v.static)
-        counts[NO_FREE_SLOT] = v.n_full
+        plan = self._index.plan(req.target, req.arch, reqs)
+        nodes, reqd = self._nodes, self._req
+        n_nodes = len(nodes)
+        if plan.scan:
+            return self._select(req, reqs, [(nodes[ni], reqd[ni]) for ni in plan.order], n_nodes, plan.static)
+        v = plan.driver
+        assert isinstance(v, _NodeView)
+        skip = plan.skip
+        n_full = v.n_full - sum(1 for ni in skip if reqd[ni] >= nodes[ni].alloc)
+        feasible = v.size - len(skip) - n_full
+        counts = dict(plan.static)
+        counts[NO_FREE_SLOT] = n_full
         filtered = _nonzero(counts)
         if feasible == 0:
-            return Decision(None, 0.0, n_nodes, 0, filtered,
-                            _unschedulable_message(filtered, n_nodes, "nodes"))
-        nodes, reqd = self._nodes, self._req
+            return Decision(None, 0.0, n_nodes, 0, filtered, _unschedulable_message(filtered, n_nodes, "nodes"))
         avoid = req.avoid_nodes
         with_replica: list[int] = []
         for name in avoid:
             ni = self._node_idx.get(name)
-            if ni is not None and ni in v.member_set and reqd[ni] < nodes[ni].alloc:
+            if ni is not None and ni in v.members and ni not in skip and reqd[ni] < nodes[ni].alloc:
                 with_replica.append(ni)
         spread = _SpreadScorer(feasible, len(with_replica))
         best: tuple[int, str] | None = None
         best_ni = -1
         if feasible > len(with_replica):
+
             def valid(e: tuple) -> bool:
                 ni = e[2]
                 return reqd[ni] == e[3] and e[3] < nodes[ni].alloc
 
-            found = self._heap_top(v, valid, avoid)
-            assert found is not None, "index out of sync with counters; call invalidate()"
+            found, _ = _heap_search(v.heap, valid, avoid, _NO_ITEMS, skip, self._names)
+            if found is None:  # pragma: no cover - defensive
+                raise RuntimeError("scheduler index out of sync with device states; call invalidate()")
             n = nodes[found]
-            score = (_FIT_WEIGHT * _least_allocated(n.alloc, reqd[found] + 1)
-                     + _SPREAD_WEIGHT * spread.score(False))
+            score = _FIT_WEIGHT * _least_allocated(n.alloc, reqd[found] + 1) + _SPREAD_WEIGHT * spread.score(False)
             best, best_ni = (-score, n.name), found
-            if len(v.heap) > 2 * feasible + 64:
-                v.heap = _compact(v.heap, valid, 0)
+            if len(v.heap) > 2 * (v.size - v.n_full) + 64:
+                v.heap = _compact(v.heap, valid)
         for ni in with_replica:
             n = nodes[ni]
-            score = (_FIT_WEIGHT * _least_allocated(n.alloc, reqd[ni] + 1)
-                     + _SPREAD_WEIGHT * spread.score(True))
-            key = (-score, n.name)
-            if best is None or key < best:
-                best, best_ni = key, ni
+            score = _FIT_WEIGHT * _least_allocated(n.alloc, reqd[ni] + 1) + _SPREAD_WEIGHT * spread.score(True)
+            if best is None or (-score, n.name) < best:
+                best, best_ni = (-score, n.name), ni
         assert best is not None
         return self._assign(req, reqs, nodes[best_ni], float(-best[0]), n_nodes, feasible, filtered)
 
-    @staticmethod
-    def _heap_top(v: _NodeView, valid, avoid: frozenset[str]) -> int | None:
-        heap = v.heap
-        popped: list[tuple] = []
-        seen: set[int] = set()
-        found = None
-        while heap:
-            e = heapq.heappop(heap)
-            ni = e[2]
-            if ni in seen or not valid(e):
-                continue
-            seen.add(ni)
-            popped.append(e)
-            if e[1] in avoid:
-                continue
-            found = ni
-            break
-        for e in popped:
-            heapq.heappush(heap, e)
-        return found
-
     def _schedule_scan(self, req: Request, devices: Sequence[DeviceState]) -> Decision:
-        reqs = _compile(req.selector)
         nodes = _aggregate_nodes(devices)
-        counts: dict[str, int] = {}
+        candidates = [(n, sum(devices[i].used for i in n.devices)) for n in nodes]
+        return self._select(req, _compile(req.selector), candidates, len(nodes), {}, devices)
+
+    def _select(self, req: Request, reqs: _Compiled, candidates: Sequence[tuple[_NodeAgg, int]], total: int,
+                static: Mapping[str, int], devices: Sequence[DeviceState] | None = None) -> Decision:
+        """Reference filter + score over ``candidates`` ((node, requested slots) pairs: all
+        nodes, or a small pre-filtered selection whose static filter counts are ``static``)."""
+        counts = dict(static)
         feasible: list[tuple[_NodeAgg, int]] = []
-        for n in nodes:
+        for n, requested in candidates:
             reason = _node_affinity_reason(n, req, reqs)
-            requested = sum(devices[i].used for i in n.devices)
             if reason is None and requested >= n.alloc:
                 reason = NO_FREE_SLOT
             if reason is not None:
@@ -1147,21 +1265,19 @@ class KubernetesDefaultScheduler(_Base):
             feasible.append((n, requested))
         filtered = _nonzero(counts)
         if not feasible:
-            return Decision(None, 0.0, len(nodes), 0, filtered,
-                            _unschedulable_message(filtered, len(nodes), "nodes"))
-        with_replica = sum(1 for n, _ in feasible if n.name in req.avoid_nodes)
-        spread = _SpreadScorer(len(feasible), with_replica)
+            return Decision(None, 0.0, total, 0, filtered, _unschedulable_message(filtered, total, "nodes"))
+        avoid = req.avoid_nodes
+        spread = _SpreadScorer(len(feasible), sum(1 for n, _ in feasible if n.name in avoid))
         best_key: tuple[int, str] | None = None
         best_node: _NodeAgg | None = None
         for n, requested in feasible:
             score = (_FIT_WEIGHT * _least_allocated(n.alloc, requested + 1)
-                     + _SPREAD_WEIGHT * spread.score(n.name in req.avoid_nodes))
+                     + _SPREAD_WEIGHT * spread.score(n.name in avoid))
             key = (-score, n.name)
             if best_key is None or key < best_key:
                 best_key, best_node = key, n
         assert best_node is not None and best_key is not None
-        return self._assign(req, reqs, best_node, float(-best_key[0]), len(nodes), len(feasible),
-                            filtered, devices)
+        return self._assign(req, reqs, best_node, float(-best_key[0]), total, len(feasible), filtered, devices)
 
     def _assign(self, req: Request, reqs: _Compiled, node: _NodeAgg, score: float, n_nodes: int,
                 feasible: int, filtered: dict[str, int],
@@ -1186,7 +1302,7 @@ class KubernetesDefaultScheduler(_Base):
         return Decision(None, score, n_nodes, feasible, filtered, msg, node.name, reason)
 
 
-POLICIES: dict[str, type[_Base]] = {
+POLICIES: dict[str, type[BuiltinScheduler] | type[KubernetesDefaultScheduler]] = {
     BuiltinScheduler.name: BuiltinScheduler,
     KubernetesDefaultScheduler.name: KubernetesDefaultScheduler,
 }
@@ -1198,4 +1314,4 @@ def make_scheduler(policy: str = "builtin", *, indexed: bool = True) -> BuiltinS
         cls = POLICIES[policy]
     except KeyError:
         raise ValueError(f"unknown scheduling policy {policy!r} (expected one of {', '.join(POLICIES)})") from None
-    return cls(indexed=indexed)  # type: ignore[return-value]
+    return cls(indexed=indexed)

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--resync", "KUBEP4_RESYNC", 5.0, type=float, help="seconds between device checks")
     flag(p, "--kubernetes-node", "KUBEP4_KUBERNETES_NODE", "", help="Kubernetes node this agent runs on")
     flag(p, "--compile-cache", "KUBEP4_COMPILE_CACHE", "", help="compiler output cache dir")
+    flag(p, "--health-listen", "KUBEP4_HEALTH_LISTEN", "", help="gRPC health endpoint (empty: none)")
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-node-agent")
+        health = None
+        if args.health_listen:
+            health, _, _ = await serving.start_server(args.health_listen, lambda s: None, [])
         async with st.Store(settings.etcd) as store:
             agent = NodeAgent(store, settings)
             task = asyncio.create_task(agent.run())
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if health is not None:
+            await health.stop(1)
         tel.shutdown()
 
     serving.run(run)
