@@ -141,7 +141,7 @@ class LocalStack:
                     agent_args += ["--device", f"name=dev{d},address={HOST}:{port},device_id={device_id},"
                                                f"target=bmv2,arch=v1model,slots={self.slots_per_device}"]
                     device_id += 1
-                self._add(f"switch-{n}", "kubep4.reftarget", dev_args, "listening on")
+                self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, "--log-level", "INFO"], "listening on")
                 self._add(f"agent-{n}", "services.node_agent", agent_args, "node agent started")
             for proc in self.procs.values():
                 proc.start()

@@ -1,0 +1,247 @@
+"""End to end: etcd and every service as separate processes (the local stack), reference devices,
+and an independent P4Runtime client checking what the devices really hold."""
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from kubep4 import store as st
+from kubep4.client import AsyncClient
+from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.localstack import LocalStack
+from kubep4.p4 import cookie_for_digest, p4r, p4r_grpc, parse_p4info
+
+from .conftest import eventually, example_objects
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+class DeviceReader:
+    """A bare P4Runtime client (no arbitration needed to read)."""
+
+    def __init__(self, address: str, device_id: int):
+        self.address, self.device_id = address, device_id
+
+    async def pipeline(self) -> p4r.ForwardingPipelineConfig | None:
+        async with grpc.aio.insecure_channel(self.address) as ch:
+            try:
+                r = await p4r_grpc.P4RuntimeStub(ch).GetForwardingPipelineConfig(
+                    p4r.GetForwardingPipelineConfigRequest(
+                        device_id=self.device_id, response_type=p4r.GetForwardingPipelineConfigRequest.ALL))
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return None
+                raise
+            return r.config
+
+    async def entries(self) -> list[p4r.TableEntry]:
+        async with grpc.aio.insecure_channel(self.address) as ch:
+            req = p4r.ReadRequest(device_id=self.device_id)
+            req.entities.add().table_entry.SetInParent()
+            out = []
+            try:
+                async for resp in p4r_grpc.P4RuntimeStub(ch).Read(req):
+                    out += [e.table_entry for e in resp.entities]
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return []
+                raise
+            return out
+
+
+def readers(stack: LocalStack) -> dict[tuple[str, str], DeviceReader]:
+    out, device_id = {}, 1
+    for node, ports in stack.device_ports.items():
+        for d, port in enumerate(ports):
+            out[(node, f"dev{d}")] = DeviceReader(f"127.0.0.1:{port}", device_id)
+            device_id += 1
+    return out
+
+
+def deployment(name: str = "basic", replicas: int = 2) -> tuple[kr.Pipeline, kr.Deployment]:
+    p, d = example_objects()
+    d.metadata.name = name
+    d.spec.replicas = replicas
+    return p, d
+
+
+async def wait_phase(c: AsyncClient, name: str, phase: str, timeout: float = 30) -> kr.Deployment:
+    async def check():
+        d = await c.get("deployment", name)
+        return d if d.status.phase == phase and d.status.observed_generation == d.metadata.generation else None
+    return await eventually(check, timeout, 0.05, f"deployment {name} {phase}")
+
+
+def log_count(stack: LocalStack, proc: str, pattern: str) -> int:
+    with open(stack.procs[proc].log_path, errors="replace") as f:
+        return len(re.findall(pattern, f.read()))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = LocalStack(nodes=2, devices_per_node=2, controllers=1, data_dir=str(tmp_path_factory.mktemp("stack")),
+                   lease_ttl=10, resync_seconds=1.0, env={"KUBEP4_LOG_LEVEL": "INFO"})
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(stack):
+    async with AsyncClient(stack.api) as c:
+        yield c
+
+
+async def test_two_replicas_run_on_two_nodes_and_devices_hold_them(stack, client):
+    p, d = deployment("basic", 2)
+    await client.apply(p)
+    await client.create(d)
+    ready = await client.wait_ready("basic", timeout=30)
+    assert ready.status.phase == "Running" and ready.status.ready_replicas == 2
+    assert {(c.type, c.status) for c in ready.status.conditions} == {
+        ("Admitted", "True"), ("Scheduled", "True"), ("Installed", "True"), ("Ready", "True")}
+    placed = {(r.node, r.device) for r in ready.status.replicas}
+    assert len({node for node, _ in placed}) == 2, placed
+
+    want_info = parse_p4info(p.spec.artifacts.p4info)
+    cookie = cookie_for_digest(ready.status.pipeline_digest)
+    devices = readers(stack)
+    for key in placed:
+        config = await devices[key].pipeline()
+        assert config is not None, key
+        assert config.cookie.cookie == cookie
+        assert config.p4info == want_info
+        assert config.p4_device_config == p.spec.artifacts.device_config
+        entries = await devices[key].entries()
+        assert len(entries) == len(d.spec.table_entries) == 3
+        assert {e.table_id for e in entries} == {t.preamble.id for t in want_info.tables}
+    for key in set(devices) - placed:
+        assert await devices[key].pipeline() is None, f"{key} should be untouched"
+
+    # applying the same manifest again changes nothing: no write in etcd, no push to a device
+    commits = sum(log_count(stack, f"switch-{n}", "SetForwardingPipelineConfig VERIFY_AND_COMMIT done")
+                  for n in range(2))
+    assert commits == 2, "each placed device got the pipeline once"
+    entries_before = {k: await devices[k].entries() for k in placed}
+    async with st.Store(stack.etcd.endpoint) as s:
+        rev = await s.revision()
+        for obj in (p, d):
+            _, how = await client.apply(obj)
+            assert how == "unchanged"
+        await asyncio.sleep(2.5)  # two node-agent resync periods: they check and must leave devices alone
+        assert await s.revision() == rev
+    assert sum(log_count(stack, f"switch-{n}", "SetForwardingPipelineConfig VERIFY_AND_COMMIT done")
+               for n in range(2)) == commits
+    assert {k: await devices[k].entries() for k in placed} == entries_before
+
+
+async def test_update_rewrites_entries(stack, client):
+    d = await client.get("deployment", "basic")
+    del d.spec.table_entries[2]
+    d.spec.table_entries[0].params[1].value = "7"
+    await client.update(d)
+    ready = await client.wait_ready("basic", timeout=30)
+    assert ready.metadata.generation == 2 and ready.status.observed_generation == 2
+    devices = readers(stack)
+    for r in ready.status.replicas:
+        entries = await devices[(r.node, r.device)].entries()
+        assert len(entries) == 2
+        ports = sorted(int.from_bytes(e.action.action.params[1].value, "big") for e in entries)
+        assert ports == [2, 7]
+
+
+async def test_delete_clears_the_devices(stack, client):
+    d = await client.get("deployment", "basic")
+    placed = [(r.node, r.device) for r in d.status.replicas]
+    await client.delete("deployment", "basic")
+
+    async def gone():
+        return not [x for x in await client.list("deployments") if x.metadata.name == "basic"]
+    await eventually(gone, 30, what="the deployment to be deleted")
+    devices = readers(stack)
+    for key in placed:
+        assert await devices[key].entries() == []
+    async with st.Store(stack.etcd.endpoint) as s:
+        assert (await s.list(st.PLACEMENTS))[0] == []
+
+
+async def test_unschedulable_with_a_reason(stack, client):
+    p, d = deployment("nowhere", 1)
+    d.spec.selector.match_labels["zone"] = "mars"
+    await client.apply(p)
+    await client.create(d)
+    got = await wait_phase(client, "nowhere", "Unschedulable")
+    scheduled = [c for c in got.status.conditions if c.type == "Scheduled"][0]
+    assert scheduled.status == "False" and scheduled.reason == "Unschedulable"
+    assert "0/4 devices are available" in scheduled.message and "SelectorMismatch" in scheduled.message
+    ready = [c for c in got.status.conditions if c.type == "Ready"][0]
+    assert ready.status == "False"
+    await client.delete("deployment", "nowhere")
+
+
+async def test_restarted_device_is_reinstalled(stack, client):
+    p, d = deployment("resilient", 1)
+    await client.apply(p)
+    await client.create(d)
+    ready = await client.wait_ready("resilient", timeout=30)
+    node, device = ready.status.replicas[0].node, ready.status.replicas[0].device
+    reader = readers(stack)[(node, device)]
+    assert len(await reader.entries()) == 3
+    stack.restart(f"switch-{node.split('-')[1]}")  # a switch reboot loses the pipeline
+
+    async def reinstalled():
+        config = await reader.pipeline()
+        return config is not None and config.cookie.cookie == cookie_for_digest(ready.status.pipeline_digest) \
+            and len(await reader.entries()) == 3
+    await eventually(reinstalled, 30, 0.1, "the agent to re-install the restarted device")
+    await client.delete("deployment", "resilient")
+
+
+async def test_node_loss_moves_replicas(tmp_path):
+    with LocalStack(nodes=2, devices_per_node=2, data_dir=str(tmp_path), lease_ttl=2, resync_seconds=1.0) as s:
+        async with AsyncClient(s.api) as c:
+            p, d = deployment("mover", 2)
+            await c.apply(p)
+            await c.create(d)
+            ready = await c.wait_ready("mover", timeout=30)
+            on0 = [r for r in ready.status.replicas if r.node == "node-0"]
+            assert len(on0) == 1
+            s.procs["agent-0"].signal(signal.SIGKILL)  # the node dies without a goodbye
+
+            async def moved():
+                x = await c.get("deployment", "mover")
+                nodes = [r.node for r in x.status.replicas]
+                return x if x.status.phase == "Running" and nodes.count("node-1") == 2 else None
+            after = await eventually(moved, 40, 0.1, "both replicas Running on node-1")
+            assert {r.device for r in after.status.replicas} == {"dev0", "dev1"}
+            nodes = {n.metadata.name: n.status.phase for n in await c.list("nodes")}
+            assert nodes == {"node-0": "NotReady", "node-1": "Ready"}
+            devices = readers(s)
+            for r in after.status.replicas:
+                assert len(await devices[(r.node, r.device)].entries()) == 3
+
+
+async def test_leader_handover(tmp_path):
+    with LocalStack(nodes=1, devices_per_node=2, controllers=2, data_dir=str(tmp_path), leader_ttl=2) as s:
+        async with st.Store(s.etcd.endpoint) as store:
+            leader = await eventually(lambda: store.get_raw(f"{st.ROOT}/leader/controller"), 20,
+                                      what="a leader")
+            name = leader[0].decode()
+            other = "controller-1" if name == "controller-0" else "controller-0"
+            s.procs[name].signal(signal.SIGKILL)
+
+            async def new_leader():
+                got = await store.get_raw(f"{st.ROOT}/leader/controller")
+                return got is not None and got[0].decode() == other
+            await eventually(new_leader, 20, 0.1, f"{other} to lead")
+        async with AsyncClient(s.api) as c:
+            p, d = deployment("after-handover", 1)
+            await c.apply(p)
+            await c.create(d)
+            ready = await c.wait_ready("after-handover", timeout=30)
+            assert ready.status.ready_replicas == 1
