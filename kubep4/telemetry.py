@@ -99,3 +99,24 @@ def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
+
+
+WRITTEN_AT = "kubep4-written-at"  # wall-clock ns when the writer stored the object (same map as traceparent)
+
+
+def stamp_write(carrier) -> None:
+    """Inject the current context and the write time into an object's trace_context before storing it."""
+    import time
+    inject_context(carrier)
+    carrier[WRITTEN_AT] = str(time.time_ns())
+
+
+def record_delivery(t: trace.Tracer, carrier: Mapping[str, str], received_ns: int, name: str,
+                    attributes: dict | None = None) -> None:
+    """A span from the write of an object to its arrival through an etcd watch, in the writer's trace."""
+    written = carrier.get(WRITTEN_AT)
+    if not written or "traceparent" not in carrier:
+        return
+    span = t.start_span(name, context=extract_context(carrier), start_time=int(written),
+                        attributes=attributes or {})
+    span.end(end_time=max(int(written), received_ns))

@@ -1,7 +1,8 @@
-"""Commands that do not talk to the apiserver: up, trace, bench."""
+"""Commands beyond CRUD: up (local stack), trace (waterfall), bench."""
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    from kubep4.cli import up
+    from kubep4.cli import trace, up
     up.register(sub)
+    trace.register(sub)

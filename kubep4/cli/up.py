@@ -1,10 +1,38 @@
 """`kubep4 up`: run the whole stack as local processes until Ctrl-C / SIGTERM."""
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 
 from kubep4.localstack import LocalStack
+from kubep4.otlp_receiver import OTLPReceiver
+
+
+class TraceCollector:
+    """An OTLP receiver and Jaeger-style query API on a background event loop."""
+
+    def __init__(self, query_port: int):
+        self.query_port = query_port
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="trace-collector")
+        self.receiver = OTLPReceiver()
+        self._runner = None
+
+    def start(self) -> None:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result()
+        self._runner = asyncio.run_coroutine_threadsafe(
+            self.receiver.serve_query_api(port=self.query_port), self.loop).result()
+
+    @property
+    def endpoint(self) -> str:
+        return self.receiver.endpoint
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result()
+        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def register(sub) -> None:
@@ -14,12 +42,21 @@ def register(sub) -> None:
     u.add_argument("--controllers", type=int, default=1, help="controllers, leader-elected (default 1)")
     u.add_argument("--port", type=int, default=50051, help="apiserver port (default 50051)")
     u.add_argument("--data-dir", help="etcd data and logs (default: a new temporary dir)")
+    u.add_argument("--traces", action="store_true",
+                   help="collect every service's spans here and serve them like Jaeger's query API "
+                        "(for `kubep4 trace` on a machine with no Jaeger)")
+    u.add_argument("--jaeger-port", type=int, default=16686, help="port of that query API (default 16686)")
     u.set_defaults(fn=run, local=True)
 
 
 def run(args) -> int:
+    collector = TraceCollector(args.jaeger_port) if args.traces else None
+    env = {}
+    if collector is not None:
+        collector.start()
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
     stack = LocalStack(nodes=args.nodes, devices_per_node=args.devices_per_node, controllers=args.controllers,
-                       api_port=args.port, data_dir=args.data_dir)
+                       api_port=args.port, data_dir=args.data_dir, env=env)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -30,6 +67,9 @@ def run(args) -> int:
         print(f"Error: {e}")
         return 1
     print(stack.describe())
+    if collector is not None:
+        print(f"traces      OTLP in at {collector.endpoint}; query API at http://127.0.0.1:{args.jaeger_port} "
+              f"(kubep4 trace deployment NAME)")
     print("ready: try `kubep4 apply -f examples/basic/deployment.yaml`; Ctrl-C stops everything", flush=True)
     while not stop.wait(0.5):
         dead = [p.name for p in stack.procs.values() if not p.alive()]
@@ -38,5 +78,7 @@ def run(args) -> int:
             break
     print("stopping...", flush=True)
     stack.stop()
+    if collector is not None:
+        collector.stop()
     print("stopped")
     return 0

@@ -21,7 +21,7 @@ from kubep4.gen.kubep4.v1 import api_pb2_grpc as api_grpc
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import digest_of
 from kubep4.serving import start_server
-from kubep4.telemetry import Telemetry, inject_context, tracer
+from kubep4.telemetry import Telemetry, stamp_write, tracer
 from services.apiserver.auth import TokenAuthInterceptor
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                                         s.target.encode(), "\0".join(src.options).encode())
             p.status.phase = "Ready"
         p.status.observed_generation = 1
-        inject_context(p.metadata.trace_context)
+        stamp_write(p.metadata.trace_context)
         stored = await self.store.create_pipeline(p)
         return stored
 
@@ -167,7 +167,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         d.metadata.generation = 1
         cond.initial_deployment_status(d.status)
         d.status.pipeline_digest = pipeline.status.digest if pipeline is not None else ""
-        inject_context(d.metadata.trace_context)
+        stamp_write(d.metadata.trace_context)
         with _tracer.start_as_current_span("etcd create deployment"):
             return await self.store.create(st.DEPLOYMENTS, d)
 
@@ -207,7 +207,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
             new.metadata.generation = current.metadata.generation + 1
             new.status.pipeline_digest = pipeline.status.digest if pipeline is not None else ""
             new.metadata.trace_context.clear()
-            inject_context(new.metadata.trace_context)
+            stamp_write(new.metadata.trace_context)
         else:
             new.metadata.trace_context.clear()
             new.metadata.trace_context.update(current.metadata.trace_context)
@@ -227,7 +227,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
             d.metadata.deletion_timestamp.GetCurrentTime()
             d.status.phase = cond.TERMINATING
             d.metadata.trace_context.clear()
-            inject_context(d.metadata.trace_context)
+            stamp_write(d.metadata.trace_context)
             await self.store.update(st.DEPLOYMENTS, d)
         return api.DeleteResponse()
 

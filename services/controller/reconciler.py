@@ -19,7 +19,7 @@ from kubep4 import conditions as cond
 from kubep4 import store as st
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
-from kubep4.telemetry import extract_context, inject_context
+from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery, stamp_write
 from services.controller import scheduler as sched
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,21 @@ class Controller:
         self._phase_hist = meter.create_histogram(
             "kubep4_deployment_phase_transition_time_from_creation_seconds", unit="s",
             description="Time from a deployment's creation to each phase it enters")
+        self._delivered: dict[tuple, str] = {}  # watch deliveries already traced (by write time)
         self._lock = asyncio.Lock()  # scheduling decisions are serialised so they see each other
 
     # ---------------------------------------------------------------- events
     def _on_deployment(self, etype: str, d: kr.Deployment) -> None:
-        self.queue.add(("deployment", d.metadata.namespace, d.metadata.name))
+        key = ("deployment", d.metadata.namespace, d.metadata.name)
+        if etype in ("ADDED", "MODIFIED"):
+            written = d.metadata.trace_context.get(WRITTEN_AT)
+            if written and self._delivered.get(key) != written:
+                self._delivered[key] = written
+                record_delivery(tracer, d.metadata.trace_context, time.time_ns(), "etcd watch delivery",
+                                {"kubep4.watcher": "controller", "kubep4.kind": "deployment"})
+        elif etype == "DELETED":
+            self._delivered.pop(key, None)
+        self.queue.add(key)
 
     def _on_placement(self, etype: str, p: kr.Placement) -> None:
         self.queue.add(("deployment", p.metadata.namespace, p.spec.deployment))
@@ -252,7 +262,7 @@ class Controller:
                 p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
                 p.status.last_transition_time.GetCurrentTime()
             p.metadata.trace_context.clear()
-            inject_context(p.metadata.trace_context)
+            stamp_write(p.metadata.trace_context)
             if current is None:
                 stored = await self.store.create(st.PLACEMENTS, p)
             else:
@@ -270,7 +280,7 @@ class Controller:
             q = _copy(p)
             q.metadata.deletion_timestamp.GetCurrentTime()
             q.metadata.trace_context.clear()
-            inject_context(q.metadata.trace_context)
+            stamp_write(q.metadata.trace_context)
             try:
                 self.placements.observe(await self.store.update(st.PLACEMENTS, q))
             except st.NotFound:

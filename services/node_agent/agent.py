@@ -19,7 +19,7 @@ from kubep4 import store as st
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
 from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, parse_p4info, to_p4_entry
-from kubep4.telemetry import extract_context
+from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
 from services.node_agent.compiler import CompileError, Compiler
 from services.node_agent.p4runtime_client import DeviceConnection, P4RuntimeError
 
@@ -65,7 +65,8 @@ class NodeAgent:
         self.connections: dict[str, DeviceConnection] = {}
         self.queue: WorkQueue[str] = WorkQueue()
         self.placements = Informer(store, st.PLACEMENTS, self._on_placement)
-        self._where: dict[tuple[str, str], str] = {}  # placement key -> device, for placements on this node
+        self._where: dict[tuple[str, str], str] = {}
+        self._delivered: dict[tuple[str, str], str] = {}  # placement key -> device, for placements on this node
         self._pipelines: dict[str, _Pipeline] = {}
         self._dirty: set[str] = set()  # devices whose entries we may have written
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
@@ -120,6 +121,11 @@ class NodeAgent:
         before = self._where.get(key)
         if etype != "DELETED" and p.spec.node == self.node:
             self._where[key] = p.spec.device
+            written = p.metadata.trace_context.get(WRITTEN_AT)
+            if etype != "SYNC" and written and self._delivered.get(key) != written:
+                self._delivered[key] = written
+                record_delivery(tracer, p.metadata.trace_context, time.time_ns(), "etcd watch delivery",
+                                {"kubep4.watcher": f"node-agent {self.node}", "kubep4.kind": "placement"})
             self.queue.add(p.spec.device)
         else:
             self._where.pop(key, None)
