@@ -40,24 +40,33 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from kubep4.gen.kubep4.v1 import resources_pb2 as pb
 from services.controller.scheduler import (
-    REASONS, Decision, DeviceState, Request, devices_from, make_scheduler, parse_selector,
+    REASONS,
+    Decision,
+    DeviceState,
+    Request,
+    devices_from,
+    make_scheduler,
+    parse_selector,
 )
 
-__all__ = ["run", "render_table", "main", "make_cluster", "make_stream", "DEFAULT_SIZES"]
+__all__ = ["DEFAULT_SIZES", "main", "make_cluster", "make_stream", "render_table", "run"]
+
+T = TypeVar("T")
 
 DEFAULT_SIZES = (100, 1000, 5000)
 DEFAULT_POLICIES = ("builtin", "kubernetes")
 
 # (target, arch, weight): the mix of devices in the cluster and of deployments.
-TARGETS: tuple[tuple[str, str, float], ...] = (
-    ("bmv2", "v1model", 0.35),
-    ("tofino", "tna", 0.25),
-    ("tofino", "t2na", 0.10),
-    ("dpdk", "psa", 0.20),
-    ("bmv2", "psa", 0.10),
+TARGETS: tuple[tuple[tuple[str, str], float], ...] = (
+    (("bmv2", "v1model"), 0.35),
+    (("tofino", "tna"), 0.25),
+    (("tofino", "t2na"), 0.10),
+    (("dpdk", "psa"), 0.20),
+    (("bmv2", "psa"), 0.10),
 )
 PIPELINES_PER_TARGET = 5          # distinct digests per (target, arch); popularity is skewed
 ZONES = ("zone-a", "zone-b", "zone-c", "zone-d")
@@ -70,16 +79,9 @@ DEPLOYMENTS_PER_NODE = 2.0        # default stream length: deployments = this * 
 CHURN = 0.15                      # after each deployment, probability of deleting a live one
 
 
-def _pick(rng: random.Random, weighted: Sequence[tuple]) -> object:
-    """Weighted choice over tuples whose last element is the weight; returns the first element
-    (or the tuple minus the weight when it has more than two elements)."""
-    r = rng.random() * sum(w[-1] for w in weighted)
-    for item in weighted:
-        r -= item[-1]
-        if r < 0:
-            return item[0] if len(item) == 2 else item[:-1]
-    last = weighted[-1]
-    return last[0] if len(last) == 2 else last[:-1]
+def _pick(rng: random.Random, weighted: Sequence[tuple[T, float]]) -> T:
+    """Weighted choice over (value, weight) pairs."""
+    return rng.choices([v for v, _ in weighted], weights=[w for _, w in weighted])[0]
 
 
 def make_cluster(n_nodes: int, seed: int = 0) -> list[pb.Node]:
@@ -94,10 +96,10 @@ def make_cluster(n_nodes: int, seed: int = 0) -> list[pb.Node]:
         node.metadata.labels["role"] = "spine" if i % 10 == 0 else "leaf"
         node.status.phase = "NotReady" if rng.random() < NOT_READY_FRACTION else "Ready"
         primary = _pick(rng, TARGETS)
-        for j in range(int(_pick(rng, DEVICES_PER_NODE))):  # type: ignore[arg-type]
-            target, arch = primary if rng.random() < 0.7 else _pick(rng, TARGETS)  # type: ignore[misc]
+        for j in range(_pick(rng, DEVICES_PER_NODE)):
+            target, arch = primary if rng.random() < 0.7 else _pick(rng, TARGETS)
             dev = node.spec.devices.add(name=f"dev{j}", target=target, arch=arch,
-                                        pipeline_slots=int(_pick(rng, SLOTS_PER_DEVICE)),  # type: ignore[arg-type]
+                                        pipeline_slots=_pick(rng, SLOTS_PER_DEVICE),
                                         device_id=j + 1, p4rt_address=f"10.{i // 250}.{i % 250}.{j + 1}:9559")
             dev.labels["speed"] = "400g" if rng.random() < 0.3 else "100g"
             if rng.random() < 0.05:
@@ -139,20 +141,18 @@ def make_stream(n_nodes: int, n_deployments: int, seed: int = 0) -> list[tuple[s
     racks = max(1, math.ceil(n_nodes / NODES_PER_RACK))
     events: list[tuple[str, object]] = []
     live: list[int] = []
-    created = 0
     popularity = [1.0 / (k + 1) for k in range(PIPELINES_PER_TARGET)]  # Zipf-like
     for i in range(n_deployments):
-        target, arch = _pick(rng, TARGETS)  # type: ignore[misc]
+        target, arch = _pick(rng, TARGETS)
         k = rng.choices(range(PIPELINES_PER_TARGET), weights=popularity)[0]
         zone, zone2 = rng.sample(ZONES, 2)
-        selector = str(_pick(rng, SELECTORS)).format(zone=zone, zone2=zone2,
+        selector = _pick(rng, SELECTORS).format(zone=zone, zone2=zone2,
                                                      rack=f"rack-{rng.randrange(racks):03d}")
         spec = DeploymentSpec(namespace=rng.choice(("default", "team-a", "team-b")), name=f"dep-{i:05d}",
                               target=target, arch=arch, digest=_digest(target, arch, k),
-                              replicas=int(_pick(rng, REPLICAS)), selector=selector)  # type: ignore[arg-type]
+                              replicas=_pick(rng, REPLICAS), selector=selector)
         events.append(("create", spec))
-        live.append(created)
-        created += 1
+        live.append(i)
         if live and rng.random() < CHURN:
             events.append(("delete", live.pop(rng.randrange(len(live)))))
     return events
@@ -228,7 +228,8 @@ def _run_policy(policy: str, nodes: list[pb.Node], events: list[tuple[str, objec
         "scheduled": scheduled,
         "failed": requests - scheduled,
         "success_rate": scheduled / requests if requests else 1.0,
-        "failures": {"unschedulable": dict(sorted(unsched.items())), "install": dict(sorted(install.items()))},
+        "failures": {"unschedulable": dict(sorted(unsched.items())),
+                     "install": dict(sorted(install.items()))},
         "pipeline_reuse_rate": reused / scheduled if scheduled else 0.0,
         "decisions_per_s": requests / elapsed if elapsed > 0 else float("inf"),
         "schedule_s": elapsed,
@@ -272,7 +273,8 @@ def render_table(result: dict) -> str:
         rows.append((str(r["size"]), str(r["devices"]), r["policy"], str(r["requests"]),
                      f"{r['decisions_per_s']:,.0f}", f"{r['success_rate']:.1%}", str(sum(uns.values())),
                      str(sum(ins.values())), f"{r['pipeline_reuse_rate']:.1%}", f"{bal['mean']:.2f}",
-                     f"{bal['stddev']:.3f}", f"{bal['cv']:.3f}", f"{bal['max_min']:.2f}", f"{r['spread']:.1%}"))
+                     f"{bal['stddev']:.3f}", f"{bal['cv']:.3f}", f"{bal['max_min']:.2f}",
+                     f"{r['spread']:.1%}"))
         for label, fails in (("unschedulable (furthest reason)", uns), ("install failures", ins)):
             if fails:
                 detail = ", ".join(f"{n} {k}" for k, n in fails.items())
@@ -288,7 +290,8 @@ def render_table(result: dict) -> str:
         lines.append("")
         lines.extend(notes)
     lines.append("")
-    lines.append("util = mean used-slot fraction of Ready devices; load sd/cv/max-min over the same fractions; "
+    lines.append("util = mean used-slot fraction of Ready devices; load sd/cv/max-min over the same "
+                 "fractions; "
                  "spread = multi-replica deployments on distinct nodes")
     return "\n".join(lines)
 

@@ -47,7 +47,8 @@ class Placer:
     """
 
     def __init__(self, policy=None):
-        self.policy = policy or sched.BuiltinScheduler()
+        # a full scan per decision: the device list is rebuilt per reconcile, so an index would not pay off
+        self.policy = policy or sched.BuiltinScheduler(indexed=False)
 
     async def start(self, store: st.Store, requeue: Callable[[str, str], None]) -> None:
         return None

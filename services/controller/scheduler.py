@@ -47,9 +47,10 @@ Both classes offer ``schedule(request, devices, commit=False) -> Decision``,
   NodeResourcesFit. Score: NodeResourcesFit LeastAllocated on the slot resource
   (weight 1; i.e. ``scoringStrategy.resources`` lists the slot resource) plus
   PodTopologySpread with the system default hostname constraint (maxSkew 3,
-  ScheduleAnyway; weight 2) over the deployment's replicas, normalised as
-  kube-scheduler does; all feasible nodes are scored
-  (``percentageOfNodesToScore: 100``); ties go to the first node name
+  ScheduleAnyway; weight 2) over the deployment's replicas (each node in
+  ``avoid_nodes`` counts as hosting one), normalised as kube-scheduler does;
+  all feasible nodes are scored (``percentageOfNodesToScore: 100``); ties go
+  to the first node name
   (kube-scheduler picks randomly among ties). The node agent then assigns the
   first device of that node (in spec order) whose target/arch/selector fit, that
   is not excluded and has a free slot, WITHOUT knowing about pipelines: if that
@@ -69,17 +70,26 @@ Speed
 -----
 Each policy keeps an index keyed by the identity of the ``devices`` list it was
 last given (built on first use, or explicitly with ``prepare``) and maintained
-by ``commit`` / ``release``. A *view* per distinct (target, arch, selector)
-holds the members that pass the static filters, counters per dynamic state and
-heaps with lazy deletion (empty devices by name; devices running a digest by
-load; nodes by LeastAllocated score), so a decision touches a handful of
-entries, and the filter counts of the ``Decision`` are computed from counters
-rather than by a scan. Results (device, score and counts) are identical to the
-reference full scan (``indexed=False``); the tests check that on random
-clusters. If you change a ``DeviceState`` yourself (rather than through
-``commit``/``release``) or hand the same list object with different contents,
-call ``invalidate()``. A scheduler instance is not thread-safe and should own
-its device list.
+by ``commit`` / ``release``. For each distinct (target, arch, selector) a
+*plan* is computed once, with set operations over a label -> value -> items
+index: the items failing the static filters are counted, and then either
+
+* the selection is small (<= ``_SCAN_MAX`` items): it is scanned per decision;
+* or a *maintained view* drives it: the view of its (target, arch) base or of
+  one of its requirements, if that view has at most ``_SKIP_MAX`` extra items
+  (skipped while searching, subtracted from the counts), else a view of its own.
+
+A maintained view keeps counters per dynamic state (full, empty, running digest
+X with a free slot; full nodes) and lazy-deletion heaps (empty devices by name;
+devices running a digest by (load, name); nodes by (LeastAllocated score,
+name)), so a decision pops a handful of entries, and the ``Decision`` counts
+come from counters rather than a scan. Results (device, score, counts, message)
+are identical to the reference full scan (``indexed=False``); the tests check
+that on random clusters. If you change a ``DeviceState`` yourself (rather than
+through ``commit``/``release``) or hand over the same list object with
+different contents, call ``invalidate()``. A scheduler instance is not
+thread-safe and should own its device list (two schedulers committing into the
+same list would not see each other's changes).
 """
 from __future__ import annotations
 
@@ -93,12 +103,30 @@ from typing import Any, TypeAlias
 from kubep4.gen.kubep4.v1 import resources_pb2 as pb
 
 __all__ = [
-    "DeviceState", "Request", "Decision", "SelectorError",
-    "BuiltinScheduler", "KubernetesDefaultScheduler", "POLICIES", "make_scheduler",
-    "devices_from", "matches", "parse_selector", "format_selector", "validate_selector",
-    "REASONS", "NODE_NOT_READY", "TARGET_MISMATCH", "ARCH_MISMATCH", "SELECTOR_MISMATCH",
-    "EXCLUDED", "NO_FREE_SLOT", "PIPELINE_CONFLICT",
-    "SLOT_RESOURCE", "TARGET_LABEL_PREFIX", "ARCH_LABEL_PREFIX",
+    "ARCH_LABEL_PREFIX",
+    "ARCH_MISMATCH",
+    "EXCLUDED",
+    "NODE_NOT_READY",
+    "NO_FREE_SLOT",
+    "PIPELINE_CONFLICT",
+    "POLICIES",
+    "REASONS",
+    "SELECTOR_MISMATCH",
+    "SLOT_RESOURCE",
+    "TARGET_LABEL_PREFIX",
+    "TARGET_MISMATCH",
+    "BuiltinScheduler",
+    "Decision",
+    "DeviceState",
+    "KubernetesDefaultScheduler",
+    "Request",
+    "SelectorError",
+    "devices_from",
+    "format_selector",
+    "make_scheduler",
+    "matches",
+    "parse_selector",
+    "validate_selector",
 ]
 
 # ----------------------------------------------------------------- reasons
@@ -217,10 +245,14 @@ class Request:
                        exclude_devices: Iterable[tuple[str, str]] = ()) -> Request:
         """Request for ``replica`` of ``deployment`` (digest defaults to ``status.pipeline_digest``)."""
         spec = deployment.spec
+        selector = None
+        if spec.HasField("selector"):
+            selector = pb.LabelSelector()
+            selector.CopyFrom(spec.selector)  # a snapshot: the request must not change with the message
         return cls(namespace=deployment.metadata.namespace or "default",
                    deployment=deployment.metadata.name, replica=replica,
                    target=spec.target, arch=spec.arch,
-                   selector=spec.selector if spec.HasField("selector") else None,
+                   selector=selector,
                    pipeline_digest=(deployment.status.pipeline_digest if pipeline_digest is None
                                     else pipeline_digest),
                    avoid_nodes=frozenset(avoid_nodes), exclude_devices=frozenset(exclude_devices))
@@ -584,7 +616,7 @@ class _Plan:
     members are the plan's members plus the (few) items in ``skip``.
     """
 
-    __slots__ = ("scan", "static", "order", "driver", "skip")
+    __slots__ = ("driver", "order", "scan", "skip", "static")
 
     def __init__(self, static: dict[str, int], *, order: tuple[int, ...] | None = None,
                  driver: _OwnView | None = None, skip: frozenset[int] = _NO_ITEMS) -> None:
@@ -810,7 +842,8 @@ class _Base:
         decision.committed = True
         return True
 
-    def release(self, device: DeviceState | tuple[str, str], devices: list[DeviceState] | None = None) -> None:
+    def release(self, device: DeviceState | tuple[str, str],
+                devices: list[DeviceState] | None = None) -> None:
         """Remove one placement from a device, given as DeviceState or as (node, device)
         looked up in the indexed list (or in ``devices``). An emptied device forgets its pipeline."""
         if isinstance(device, tuple):
@@ -856,7 +889,8 @@ class _Base:
     def _schedule_indexed(self, request: Request) -> Decision:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _schedule_scan(self, request: Request, devices: Sequence[DeviceState]) -> Decision:  # pragma: no cover
+    def _schedule_scan(self, request: Request,
+                       devices: Sequence[DeviceState]) -> Decision:  # pragma: no cover - overridden
         raise NotImplementedError
 
 
@@ -869,7 +903,7 @@ class _DeviceView(_OwnView):
     """Counters and heaps of a device view. Empty devices are ordered by name
     (their load is 0); devices running a digest with a free slot by (load, name)."""
 
-    __slots__ = ("n_full", "n_empty", "n_partial", "empty_heap", "reuse_heaps")
+    __slots__ = ("empty_heap", "n_empty", "n_full", "n_partial", "reuse_heaps")
 
     def __init__(self, members: set[int] | frozenset[int], devs: Sequence[DeviceState],
                  cats: Sequence[object]) -> None:
@@ -1087,7 +1121,7 @@ def _least_allocated(alloc: int, requested: int) -> int:
 
 def _go_round(x: float) -> int:
     """Go's math.Round (half away from zero)."""
-    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
 
 
 class _SpreadScorer:
@@ -1116,7 +1150,7 @@ _NodeEntry: TypeAlias = tuple[int, str, int, int]   # (-LeastAllocated, name, no
 class _NodeView(_OwnView):
     """Counters and heap of a node view (heap ordered by LeastAllocated score, then name)."""
 
-    __slots__ = ("n_full", "heap")
+    __slots__ = ("heap", "n_full")
 
     def __init__(self, members: set[int] | frozenset[int], nodes: Sequence[_NodeAgg],
                  requested: Sequence[int]) -> None:
@@ -1212,7 +1246,8 @@ class KubernetesDefaultScheduler(_Base):
         counts[NO_FREE_SLOT] = n_full
         filtered = _nonzero(counts)
         if feasible == 0:
-            return Decision(None, 0.0, n_nodes, 0, filtered, _unschedulable_message(filtered, n_nodes, "nodes"))
+            return Decision(None, 0.0, n_nodes, 0, filtered,
+                            _unschedulable_message(filtered, n_nodes, "nodes"))
         avoid = req.avoid_nodes
         with_replica: list[int] = []
         for name in avoid:
@@ -1232,13 +1267,15 @@ class KubernetesDefaultScheduler(_Base):
             if found is None:  # pragma: no cover - defensive
                 raise RuntimeError("scheduler index out of sync with device states; call invalidate()")
             n = nodes[found]
-            score = _FIT_WEIGHT * _least_allocated(n.alloc, reqd[found] + 1) + _SPREAD_WEIGHT * spread.score(False)
+            score = (_FIT_WEIGHT * _least_allocated(n.alloc, reqd[found] + 1)
+                     + _SPREAD_WEIGHT * spread.score(False))
             best, best_ni = (-score, n.name), found
             if len(v.heap) > 2 * (v.size - v.n_full) + 64:
                 v.heap = _compact(v.heap, valid)
         for ni in with_replica:
             n = nodes[ni]
-            score = _FIT_WEIGHT * _least_allocated(n.alloc, reqd[ni] + 1) + _SPREAD_WEIGHT * spread.score(True)
+            score = (_FIT_WEIGHT * _least_allocated(n.alloc, reqd[ni] + 1)
+                     + _SPREAD_WEIGHT * spread.score(True))
             if best is None or (-score, n.name) < best:
                 best, best_ni = (-score, n.name), ni
         assert best is not None
@@ -1277,7 +1314,8 @@ class KubernetesDefaultScheduler(_Base):
             if best_key is None or key < best_key:
                 best_key, best_node = key, n
         assert best_node is not None and best_key is not None
-        return self._assign(req, reqs, best_node, float(-best_key[0]), total, len(feasible), filtered, devices)
+        return self._assign(req, reqs, best_node, float(-best_key[0]), total, len(feasible), filtered,
+                            devices)
 
     def _assign(self, req: Request, reqs: _Compiled, node: _NodeAgg, score: float, n_nodes: int,
                 feasible: int, filtered: dict[str, int],
@@ -1297,21 +1335,23 @@ class KubernetesDefaultScheduler(_Base):
                 return Decision(d, score, n_nodes, feasible, filtered, node=node.name)
             furthest = max(furthest, _REASON_ORDER[reason])
         reason = REASONS[furthest] if furthest >= 0 else NO_FREE_SLOT
-        msg = (f"node {node.name} was chosen but none of its {len(node.devices)} devices can take the replica "
-               f"({reason})")
+        msg = (f"node {node.name} was chosen but none of its {len(node.devices)} devices can take the "
+               f"replica ({reason})")
         return Decision(None, score, n_nodes, feasible, filtered, msg, node.name, reason)
 
 
-POLICIES: dict[str, type[BuiltinScheduler] | type[KubernetesDefaultScheduler]] = {
+POLICIES: dict[str, type[BuiltinScheduler | KubernetesDefaultScheduler]] = {
     BuiltinScheduler.name: BuiltinScheduler,
     KubernetesDefaultScheduler.name: KubernetesDefaultScheduler,
 }
 
 
-def make_scheduler(policy: str = "builtin", *, indexed: bool = True) -> BuiltinScheduler | KubernetesDefaultScheduler:
+def make_scheduler(policy: str = "builtin", *,
+                   indexed: bool = True) -> BuiltinScheduler | KubernetesDefaultScheduler:
     """A scheduler by policy name (``builtin`` or ``kubernetes``)."""
     try:
         cls = POLICIES[policy]
     except KeyError:
-        raise ValueError(f"unknown scheduling policy {policy!r} (expected one of {', '.join(POLICIES)})") from None
+        raise ValueError(f"unknown scheduling policy {policy!r} "
+                         f"(expected one of {', '.join(POLICIES)})") from None
     return cls(indexed=indexed)
