@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Install what the tests need, then run the whole suite (real etcd and services on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KUBEP4_INSTALL_TEST_TOOLS=1 bash scripts/install.sh
+exec python3 -m pytest -q -p no:cacheprovider "$@"
