@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from kubep4.cli import trace, up
+    from kubep4.cli import bench, trace, up
     up.register(sub)
     trace.register(sub)
+    bench.register(sub)

@@ -176,7 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "bench", None) != "schedule":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = extra  # bench schedule passes its own flags through
     if getattr(args, "local", False):
         return args.fn(args)
     try:

@@ -1,0 +1,69 @@
+"""The benchmark commands run in small configurations and produce well-formed output (no timings asserted)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from .conftest import ROOT
+
+STANDINS = str(ROOT / "tests" / "standins")
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kubep4.cli.main", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_bench_deploy_small(tmp_path):
+    out = tmp_path / "deploy.json"
+    png = tmp_path / "deploy.png"
+    r = run_cli("bench", "deploy", "--nodes", "1", "--devices-per-node", "2", "--count", "3",
+                "--concurrency", "2", "--json", str(out), "--plot", str(png))
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    for phase, conc in (("sequential", 1), ("concurrent", 2)):
+        ph = result["phases"][phase]
+        assert ph["concurrency"] == conc and ph["error_count"] == 0
+        assert ph["latency_ms"]["n"] == 3 and len(ph["samples_ms"]) == 3
+        lat = ph["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert ph["deployments_per_s"] > 0
+    assert result["floor"]["latency_ms"]["n"] == 3
+    assert result["ratio_p50"] > 0
+    hops = {h["hop"] for h in result["hops"]}
+    assert {"admission review", "schedule", "SetForwardingPipelineConfig", "p4runtime write"} <= hops
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert "control-plane overhead" in r.stdout and "per hop" in r.stdout
+
+
+def test_bench_schedule_small(tmp_path):
+    out = tmp_path / "schedule.json"
+    r = run_cli("bench", "schedule", "--sizes", "20", "--deployments", "30", "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    assert result and "builtin" in r.stdout and "kubernetes" in r.stdout
+
+
+def test_bench_compile_reports_unavailable_backends(tmp_path):
+    out = tmp_path / "compile.json"
+    r = run_cli("bench", "compile", "--repeat", "1", "--json", str(out), env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert {b: v["available"] for b, v in result["backends"].items()} == \
+        {"p4c": False, "t4p4s": False, "p4llvm": False}
+    assert "unavailable: p4c not on PATH" in r.stdout
+    assert {x["status"] for x in result["runs"]} == {"unavailable"}
+
+
+def test_bench_compile_with_a_p4c_stand_in(tmp_path):
+    out = tmp_path / "compile.json"
+    r = run_cli("bench", "compile", "--repeat", "2", "--json", str(out),
+                env={"PATH": f"{STANDINS}:/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert result["backends"]["p4c"]["how"].startswith("local:") and result["backends"]["p4c"]["available"]
+    runs = {x["backend"]: x for x in result["runs"]}
+    assert runs["p4c"]["status"] == "ok" and len(runs["p4c"]["samples"]) == 2
+    assert runs["t4p4s"]["status"] == "unavailable"
