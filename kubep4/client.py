@@ -42,11 +42,6 @@ def kind_of(name: str) -> str:
         raise errors.InvalidArgument(f"unknown kind {name!r} (pipelines, deployments, nodes)") from None
 
 
-class DeploymentFailed(errors.KubeP4Error):
-    """wait_ready saw the deployment reach Failed or Unschedulable."""
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
 class AsyncClient:
     def __init__(self, address: str = DEFAULT_API, token: str = "", timeout: float = 30.0,
                  interceptors: list | None = None):
@@ -155,29 +150,35 @@ class AsyncClient:
 
     async def wait_ready(self, name: str, namespace: str = "default", timeout: float = 30.0,
                          condition: str = cond.READY) -> kr.Deployment:
-        """Wait until the deployment's condition is True; raise DeploymentFailed on Failed/Unschedulable."""
+        """Wait until the deployment's condition is True for its current generation.
+
+        Like `kubectl wait`, Failed and Unschedulable are not final (the controller and the node
+        agents keep retrying, and a node may join): on timeout, DeadlineExceeded says the last
+        phase and the reason.
+        """
+        last: list[kr.Deployment] = []
+
         async def wait() -> kr.Deployment:
             async for etype, d, _ in self.watch("deployment", namespace, name):
                 if etype == "DELETED":
                     raise errors.NotFound(f"deployment {namespace}/{name} was deleted")
                 if etype == "SYNCED":
                     continue
+                last[:] = [d]
                 c = cond.get(d.status.conditions, condition)
                 if c is not None and c.status == cond.TRUE and \
                         d.status.observed_generation >= d.metadata.generation:
                     return d
-                if d.status.phase in (cond.FAILED, cond.UNSCHEDULABLE):
-                    c = cond.get(d.status.conditions, cond.READY)
-                    raise DeploymentFailed(f"deployment {namespace}/{name} is {d.status.phase}: "
-                                           f"{c.message if c else ''}")
             raise errors.Unavailable("watch ended")
         await self.get("deployment", name, namespace)  # NotFound early
         try:
             return await asyncio.wait_for(wait(), timeout)
         except asyncio.TimeoutError:
-            d = await self.get("deployment", name, namespace)
+            d = last[0] if last else await self.get("deployment", name, namespace)
+            c = cond.get(d.status.conditions, cond.READY)
+            why = f": {c.reason}: {c.message}" if c is not None and c.message else ""
             raise errors.DeadlineExceeded(f"deployment {namespace}/{name} not {condition} after {timeout}s "
-                                          f"(phase {d.status.phase})") from None
+                                          f"(phase {d.status.phase}{why})") from None
 
 
 def _pipeline_inputs(p: kr.Pipeline) -> bytes:

@@ -77,12 +77,17 @@ def setup(service_name: str, environ: Mapping[str, str] = os.environ) -> Telemet
     tp = TracerProvider(resource=resource)
     tp.add_span_processor(BatchSpanProcessor(span_exporter, schedule_delay_millis=500))
     trace.set_tracer_provider(tp)
-    metric_exporter = OTLPMetricExporter()
-    mp = MeterProvider(resource=resource, metric_readers=[
-        PeriodicExportingMetricReader(metric_exporter, export_interval_millis=5000)])
-    metrics.set_meter_provider(mp)
+    exporters: list = [span_exporter]
+    mp = None
+    if environ.get("OTEL_METRICS_EXPORTER", "otlp").lower() != "none":  # Jaeger takes traces only
+        metric_exporter = OTLPMetricExporter()
+        interval = int(environ.get("OTEL_METRIC_EXPORT_INTERVAL", "5000"))
+        mp = MeterProvider(resource=resource, metric_readers=[
+            PeriodicExportingMetricReader(metric_exporter, export_interval_millis=interval)])
+        metrics.set_meter_provider(mp)
+        exporters.append(metric_exporter)
     log.info("OpenTelemetry export on for %s", service_name)
-    return Telemetry(service_name, True, tp, mp, [span_exporter, metric_exporter])
+    return Telemetry(service_name, True, tp, mp, exporters)
 
 
 def inject_context(carrier: dict | object) -> None:

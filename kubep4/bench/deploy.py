@@ -74,8 +74,7 @@ class _Waiter:
                     f = self.gone.pop(name, None)
                     if f and not f.done():
                         f.set_result(time.perf_counter())
-                elif d.status.phase in ("Running", "Failed", "Unschedulable") and \
-                        d.status.observed_generation == d.metadata.generation:
+                elif d.status.phase == "Running" and d.status.observed_generation == d.metadata.generation:
                     f = self.running.pop(name, None)
                     if f and not f.done():
                         f.set_result((time.perf_counter(), d.status.phase))

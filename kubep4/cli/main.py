@@ -15,7 +15,7 @@ import yaml
 
 from kubep4 import conditions as cond
 from kubep4 import errors, manifest
-from kubep4.client import Client, DeploymentFailed, kind_of
+from kubep4.client import Client, kind_of
 from kubep4.config import DEFAULT_API
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Client(args.api, args.token) as c:
             return args.fn(c, args)
-    except (errors.KubeP4Error, DeploymentFailed) as e:
+    except errors.KubeP4Error as e:
         print(f"Error ({e.code.name}): {e.message}", file=sys.stderr)
         for v in e.violations:
             print(f"  {v.field}: {v.description}", file=sys.stderr)
