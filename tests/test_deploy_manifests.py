@@ -1,0 +1,788 @@
+"""Offline checks of the deployment files: deploy/Dockerfile, deploy/compose, deploy/k8s.
+
+No container engine and no cluster are needed:
+
+* compose: ``docker-compose config`` (Debian's docker-compose, or the ``docker compose`` plugin)
+  must accept the file; the normalised output is then checked for services, ports and wiring.
+  Skipped, saying so, when neither binary is installed.
+* Kubernetes: each kustomization is built with ``kubectl kustomize`` (or ``kustomize build``)
+  when one is on PATH, else with ``mini_kustomize`` below, a subset of kustomize covering exactly
+  the fields deploy/k8s uses.  When a binary is there, both builds must agree, which keeps the
+  subset honest.  Every built object is validated offline against the Kubernetes OpenAPI schemas
+  (kubernetes-validate, strict), and RBAC, probes, replicas, resources and security contexts
+  are asserted.
+* Dockerfile: base image, non-root user, no ENTRYPOINT, and every COPY source present in the
+  build context after .dockerignore; the compose health-check helper is run against a real
+  gRPC health server.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from concurrent import futures
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_DIR = ROOT / "deploy" / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+K8S = ROOT / "deploy" / "k8s"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+HEALTH_CHECK = ROOT / "deploy" / "docker" / "grpc-health-check"
+
+KUBEP4_SERVICES = {  # compose service -> (module under services/, OTEL service name)
+    "admission": ("admission", "kubep4-admission"),
+    "apiserver": ("apiserver", "kubep4-apiserver"),
+    "controller": ("controller", "kubep4-controller"),
+    "node-agent-1": ("node_agent", "kubep4-node-agent"),
+    "node-agent-2": ("node_agent", "kubep4-node-agent"),
+}
+SWITCHES = {"switch-1", "switch-2"}
+
+
+def _flag_source(module: str) -> str:
+    return (ROOT / "services" / module / "__main__.py").read_text()
+
+
+def _hostport(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+# =============================================================================== docker compose
+
+def _compose_cmd() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], check=False, capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def _clean_env() -> dict[str, str]:
+    """The caller's environment minus anything the compose file interpolates."""
+    prefixes = ("KUBEP4_", "OTEL_", "SWITCH_", "COMPOSE_", "ETCD_", "JAEGER_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def compose_config(*extra: str) -> dict:
+    cmd = _compose_cmd()
+    if cmd is None:
+        pytest.skip("neither docker-compose nor the docker compose plugin is installed "
+                    "(apt-get install -y docker-compose); the compose file was not checked")
+    proc = subprocess.run([*cmd, "-f", str(COMPOSE_FILE), *extra, "config"], cwd=COMPOSE_DIR, check=False,
+                          env=_clean_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{' '.join(cmd)} config failed:\n{proc.stderr}"
+    assert "is not set" not in proc.stderr, proc.stderr  # every ${VAR} has a default
+    return yaml.safe_load(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return compose_config()
+
+
+def _env(svc: dict) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def _argv(command) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _published(svc: dict) -> dict[int, int]:
+    """target port -> published port."""
+    out = {}
+    for p in svc.get("ports", []):
+        if isinstance(p, str):
+            published, _, target = p.rpartition(":")
+            out[int(target)] = int(published.rpartition(":")[2])
+        else:
+            out[int(p["target"])] = int(p["published"])
+    return out
+
+
+def _depends(svc: dict) -> dict[str, str]:
+    deps = svc.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {d: "service_started" for d in deps}
+    return {k: v.get("condition", "service_started") for k, v in deps.items()}
+
+
+def test_compose_services(compose):
+    assert set(compose["services"]) == {"etcd", "jaeger", *KUBEP4_SERVICES, *SWITCHES}
+
+
+def test_compose_builds_one_image_from_deploy_dockerfile(compose):
+    images = set()
+    for name in KUBEP4_SERVICES:
+        svc = compose["services"][name]
+        assert Path(svc["build"]["context"]).resolve() == ROOT, name
+        assert svc["build"]["dockerfile"] == "deploy/Dockerfile", name
+        images.add(svc["image"])
+        assert svc.get("read_only") is True and "ALL" in svc.get("cap_drop", []), name
+    assert images == {"kubep4:dev"}
+
+
+def test_compose_etcd_keeps_state_in_a_named_volume(compose):
+    etcd = compose["services"]["etcd"]
+    assert re.fullmatch(r"(quay\.io/coreos|gcr\.io/etcd-development)/etcd:v3\.5\.\d+", etcd["image"])
+    argv = _argv(etcd["command"])
+    data_dir = next(a.split("=", 1)[1] for a in argv if a.startswith("--data-dir="))
+    mounts = {}
+    for v in etcd["volumes"]:
+        if isinstance(v, str):
+            source, target = v.split(":")[:2]
+        else:
+            source, target = v["source"], v["target"]
+        mounts[target] = source
+    assert data_dir in mounts and mounts[data_dir] in compose["volumes"]
+    assert "--listen-client-urls=http://0.0.0.0:2379" in argv
+    assert etcd["healthcheck"]["test"][:2] == ["CMD", "etcdctl"]
+
+
+def test_compose_jaeger(compose):
+    jaeger = compose["services"]["jaeger"]
+    assert jaeger["image"].startswith("jaegertracing/all-in-one:")
+    assert _env(jaeger)["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert _published(jaeger) == {16686: 16686, 4317: 4317}
+
+
+def test_compose_apiserver_wiring(compose):
+    services = compose["services"]
+    api = services["apiserver"]
+    env = _env(api)
+    assert _published(api) == {50051: 50051}
+    assert env["KUBEP4_LISTEN"] == "0.0.0.0:50051"
+    assert env["KUBEP4_ETCD"] == "etcd:2379"
+    host, port = _hostport(env["KUBEP4_ADMISSION"])
+    assert host == "admission"
+    assert _hostport(_env(services["admission"])["KUBEP4_LISTEN"]) == ("0.0.0.0", port)
+    assert env["KUBEP4_TOKEN"] == ""
+    assert _depends(api) == {"etcd": "service_healthy", "admission": "service_healthy",
+                             "jaeger": "service_started"}
+
+
+def test_compose_controller(compose):
+    env = _env(compose["services"]["controller"])
+    assert env["KUBEP4_ETCD"] == "etcd:2379"
+    assert env["KUBEP4_PLACEMENT"] == "builtin"
+    assert _depends(compose["services"]["controller"])["etcd"] == "service_healthy"
+
+
+def test_compose_node_agents_are_wired_to_their_switches(compose):
+    from services.node_agent.__main__ import parse_device
+
+    services = compose["services"]
+    names = set()
+    for i in (1, 2):
+        agent = services[f"node-agent-{i}"]
+        env = _env(agent)
+        names.add(env["KUBEP4_NODE_NAME"])
+        assert env["KUBEP4_ETCD"] == "etcd:2379"
+        devices = [parse_device(spec) for spec in env["KUBEP4_DEVICES"].split()]
+        assert [_hostport(d.p4rt_address) for d in devices] == [(f"switch-{i}", 9559)]
+        assert (devices[0].target, devices[0].arch) == ("bmv2", "v1model")  # examples/basic
+        assert _depends(agent)[f"switch-{i}"] == "service_healthy"
+        assert _depends(agent)["etcd"] == "service_healthy"
+    assert names == {"node-1", "node-2"}
+
+
+def test_compose_reference_target_is_the_default_switch(compose):
+    from kubep4.reftarget.__main__ import parse_device
+
+    for name in SWITCHES:
+        sw = compose["services"][name]
+        assert sw["image"] == "kubep4:dev"
+        argv = _argv(sw["command"])
+        assert argv[0] == "kubep4-reftarget"
+        assert parse_device(argv[argv.index("--device") + 1]) == (1, "0.0.0.0", 9559)
+        assert "9559" in " ".join(sw["healthcheck"]["test"])
+
+
+def test_compose_bmv2_switches_via_env_file():
+    config = compose_config("--env-file", str(COMPOSE_DIR / "bmv2.env"))
+    for name in SWITCHES:
+        sw = config["services"][name]
+        assert sw["image"].startswith("p4lang/behavioral-model")
+        argv = _argv(sw["command"])
+        assert argv[0] == "simple_switch_grpc" and "--no-p4" in argv
+        assert argv[argv.index("--device-id") + 1] == "1"
+        assert "--grpc-server-addr=0.0.0.0:9559" in argv
+    # the rest of the stack is unchanged
+    assert _env(config["services"]["node-agent-1"]) == _env(compose_config()["services"]["node-agent-1"])
+
+
+def test_compose_telemetry_goes_to_jaeger(compose):
+    from kubep4.telemetry import SERVICE_NAMES
+
+    for name, (_, otel_name) in KUBEP4_SERVICES.items():
+        env = _env(compose["services"][name])
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4317", name
+        assert env["OTEL_SERVICE_NAME"] == otel_name and otel_name in SERVICE_NAMES
+        assert "jaeger" in _depends(compose["services"][name])
+
+
+def test_compose_healthchecks_probe_the_ports_the_services_listen_on(compose):
+    services = compose["services"]
+    for name in KUBEP4_SERVICES:
+        svc = services[name]
+        env = _env(svc)
+        listen = env.get("KUBEP4_HEALTH_LISTEN") or env["KUBEP4_LISTEN"]
+        test = svc["healthcheck"]["test"]
+        assert test[:2] == ["CMD", "grpc-health-check"], name
+        assert _hostport(test[2])[1] == _hostport(listen)[1], name
+    for name, svc in services.items():  # a service_healthy dependency needs a healthcheck
+        for dep, condition in _depends(svc).items():
+            assert dep in services
+            if condition == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy"
+
+
+def test_compose_env_vars_are_real_flags(compose):
+    for name, (module, _) in KUBEP4_SERVICES.items():
+        source = _flag_source(module)
+        for var in _env(compose["services"][name]):
+            if var.startswith("KUBEP4_"):
+                assert f'"{var}"' in source, f"{name}: {var} is not a flag of services.{module}"
+
+
+# ==================================================================================== Dockerfile
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    excluded = False
+    for pat in patterns:
+        negate = pat.startswith("!")
+        pat = pat.lstrip("!").strip("/")
+        for cand in candidates:
+            if fnmatch.fnmatchcase(cand, pat) or (pat.startswith("**/") and (
+                    fnmatch.fnmatchcase(cand, pat[3:]) or fnmatch.fnmatchcase(cand.split("/")[-1], pat[3:]))):
+                excluded = not negate
+                break
+    return excluded
+
+
+def test_dockerfile_shape():
+    ins = _dockerfile_instructions()
+    froms = [rest for word, rest in ins if word == "FROM"]
+    args = dict(rest.split("=", 1) for word, rest in ins if word == "ARG" and "=" in rest)
+    assert froms and all(f.split()[0].replace("${PYTHON_IMAGE}", args["PYTHON_IMAGE"]) == "python:3.11-slim"
+                         for f in froms)
+    assert not any(word == "ENTRYPOINT" for word, _ in ins), "the command chooses the service"
+    final_stage = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM"):]
+    users = [rest for word, rest in final_stage if word == "USER"]
+    assert users and re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", users[-1]), "numeric non-root USER"
+    assert any(word == "RUN" and "pip install ." in rest for word, rest in ins)
+    cmd = next(rest for word, rest in reversed(ins) if word == "CMD")
+    assert yaml.safe_load(cmd)[0] in {"kubep4-apiserver", "kubep4-admission", "kubep4-controller",
+                                      "kubep4-node-agent", "kubep4-reftarget", "kubep4"}
+
+
+def test_dockerfile_copies_only_what_the_context_keeps():
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    sources = []
+    for word, rest in _dockerfile_instructions():
+        if word == "COPY" and "--from=" not in rest:
+            sources += [s for s in rest.split()[:-1] if not s.startswith("--")]
+    assert {"pyproject.toml", "kubep4", "services"} <= set(sources)
+    for src in sources:
+        matches = [p.relative_to(ROOT).as_posix() for p in ROOT.glob(src)]
+        if src.endswith("*"):  # optional (README.md*)
+            continue
+        assert matches, f"COPY {src}: not in the repository"
+        for m in matches:
+            assert not _dockerignored(m, patterns), f"COPY {src}: excluded by .dockerignore"
+    for kept in ("kubep4/__init__.py", "services/apiserver/__main__.py", "deploy/docker/grpc-health-check"):
+        assert not _dockerignored(kept, patterns), kept
+    for dropped in (".git/HEAD", "tests/test_deploy_manifests.py", "kubep4/__pycache__/x.pyc",
+                    "kubep4.egg-info/PKG-INFO", "deploy/k8s/kustomization.yaml"):
+        assert _dockerignored(dropped, patterns), dropped
+
+
+def test_grpc_health_check_helper():
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        def check(*args: str) -> int:
+            return subprocess.run([sys.executable, str(HEALTH_CHECK), *args], check=False,
+                                  capture_output=True, timeout=30).returncode
+
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert check(f"127.0.0.1:{port}") == 0
+        servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert check(f"127.0.0.1:{port}") == 1
+        assert check(f"127.0.0.1:{port}", "no.such.Service") == 1
+        assert check() == 2
+    finally:
+        server.stop(None)
+
+
+# =================================================================================== kustomize
+
+VARIANTS = [".", "overlays/external-etcd", "overlays/kubernetes-placement"]
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass",
+                  "CustomResourceDefinition", "PriorityClass"}
+POD_TEMPLATE_KINDS = {"Deployment", "DaemonSet", "StatefulSet"}
+
+
+def _merge(target: dict, patch: dict) -> None:
+    """Strategic merge of a patch made only of maps and scalars (null deletes a key)."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        elif isinstance(value, list):
+            raise NotImplementedError("mini_kustomize: lists in patches need kustomize's merge keys")
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def mini_kustomize(path: Path) -> list[dict]:
+    """``kustomize build`` for the subset deploy/k8s uses: resources (files, directories),
+    namespace, labels (pairs, includeTemplates, never selectors), images (newName/newTag)
+    and strategic-merge ``patches: [{path}]`` of ConfigMaps.  Anything else raises."""
+    k = yaml.safe_load((path / "kustomization.yaml").read_text())
+    unsupported = set(k) - {"apiVersion", "kind", "namespace", "labels", "resources", "images", "patches"}
+    if unsupported:
+        raise NotImplementedError(f"mini_kustomize: {path}: {sorted(unsupported)}")
+    objs: list[dict] = []
+    for res in k.get("resources", []):
+        p = (path / res).resolve()
+        objs += mini_kustomize(p) if p.is_dir() else [o for o in yaml.safe_load_all(p.read_text()) if o]
+    for patch in k.get("patches", []):
+        if set(patch) != {"path"}:
+            raise NotImplementedError(f"mini_kustomize: patch {patch}")
+        doc = yaml.safe_load((path / patch["path"]).read_text())
+        if doc["kind"] not in ("ConfigMap", "Secret"):
+            raise NotImplementedError("mini_kustomize: only ConfigMap/Secret patches")
+        meta = doc["metadata"]
+        targets = [o for o in objs if (o["kind"], o["metadata"]["name"]) == (doc["kind"], meta["name"])
+                   and meta.get("namespace", o["metadata"].get("namespace"))
+                   == o["metadata"].get("namespace")]
+        assert len(targets) == 1, f"patch {patch['path']} matches {len(targets)} objects"
+        body = {key: v for key, v in doc.items() if key not in ("apiVersion", "kind", "metadata")}
+        _merge(targets[0], body)
+    if "namespace" in k:
+        for o in objs:
+            if o["kind"] not in CLUSTER_SCOPED:
+                o["metadata"]["namespace"] = k["namespace"]
+    for spec in k.get("labels", []):
+        if spec.get("includeSelectors"):
+            raise NotImplementedError("mini_kustomize: labels.includeSelectors")
+        for o in objs:
+            targets = [o["metadata"]]
+            if spec.get("includeTemplates") and o["kind"] in POD_TEMPLATE_KINDS:
+                targets.append(o["spec"]["template"]["metadata"])
+                targets += [t["metadata"] for t in o["spec"].get("volumeClaimTemplates", [])]
+            elif spec.get("includeTemplates") and o["kind"] in {"Job", "CronJob", "ReplicaSet", "Pod"}:
+                raise NotImplementedError(f"mini_kustomize: templates of {o['kind']}")
+            for meta in targets:
+                meta.setdefault("labels", {}).update(spec["pairs"])
+    for img in k.get("images", []):
+        if set(img) - {"name", "newName", "newTag"}:
+            raise NotImplementedError(f"mini_kustomize: image {img}")
+        for o in objs:
+            if o["kind"] in POD_TEMPLATE_KINDS:
+                pod = o["spec"]["template"]["spec"]
+                for c in pod.get("containers", []) + pod.get("initContainers", []):
+                    name, _, tag = c["image"].partition(":")
+                    if name == img["name"]:
+                        c["image"] = f"{img.get('newName', name)}:{img.get('newTag', tag)}".rstrip(":")
+    return objs
+
+
+def _kustomize_binary() -> list[str] | None:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+def binary_kustomize(path: Path) -> list[dict] | None:
+    cmd = _kustomize_binary()
+    if cmd is None:
+        return None
+    proc = subprocess.run([*cmd, str(path)], check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{' '.join(cmd)} {path} failed:\n{proc.stderr}"
+    return [o for o in yaml.safe_load_all(proc.stdout) if o]
+
+
+def _key(o: dict) -> tuple[str, str, str]:
+    return o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]
+
+
+_BUILDS: dict[str, list[dict]] = {}
+
+
+def build(variant: str) -> list[dict]:
+    if variant not in _BUILDS:
+        objs = binary_kustomize(K8S / variant)
+        _BUILDS[variant] = objs if objs is not None else mini_kustomize(K8S / variant)
+        keys = [_key(o) for o in _BUILDS[variant]]
+        assert len(keys) == len(set(keys)), f"duplicate objects in {variant}"
+    return copy.deepcopy(_BUILDS[variant])
+
+
+def by_key(objs: list[dict]) -> dict[tuple[str, str, str], dict]:
+    return {_key(o): o for o in objs}
+
+
+def get(objs: list[dict], kind: str, name: str) -> dict:
+    found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def workloads(objs: list[dict]) -> list[dict]:
+    return [o for o in objs if o["kind"] in POD_TEMPLATE_KINDS]
+
+
+def containers(workload: dict) -> list[dict]:
+    pod = workload["spec"]["template"]["spec"]
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mini_kustomize_matches_kubectl(variant):
+    real = binary_kustomize(K8S / variant)
+    if real is None:
+        pytest.skip("no kubectl/kustomize on PATH: manifests were built with mini_kustomize only "
+                    "(`kubectl kustomize deploy/k8s` is the real check)")
+    assert by_key(mini_kustomize(K8S / variant)) == by_key(real)
+
+
+def _schema_versions() -> list[str]:
+    from kubernetes_validate import utils
+    versions = utils.all_versions()
+    return sorted({versions[0], versions[-1]})
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_object_validates_against_the_kubernetes_schema(variant):
+    import kubernetes_validate
+
+    objs = build(variant)
+    assert objs
+    for version in _schema_versions():
+        for o in objs:
+            try:
+                kubernetes_validate.validate(o, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                pytest.fail(f"{variant}: {_key(o)} invalid for Kubernetes {version}: "
+                            f"{e.message} at {list(e.path)}")
+
+
+def test_schema_validation_is_strict():
+    """Guard: a misspelt probe field must fail, or the test above proves nothing."""
+    import kubernetes_validate
+
+    bad = copy.deepcopy(get(build("."), "Deployment", "kubep4-apiserver"))
+    bad["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {"grcp": {"port": 50051}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, _schema_versions()[-1], strict=True)
+
+
+def test_everything_is_in_the_kubep4_namespace():
+    objs = build(".")
+    assert get(objs, "Namespace", "kubep4")
+    for o in objs:
+        if o["kind"] in CLUSTER_SCOPED:
+            assert "namespace" not in o["metadata"], _key(o)
+        else:
+            assert o["metadata"]["namespace"] == "kubep4", _key(o)
+        assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "kubep4", _key(o)
+
+
+def test_replicas():
+    objs = build(".")
+    assert get(objs, "Deployment", "kubep4-apiserver")["spec"]["replicas"] == 2
+    assert get(objs, "Deployment", "kubep4-controller")["spec"]["replicas"] == 2
+    assert get(objs, "Deployment", "kubep4-admission")["spec"]["replicas"] >= 1
+    assert get(objs, "StatefulSet", "etcd")["spec"]["replicas"] == 3
+    assert get(objs, "DaemonSet", "kubep4-node-agent")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rbac_is_least_privilege(variant):
+    objs = build(variant)
+    roles = [o for o in objs if o["kind"] in ("Role", "ClusterRole")]
+    assert {(o["kind"], o["metadata"]["name"]) for o in roles} == {
+        ("Role", "kubep4-controller"), ("ClusterRole", "kubep4-node-agent")}
+
+    def rules(o):
+        return sorted((tuple(r["apiGroups"]), tuple(sorted(r["resources"])), tuple(sorted(r["verbs"])),
+                       tuple(r.get("resourceNames", ()))) for r in o["rules"])
+
+    role = get(objs, "Role", "kubep4-controller")
+    assert rules(role) == [(("",), ("pods",), ("create", "delete", "get", "list", "watch"), ())]
+    assert rules(get(objs, "ClusterRole", "kubep4-node-agent")) == [
+        (("",), ("nodes",), ("get", "patch"), ()), (("",), ("nodes/status",), ("get", "patch"), ())]
+    for o in roles:
+        assert not o.get("aggregationRule")
+
+    bindings = [o for o in objs if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert {(o["kind"], o["roleRef"]["kind"], o["roleRef"]["name"],
+             tuple((s["kind"], s["name"], s["namespace"]) for s in o["subjects"])) for o in bindings} == {
+        ("RoleBinding", "Role", "kubep4-controller", (("ServiceAccount", "kubep4-controller", "kubep4"),)),
+        ("ClusterRoleBinding", "ClusterRole", "kubep4-node-agent",
+         (("ServiceAccount", "kubep4-node-agent", "kubep4"),)),
+    }
+    # the controller's Pods go to the namespace its Role covers
+    controller = get(objs, "Deployment", "kubep4-controller")
+    assert controller["metadata"]["namespace"] == role["metadata"]["namespace"]
+    ns_env = env_of(containers(controller)[0])["KUBEP4_KUBE_NAMESPACE"]
+    assert ns_env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+    # who runs as whom; nobody else gets an API token
+    accounts = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ServiceAccount"}
+    expect_sa = {"kubep4-apiserver": "kubep4-apiserver", "kubep4-admission": "kubep4-admission",
+                 "kubep4-controller": "kubep4-controller", "kubep4-node-agent": "kubep4-node-agent"}
+    for w in workloads(objs):
+        pod = w["spec"]["template"]["spec"]
+        name = w["metadata"]["name"]
+        if name in ("kubep4-controller", "kubep4-node-agent"):
+            assert pod["serviceAccountName"] == expect_sa[name]
+            assert pod.get("automountServiceAccountToken", True) is True
+        else:
+            assert pod.get("automountServiceAccountToken") is False, name
+            if name in expect_sa:
+                assert pod["serviceAccountName"] == expect_sa[name]
+                assert accounts[expect_sa[name]]["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_container_has_requests_limits_and_a_locked_down_security_context(variant):
+    for w in workloads(build(variant)):
+        pod = w["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, w["metadata"]["name"]
+        assert pod["securityContext"]["runAsUser"] > 0
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in containers(w):
+            where = f"{w['metadata']['name']}/{c['name']}"
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"].get(kind, {})), f"{where}: {kind}"
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            assert not sc.get("privileged"), where
+
+
+KUBEP4_WORKLOADS = {"kubep4-apiserver": "apiserver", "kubep4-admission": "admission",
+                    "kubep4-controller": "controller", "kubep4-node-agent": "node_agent"}
+
+
+def test_kubep4_probes_are_grpc_on_the_listen_port():
+    objs = build(".")
+    for name, module in KUBEP4_WORKLOADS.items():
+        w = next(o for o in workloads(objs) if o["metadata"]["name"] == name)
+        (c,) = containers(w)
+        env = env_of(c)
+        listen = (env.get("KUBEP4_HEALTH_LISTEN") or env["KUBEP4_LISTEN"])["value"]
+        host, port = _hostport(listen)
+        assert host == "0.0.0.0", name
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert set(c[probe]) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, f"{name} {probe}"
+            assert c[probe]["grpc"]["port"] == port, f"{name} {probe}"
+        assert port in {p["containerPort"] for p in c["ports"]}
+        assert c["command"] == [f"kubep4-{module.replace('_', '-')}"]
+        source = _flag_source(module)
+        for var in env:
+            if var.startswith("KUBEP4_"):
+                assert f'"{var}"' in source, f"{name}: {var} is not a flag of services.{module}"
+
+
+def test_telemetry_endpoint_comes_from_a_configmap_empty_by_default():
+    from kubep4.telemetry import SERVICE_NAMES
+
+    objs = build(".")
+    config = get(objs, "ConfigMap", "kubep4-config")["data"]
+    assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+    for name in KUBEP4_WORKLOADS:
+        (c,) = containers(get(objs, "Deployment" if name != "kubep4-node-agent" else "DaemonSet", name))
+        env = env_of(c)
+        ref = env["OTEL_EXPORTER_OTLP_ENDPOINT"]["valueFrom"]["configMapKeyRef"]
+        assert (ref["name"], ref["key"]) == ("kubep4-config", "OTEL_EXPORTER_OTLP_ENDPOINT")
+        assert env["OTEL_SERVICE_NAME"]["value"] == name and name in SERVICE_NAMES
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_references_resolve(variant):
+    """ConfigMap keys, ServiceAccounts, volumes, Service selectors and named ports all exist."""
+    objs = build(variant)
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    accounts = {o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount"}
+    for w in workloads(objs):
+        pod = w["spec"]["template"]["spec"]
+        template_labels = w["spec"]["template"]["metadata"]["labels"]
+        assert w["spec"]["selector"]["matchLabels"].items() <= template_labels.items()
+        if "serviceAccountName" in pod:
+            assert pod["serviceAccountName"] in accounts
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        volumes.update({t["metadata"]["name"]: t for t in w["spec"].get("volumeClaimTemplates", [])})
+        for c in containers(w):
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("configMapKeyRef")
+                if ref and not ref.get("optional"):
+                    assert ref["key"] in configmaps[ref["name"]], f"{w['metadata']['name']}: {ref}"
+                sref = e.get("valueFrom", {}).get("secretKeyRef")
+                if sref:
+                    assert sref.get("optional") is True, "no Secret ships with the manifests"
+            for m in c.get("volumeMounts", []):
+                assert m["name"] in volumes, f"{w['metadata']['name']}: {m}"
+        for v in pod.get("volumes", []):
+            if "configMap" in v:
+                assert v["configMap"]["name"] in configmaps
+    for svc in (o for o in objs if o["kind"] == "Service"):
+        selected = [w for w in workloads(objs)
+                    if svc["spec"]["selector"].items() <= w["spec"]["template"]["metadata"]["labels"].items()]
+        assert selected, f"Service {svc['metadata']['name']} selects nothing"
+        for port in svc["spec"]["ports"]:
+            ports = [p for w in selected for c in containers(w) for p in c.get("ports", [])]
+            named = {p.get("name") for p in ports}
+            numbered = {p["containerPort"] for p in ports}
+            target = port.get("targetPort", port["port"])
+            assert target in (named if isinstance(target, str) else numbered), (svc["metadata"]["name"], port)
+
+
+def test_services_reach_etcd_and_admission_by_service_name():
+    objs = build(".")
+    config = get(objs, "ConfigMap", "kubep4-config")["data"]
+    host, port = _hostport(config["KUBEP4_ETCD"])
+    etcd_client = get(objs, "Service", host)
+    assert "clusterIP" not in etcd_client["spec"] or etcd_client["spec"]["clusterIP"] != "None"
+    assert port in {p["port"] for p in etcd_client["spec"]["ports"]}
+    etcd = get(objs, "StatefulSet", "etcd")
+    assert etcd_client["spec"]["selector"] == etcd["spec"]["selector"]["matchLabels"]
+    (api,) = containers(get(objs, "Deployment", "kubep4-apiserver"))
+    host, port = _hostport(env_of(api)["KUBEP4_ADMISSION"]["value"])
+    assert port in {p["port"] for p in get(objs, "Service", host)["spec"]["ports"]}
+    for name in ("kubep4-apiserver", "kubep4-controller", "kubep4-node-agent"):
+        kind = "DaemonSet" if name == "kubep4-node-agent" else "Deployment"
+        (c,) = containers(get(objs, kind, name))
+        ref = env_of(c)["KUBEP4_ETCD"]["valueFrom"]["configMapKeyRef"]
+        assert (ref["name"], ref["key"]) == ("kubep4-config", "KUBEP4_ETCD"), name
+
+
+def test_etcd_statefulset_bootstraps_three_members_from_pod_dns():
+    objs = build(".")
+    sts = get(objs, "StatefulSet", "etcd")
+    headless = get(objs, "Service", sts["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert {p["port"] for p in headless["spec"]["ports"]} == {2379, 2380}
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    (c,) = containers(sts)
+    args = dict(a.lstrip("-").split("=", 1) for a in c["args"])
+    svc = sts["spec"]["serviceName"]
+    name = sts["metadata"]["name"]
+    expected = ",".join(f"{name}-{i}=http://{name}-{i}.{svc}.$(POD_NAMESPACE).svc:2380"
+                        for i in range(sts["spec"]["replicas"]))
+    assert args["initial-cluster"] == expected
+    assert args["name"] == "$(POD_NAME)"
+    assert args["initial-advertise-peer-urls"] == f"http://$(POD_NAME).{svc}.$(POD_NAMESPACE).svc:2380"
+    env = env_of(c)
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == claim["metadata"]["name"])
+    assert args["data-dir"].startswith(mount["mountPath"] + "/")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"]["port"] == "metrics"
+    assert "http://0.0.0.0:2381" in args["listen-metrics-urls"]
+    assert get(objs, "PodDisruptionBudget", "etcd")["spec"]["maxUnavailable"] == 1
+
+
+def test_node_agent_daemonset(tmp_path):
+    from services.node_agent.__main__ import load_devices
+
+    objs = build(".")
+    ds = get(objs, "DaemonSet", "kubep4-node-agent")
+    (c,) = containers(ds)
+    names = [e["name"] for e in c["env"]]
+    env = env_of(c)
+    for var in ("KUBEP4_NODE_NAME", "KUBEP4_KUBERNETES_NODE"):
+        assert env[var]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName", var
+    devices_file = env["KUBEP4_DEVICES_FILE"]["value"]
+    assert "$(KUBEP4_NODE_NAME)" in devices_file
+    # $(VAR) expansion only sees variables defined earlier in the list
+    assert names.index("KUBEP4_NODE_NAME") < names.index("KUBEP4_DEVICES_FILE")
+    pod = ds["spec"]["template"]["spec"]
+    mount = next(m for m in c["volumeMounts"] if devices_file.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    devices_cm = get(objs, "ConfigMap", volume["configMap"]["name"])
+    assert pod["nodeSelector"] == {"kubep4.io/switch": "true"}
+    for key, text in devices_cm["data"].items():  # every example file is one the agent loads
+        assert key.endswith(".yaml")
+        f = tmp_path / key
+        f.write_text(text)
+        devices = load_devices(str(f))
+        assert devices and all(d.p4rt_address and d.name for d in devices)
+
+
+def test_controller_placement_default_and_overlay():
+    default = get(build("."), "ConfigMap", "kubep4-config")["data"]
+    assert default["KUBEP4_PLACEMENT"] == "builtin"
+    k8s = build("overlays/kubernetes-placement")
+    assert get(k8s, "ConfigMap", "kubep4-config")["data"] == {**default, "KUBEP4_PLACEMENT": "kubernetes"}
+    (c,) = containers(get(k8s, "Deployment", "kubep4-controller"))
+    env = env_of(c)
+    ref = env["KUBEP4_PLACEMENT"]["valueFrom"]["configMapKeyRef"]
+    assert (ref["name"], ref["key"]) == ("kubep4-config", "KUBEP4_PLACEMENT")
+    assert env["KUBEP4_CONTROLLER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # apart from the ConfigMap, the overlay is the default build
+    a, b = by_key(build(".")), by_key(k8s)
+    assert a.keys() == b.keys()
+    assert {k for k in a if a[k] != b[k]} == {("ConfigMap", "kubep4", "kubep4-config")}
+
+
+def test_external_etcd_overlay_drops_the_statefulset_and_repoints_kubep4_etcd():
+    default, external = by_key(build(".")), by_key(build("overlays/external-etcd"))
+    etcd_objects = {k for k in default if k[2] in ("etcd", "etcd-client")}
+    assert {k[0] for k in etcd_objects} == {"StatefulSet", "Service", "PodDisruptionBudget"}
+    assert external.keys() == default.keys() - etcd_objects
+    patch = yaml.safe_load((K8S / "overlays" / "external-etcd" / "etcd-endpoint.yaml").read_text())
+    config = external[("ConfigMap", "kubep4", "kubep4-config")]["data"]
+    assert config["KUBEP4_ETCD"] == patch["data"]["KUBEP4_ETCD"] != "etcd-client:2379"
+    assert config == {**default[("ConfigMap", "kubep4", "kubep4-config")]["data"],
+                      "KUBEP4_ETCD": patch["data"]["KUBEP4_ETCD"]}
+    assert {k for k in external if external[k] != default[k]} == {("ConfigMap", "kubep4", "kubep4-config")}
