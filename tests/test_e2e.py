@@ -245,3 +245,19 @@ async def test_leader_handover(tmp_path):
             await c.create(d)
             ready = await c.wait_ready("after-handover", timeout=30)
             assert ready.status.ready_replicas == 1
+
+
+async def test_waiting_deployment_is_placed_when_a_device_frees_up(tmp_path):
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path)) as s:
+        async with AsyncClient(s.api) as c:
+            p, first = deployment("first", 1)
+            await c.apply(p)
+            await c.create(first)
+            await c.wait_ready("first", timeout=30)
+            _, second = deployment("second", 1)
+            await c.create(second)
+            waiting = await wait_phase(c, "second", "Unschedulable")
+            assert "NoFreeSlot" in [x for x in waiting.status.conditions if x.type == "Scheduled"][0].message
+            await c.delete("deployment", "first")
+            ready = await c.wait_ready("second", timeout=30)  # no resync needed: the freed slot requeues it
+            assert ready.status.replicas[0].device == "dev0"

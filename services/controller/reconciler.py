@@ -77,6 +77,7 @@ class Controller:
         self._phase_hist = meter.create_histogram(
             "kubep4_deployment_phase_transition_time_from_creation_seconds", unit="s",
             description="Time from a deployment's creation to each phase it enters")
+        self._waiting: set[tuple] = set()  # deployments with replicas that found no device
         self._delivered: dict[tuple, str] = {}  # watch deliveries already traced (by write time)
         self._lock = asyncio.Lock()  # scheduling decisions are serialised so they see each other
 
@@ -95,6 +96,9 @@ class Controller:
 
     def _on_placement(self, etype: str, p: kr.Placement) -> None:
         self.queue.add(("deployment", p.metadata.namespace, p.spec.deployment))
+        if etype == "DELETED":  # a device slot was freed: deployments waiting for one may fit now
+            for key in self._waiting:
+                self.queue.add(key)
 
     def _on_node(self, etype: str, n: kr.Node) -> None:
         self.queue.add(("node", "", n.metadata.name))
@@ -185,6 +189,7 @@ class Controller:
         d = self.deployments.get((ns, name))
         placements = self._placements_of(ns, name)
         if d is None:
+            self._waiting.discard(("deployment", ns, name))
             for p in placements:  # orphans of a deployment that is gone
                 await self._delete_placement(p)
             await self.placer.deleted(ns, name)
@@ -197,7 +202,14 @@ class Controller:
                 return await self._finalize(d, placements)
             async with self._lock:
                 unschedulable = await self._schedule(d, placements)
-            return await self._update_status(d, unschedulable)
+            key = ("deployment", ns, name)
+            if unschedulable:
+                self._waiting.add(key)
+            else:
+                self._waiting.discard(key)
+            await self._update_status(d, unschedulable)
+            # level-triggered safety net: whatever frees a device also requeues us, but retry anyway
+            return 10.0 if unschedulable else None
 
     async def _schedule(self, d: kr.Deployment, placements: list[kr.Placement]) -> list[str]:
         ns, name = d.metadata.namespace, d.metadata.name
