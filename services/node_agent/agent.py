@@ -208,16 +208,18 @@ class NodeAgent:
                 if device_cookie == cookie and not stale:
                     span.set_attribute("kubep4.noop", True)
                     return None
-                for p in stale:
-                    await self._set_status(p, "Installing", "")
-                pipeline = await self._pipeline(active[0])
-                entries = []
-                for p in active:
-                    entries += await self._entries(p, pipeline)
-                if device_cookie != cookie:
-                    await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
-                self._dirty.add(name)
-                await conn.sync_entries(entries)
+                # "Installing" is reported while the install goes on, not before it starts
+                installing = asyncio.gather(*(self._set_status(p, "Installing", "") for p in stale))
+                try:
+                    pipeline = await self._pipeline(active[0])
+                    entries = [e for batch in await asyncio.gather(*(self._entries(p, pipeline) for p in active))
+                               for e in batch]
+                    if device_cookie != cookie:
+                        await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
+                    self._dirty.add(name)
+                    await conn.sync_entries(entries)
+                finally:
+                    await installing
             except (P4RuntimeError, CompileError, EntryError, st.NotFound) as e:
                 span.record_exception(e)
                 for p in active:
