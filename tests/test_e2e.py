@@ -261,3 +261,27 @@ async def test_waiting_deployment_is_placed_when_a_device_frees_up(tmp_path):
             await c.delete("deployment", "first")
             ready = await c.wait_ready("second", timeout=30)  # no resync needed: the freed slot requeues it
             assert ready.status.replicas[0].device == "dev0"
+
+
+async def test_two_deployments_share_a_device_and_leave_it_one_by_one(tmp_path):
+    with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path)) as s:
+        reader = readers(s)[("node-0", "dev0")]
+        async with AsyncClient(s.api) as c:
+            p, a = deployment("a", 1)
+            _, b = deployment("b", 1)
+            del b.spec.table_entries[1:]
+            b.spec.table_entries[0].match[0].lpm.value = "10.9.0.0"
+            await c.apply(p)
+            await c.create(a)
+            await c.create(b)
+            await c.wait_ready("a", timeout=30)
+            await c.wait_ready("b", timeout=30)
+            assert len(await reader.entries()) == 4  # 3 of a, 1 of b, one pipeline
+            await c.delete("deployment", "a")
+
+            async def a_gone():
+                return [x.metadata.name for x in await c.list("deployments")] == ["b"]
+            await eventually(a_gone, 30, what="deployment a to be deleted while b stays")
+            entries = await reader.entries()
+            assert len(entries) == 1 and entries[0].match[0].lpm.value == bytes([10, 9, 0, 0])
+            assert (await c.get("deployment", "b")).status.phase == "Running"

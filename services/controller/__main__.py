@@ -27,6 +27,7 @@ class Settings:
     health_listen: str = ""
     kube_namespace: str = "kubep4"
     kube_image: str = "registry.k8s.io/pause:3.9"
+    kubeconfig: str = ""
 
 
 def _placer(settings: Settings) -> Placer:
@@ -79,11 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--workers", "KUBEP4_WORKERS", 4, type=int, help="concurrent reconciles")
     flag(p, "--health-listen", "KUBEP4_HEALTH_LISTEN", "", help="gRPC health endpoint (empty: none)")
     flag(p, "--kube-namespace", "KUBEP4_KUBE_NAMESPACE", "kubep4", help="namespace of placement pods")
+    flag(p, "--kube-image", "KUBEP4_KUBE_IMAGE", Settings.kube_image, help="image of placement pods")
+    flag(p, "--kubeconfig", "KUBECONFIG", "", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
     settings = Settings(etcd=args.etcd, identity=args.id, leader_ttl=args.leader_ttl, placement=args.placement,
-                        workers=args.workers, health_listen=args.health_listen, kube_namespace=args.kube_namespace)
+                        workers=args.workers, health_listen=args.health_listen, kube_namespace=args.kube_namespace,
+                        kube_image=args.kube_image, kubeconfig=args.kubeconfig)
     serving.run(lambda stop: run(settings, stop))
 
 

@@ -242,7 +242,8 @@ class Controller:
                         "scheduler.chosen": f"{decision.device.node}/{decision.device.device}"
                         if decision.device else "", "scheduler.score": float(decision.score)})
                 if not decision.scheduled:
-                    messages.append(decision.message)
+                    if decision.failure != "Pending":  # Pending: a placer still waiting (kube-scheduler)
+                        messages.append(decision.message)
                     continue  # a placement that cannot move stays where it is
                 chosen = decision.device
                 by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p)

@@ -141,6 +141,10 @@ class NodeAgent:
         tasks = [asyncio.create_task(c) for c in (self.heartbeat(), self.placements.run(), self.resync(),
                                                   run_workers(self.queue, self.reconcile_device, workers,
                                                               "device"))]
+        if self.settings.kubernetes_node:  # advertise slots and target/arch labels, as a device plugin would
+            from services.node_agent import kube_resources
+            tasks.append(asyncio.create_task(kube_resources.keep_advertised(
+                self.settings.kubernetes_node, list(self.devices.values()))))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -205,7 +209,7 @@ class NodeAgent:
                 conn = await self._connection(name)
                 device_cookie = await conn.get_cookie()
                 span.set_attribute("p4rt.cookie_matched", device_cookie == cookie)
-                if device_cookie == cookie and not stale:
+                if device_cookie == cookie and not stale and not leaving:
                     span.set_attribute("kubep4.noop", True)
                     return None
                 # "Installing" is reported while the install goes on, not before it starts
@@ -217,9 +221,10 @@ class NodeAgent:
                     if device_cookie != cookie:
                         await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
                     self._dirty.add(name)
-                    await conn.sync_entries(entries)
+                    await conn.sync_entries(entries)  # the entries of leaving placements go here
                 finally:
                     await installing
+                await self._release(leaving)
             except (P4RuntimeError, CompileError, EntryError, st.NotFound) as e:
                 span.record_exception(e)
                 for p in active:
@@ -256,12 +261,16 @@ class NodeAgent:
                     await self._drop(name)
                     if leaving:
                         return 2.0
+        await self._release(leaving)
+        return None
+
+    async def _release(self, leaving: list[kr.Placement]) -> None:
+        """The device no longer holds these placements: let them go (the controller waits for it)."""
         for p in leaving:
             try:
                 await self.store.delete(st.PLACEMENTS, p.metadata.namespace, p.metadata.name)
             except st.NotFound:
                 pass
-        return None
 
     async def _drop(self, name: str) -> None:
         conn = self.connections.pop(name, None)
