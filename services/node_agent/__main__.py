@@ -40,6 +40,16 @@ def load_devices(path: str) -> list[kr.Device]:
     return [json_format.ParseDict(d, kr.Device()) for d in doc.get("devices", [])]
 
 
+def _pairs(parser: argparse.ArgumentParser, items: list[str], flag_name: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            parser.error(f"{flag_name} wants KEY=IMAGE, got {item!r}")
+        out[key] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="kubep4-node-agent", description="KubeP4 node agent")
     flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
@@ -54,6 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--kubernetes-node", "KUBEP4_KUBERNETES_NODE", "", help="Kubernetes node this agent runs on")
     flag(p, "--compile-cache", "KUBEP4_COMPILE_CACHE", "", help="compiler output cache dir")
     flag(p, "--health-listen", "KUBEP4_HEALTH_LISTEN", "", help="gRPC health endpoint (empty: none)")
+    p.add_argument("--compiler-image", action="append", default=[], metavar="BACKEND=IMAGE",
+                   help="run a compiler backend in this container image when it is not on PATH (repeatable)")
+    p.add_argument("--switch-image", action="append", default=[], metavar="DEVICE=IMAGE",
+                   help="start this device's software switch in a container of IMAGE (BMv2 simple_switch_grpc "
+                        "by default command) before connecting (repeatable)")
+    flag(p, "--docker-url", "DOCKER_HOST", "", help="Docker engine URL (default: the environment's)")
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
@@ -67,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"device names must be unique on a node: {names}")
     settings = Settings(node_name=args.node_name, etcd=args.etcd, devices=tuple(devices),
                         lease_ttl=args.lease_ttl, resync_seconds=args.resync,
-                        kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache)
+                        kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache,
+                        compiler_images=_pairs(p, args.compiler_image, "--compiler-image"),
+                        switch_images=_pairs(p, args.switch_image, "--switch-image"),
+                        docker_url=args.docker_url)
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-node-agent")

@@ -37,7 +37,9 @@ class Settings:
     resync_seconds: float = 5.0
     kubernetes_node: str = ""
     compile_cache: str = ""
-    compiler_images: dict = field(default_factory=dict)
+    compiler_images: dict = field(default_factory=dict)   # backend -> image
+    switch_images: dict = field(default_factory=dict)     # device name -> software switch image
+    docker_url: str = ""
 
 
 @dataclass
@@ -70,7 +72,8 @@ class NodeAgent:
         self._pipelines: dict[str, _Pipeline] = {}
         self._dirty: set[str] = set()  # devices whose entries we may have written
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
-                                 images=dict(settings.compiler_images))
+                                 images=dict(settings.compiler_images), docker_url=settings.docker_url or None)
+        self.switches: list = []  # containers this agent launched (virt-launcher style)
         self.lease_id = 0
         self.registered = asyncio.Event()
 
@@ -136,7 +139,22 @@ class NodeAgent:
         log.warning("device %s: stream broken; will reconnect and verify", device)
         self.queue.add(device)
 
+    async def launch_switches(self) -> None:
+        """Start the software switches configured as containers, one per device, before connecting."""
+        from services.node_agent.docker_launcher import SwitchContainer
+        for name, image in self.settings.switch_images.items():
+            dev = self.devices.get(name)
+            if dev is None:
+                raise ValueError(f"--switch-image names unknown device {name!r}")
+            port = int(dev.p4rt_address.rpartition(":")[2])
+            switch = SwitchContainer(image=image, name=f"kubep4-{self.node}-{name}", grpc_port=port,
+                                     device_id=dev.device_id, base_url=self.settings.docker_url or None)
+            await asyncio.to_thread(switch.start)
+            self.switches.append(switch)
+            log.info("device %s: started %s in container %s", name, image, switch.container_id[:12])
+
     async def run(self, workers: int = 4) -> None:
+        await self.launch_switches()
         await self.register()
         tasks = [asyncio.create_task(c) for c in (self.heartbeat(), self.placements.run(), self.resync(),
                                                   run_workers(self.queue, self.reconcile_device, workers,
@@ -153,6 +171,8 @@ class NodeAgent:
             await asyncio.gather(*tasks, return_exceptions=True)
             for c in self.connections.values():
                 await c.close()
+            for switch in self.switches:
+                await asyncio.to_thread(switch.stop)
 
     # ------------------------------------------------------------ device reconcile
     async def _connection(self, name: str) -> DeviceConnection:
