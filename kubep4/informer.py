@@ -74,10 +74,18 @@ class Informer(Generic[st.T]):
         return list(self.cache.values())
 
     def observe(self, obj) -> None:
-        """Record our own write at once (the watch event follows and is idempotent)."""
+        """Record our own write at once (the watch event follows and is idempotent).
+
+        A write the watch has already passed is not recorded: if the object is missing from the
+        cache by then, it was deleted after our write, and re-adding it would leave a ghost.
+        """
         k = self.key(obj)
         cur = self.cache.get(k)
-        if cur is None or cur.metadata.resource_version <= obj.metadata.resource_version:
+        rv = obj.metadata.resource_version
+        if cur is None:
+            if rv > self.revision:
+                self.cache[k] = obj
+        elif cur.metadata.resource_version <= rv:
             self.cache[k] = obj
 
     def forget(self, obj) -> None:
@@ -101,7 +109,8 @@ class Informer(Generic[st.T]):
                 async for ev in self.store.watch(self.kind, start_revision=rev + 1):
                     k = self.key(ev.object)
                     if ev.type == "DELETED":
-                        self.cache.pop(k, None)
+                        # hand on the last state we knew (a delete may carry only the key)
+                        ev.object = self.cache.pop(k, None) or ev.object
                     else:
                         cur = self.cache.get(k)
                         if cur is None or cur.metadata.resource_version <= ev.revision:

@@ -289,9 +289,11 @@ class Store:
         async for ev in self.watch_raw(prefix, start_revision):
             etype, kv, prev = ev
             if etype == "DELETE":
-                if prev is None:
-                    continue
-                obj = _decode(kind, prev.value, kv.mod_revision)
+                if prev is not None and prev.value:
+                    obj = _decode(kind, prev.value, kv.mod_revision)
+                else:  # no previous value (compacted): the key still names the object
+                    log.warning("watch: DELETE of %s without its previous value", kv.key.decode())
+                    obj = _from_key(kind, kv.key.decode(), kv.mod_revision)
                 yield Event("DELETED", obj, kv.mod_revision)
             else:
                 obj = _decode(kind, kv.value, kv.mod_revision)
@@ -408,6 +410,17 @@ class Store:
             p.spec.artifacts.p4info = await self.get_blob(p.spec.p4info_ref)
             p.spec.artifacts.device_config = await self.get_blob(p.spec.device_config_ref)
         return p
+
+
+def _from_key(kind: Kind[T], key: str, revision: int) -> T:
+    """An object carrying only the identity its key holds (namespace, name)."""
+    obj = kind.message()
+    rest = key[len(kind.prefix()):].split("/")
+    obj.metadata.name = rest[-1]
+    if kind.namespaced and len(rest) > 1:
+        obj.metadata.namespace = rest[-2]
+    obj.metadata.resource_version = revision
+    return obj
 
 
 def _copy(obj: T) -> T:

@@ -198,7 +198,7 @@ async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concur
               traces: bool = True, etcd_dir: str | None = None, timeout: float = 30.0,
               progress=print) -> dict:
     receiver = await OTLPReceiver().start() if traces else None
-    env = {"KUBEP4_LOG_LEVEL": "WARNING"}
+    env = {"KUBEP4_LOG_LEVEL": os.environ.get("KUBEP4_BENCH_LOG_LEVEL", "WARNING")}
     if receiver:
         env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
                     "OTEL_BSP_MAX_QUEUE_SIZE": "65536", "OTEL_METRIC_EXPORT_INTERVAL": "60000"})

@@ -311,7 +311,10 @@ class Controller:
     async def _finalize(self, d: kr.Deployment, placements: list[kr.Placement]) -> float | None:
         for p in placements:
             await self._remove_placement(p)
-        if self._placements_of(d.metadata.namespace, d.metadata.name):
+        left = self._placements_of(d.metadata.namespace, d.metadata.name)
+        if left:
+            log.info("deployment %s/%s: waiting for %d placement(s) to be released", d.metadata.namespace,
+                     d.metadata.name, len(left))
             return 5.0  # waiting for the node agents; their deletes requeue us sooner
         try:
             await self.store.delete(st.DEPLOYMENTS, d.metadata.namespace, d.metadata.name,
