@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import grpc
@@ -25,6 +26,7 @@ from services.node_agent.p4runtime_client import DeviceConnection, P4RuntimeErro
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent")
+PIPELINE_CACHE_SIZE = 32  # compiled/loaded pipelines kept in memory
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class NodeAgent:
         self.placements = Informer(store, st.PLACEMENTS, self._on_placement)
         self._where: dict[tuple[str, str], str] = {}
         self._delivered: dict[tuple[str, str], str] = {}  # placement key -> device, for placements on this node
-        self._pipelines: dict[str, _Pipeline] = {}
+        self._pipelines: OrderedDict[str, _Pipeline] = OrderedDict()  # by digest, least recently used first
         self._dirty: set[str] = set()  # devices whose entries we may have written
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
                                  images=dict(settings.compiler_images), docker_url=settings.docker_url or None)
@@ -190,19 +192,24 @@ class NodeAgent:
     async def _pipeline(self, p: kr.Placement) -> _Pipeline:
         cached = self._pipelines.get(p.spec.pipeline_digest)
         if cached is not None:
+            self._pipelines.move_to_end(p.spec.pipeline_digest)
             return cached
-        pl = await self.store.get(st.PIPELINES, p.metadata.namespace, p.spec.pipeline)
-        if pl.status.digest != p.spec.pipeline_digest:
-            raise CompileError(f"pipeline {p.spec.pipeline} has digest {pl.status.digest}, "
-                               f"placement wants {p.spec.pipeline_digest}")
-        if pl.spec.p4info_ref.digest:
-            pl = await self.store.load_artifacts(pl)
-            p4info, config = pl.spec.artifacts.p4info, pl.spec.artifacts.device_config
-        else:
-            result = await self.compiler.compile(pl.spec.source, pl.status.digest, pl.spec.arch, pl.spec.target)
-            p4info, config = result.p4info, result.device_config
-        out = _Pipeline(pl.status.digest, p4info, config, P4InfoIndex(parse_p4info(p4info)))
+        with tracer.start_as_current_span("load pipeline", attributes={"kubep4.pipeline": p.spec.pipeline}):
+            pl = await self.store.get(st.PIPELINES, p.metadata.namespace, p.spec.pipeline)
+            if pl.status.digest != p.spec.pipeline_digest:
+                raise CompileError(f"pipeline {p.spec.pipeline} has digest {pl.status.digest}, "
+                                   f"placement wants {p.spec.pipeline_digest}")
+            if pl.spec.p4info_ref.digest:
+                p4info, config = await asyncio.gather(self.store.get_blob(pl.spec.p4info_ref),
+                                                      self.store.get_blob(pl.spec.device_config_ref))
+            else:
+                result = await self.compiler.compile(pl.spec.source, pl.status.digest, pl.spec.arch,
+                                                     pl.spec.target)
+                p4info, config = result.p4info, result.device_config
+            out = _Pipeline(pl.status.digest, p4info, config, P4InfoIndex(parse_p4info(p4info)))
         self._pipelines[out.digest] = out
+        while len(self._pipelines) > PIPELINE_CACHE_SIZE:
+            self._pipelines.popitem(last=False)
         return out
 
     async def reconcile_device(self, name: str) -> float | None:
@@ -235,9 +242,11 @@ class NodeAgent:
                 # "Installing" is reported while the install goes on, not before it starts
                 installing = asyncio.gather(*(self._set_status(p, "Installing", "") for p in stale))
                 try:
-                    pipeline = await self._pipeline(active[0])
-                    entries = [e for batch in await asyncio.gather(*(self._entries(p, pipeline) for p in active))
-                               for e in batch]
+                    pipeline, deployments = await asyncio.gather(
+                        self._pipeline(active[0]),
+                        asyncio.gather(*(self.store.get(st.DEPLOYMENTS, p.metadata.namespace, p.spec.deployment)
+                                         for p in active)))
+                    entries = [e for d in deployments for e in self._entries(d, pipeline)]
                     if device_cookie != cookie:
                         await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
                     self._dirty.add(name)
@@ -258,8 +267,8 @@ class NodeAgent:
                 await self._set_status(p, "Running", "", cookie)
         return None
 
-    async def _entries(self, p: kr.Placement, pipeline: _Pipeline) -> list:
-        d = await self.store.get(st.DEPLOYMENTS, p.metadata.namespace, p.spec.deployment)
+    @staticmethod
+    def _entries(d: kr.Deployment, pipeline: _Pipeline) -> list:
         out = []
         for i, e in enumerate(d.spec.table_entries):
             try:
