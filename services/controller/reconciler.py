@@ -73,6 +73,7 @@ class Controller:
         self.placements = Informer(store, st.PLACEMENTS, self._on_placement)
         self.nodes = Informer(store, st.NODES, self._on_node, key=lambda o: o.metadata.name)
         self.live_nodes: set[str] = set()
+        self._lease_rev = 0  # etcd revision the lease watch has reached
         self._leases_synced = asyncio.Event()
         self._phase_hist = meter.create_histogram(
             "kubep4_deployment_phase_transition_time_from_creation_seconds", unit="s",
@@ -112,6 +113,7 @@ class Controller:
         while True:
             try:
                 kvs, rev = await self.store.list_raw(st.NODE_LEASES)
+                self._lease_rev = rev
                 live = {k[len(st.NODE_LEASES):] for k, _ in kvs}
                 changed = live ^ self.live_nodes
                 self.live_nodes = live
@@ -120,6 +122,7 @@ class Controller:
                     self.queue.add(("node", "", n))
                 async for etype, kv, _ in self.store.watch_raw(st.NODE_LEASES.encode(), rev + 1):
                     node = kv.key.decode()[len(st.NODE_LEASES):]
+                    self._lease_rev = kv.mod_revision
                     if etype == "DELETE":
                         self.live_nodes.discard(node)
                     else:
@@ -158,7 +161,7 @@ class Controller:
     # ---------------------------------------------------------------- nodes
     async def reconcile_node(self, name: str) -> float | None:
         node = self.nodes.get(name)
-        live = name in self.live_nodes
+        live = self._node_ready(name)
         if node is not None:
             want = "Ready" if live else "NotReady"
             if node.status.phase != want:
@@ -180,9 +183,18 @@ class Controller:
     def _device_states(self) -> list:
         devices = sched.devices_from(self.nodes.items(), [
             (p.spec.node, p.spec.device, p.spec.pipeline_digest) for p in self.placements.items()])
-        for d in devices:  # readiness is the heartbeat lease, seen before the Node status catches up
-            d.node_ready = d.node in self.live_nodes
+        for d in devices:
+            d.node_ready = self._node_ready(d.node)
         return devices
+
+    def _node_ready(self, name: str) -> bool:
+        """Readiness is the heartbeat lease. An agent takes its lease before it writes its Node, so a Node
+        (still Ready) newer than the lease watch has caught up to has a lease we have not seen yet."""
+        if name in self.live_nodes:
+            return True
+        node = self.nodes.get(name)
+        return node is not None and node.status.phase == "Ready" and \
+            node.metadata.resource_version > self._lease_rev
 
     # ---------------------------------------------------------------- deployments
     async def reconcile_deployment(self, ns: str, name: str) -> float | None:
@@ -254,7 +266,7 @@ class Controller:
 
     def _device_exists(self, p: kr.Placement) -> bool:
         """The placement's device is still registered on a node with a live heartbeat."""
-        if p.spec.node not in self.live_nodes:
+        if not self._node_ready(p.spec.node):
             return False
         node = self.nodes.get(p.spec.node)
         return node is not None and any(dev.name == p.spec.device for dev in node.spec.devices)
@@ -288,7 +300,7 @@ class Controller:
 
     async def _remove_placement(self, p: kr.Placement) -> None:
         """Ask the node agent to clear the device (it deletes the placement), or delete it if the node is gone."""
-        if p.spec.node not in self.live_nodes:
+        if not self._node_ready(p.spec.node):
             await self._delete_placement(p)
         elif not p.metadata.HasField("deletion_timestamp"):
             q = _copy(p)

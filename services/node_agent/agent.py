@@ -247,10 +247,11 @@ class NodeAgent:
                         asyncio.gather(*(self.store.get(st.DEPLOYMENTS, p.metadata.namespace, p.spec.deployment)
                                          for p in active)))
                     entries = [e for d in deployments for e in self._entries(d, pipeline)]
-                    if device_cookie != cookie:
+                    pushed = device_cookie != cookie
+                    if pushed:  # VERIFY_AND_COMMIT replaces the pipeline and empties every table
                         await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
                     self._dirty.add(name)
-                    await conn.sync_entries(entries)  # the entries of leaving placements go here
+                    await conn.sync_entries(entries, known_empty=pushed)  # leaving placements' entries go
                 finally:
                     await installing
                 await self._release(leaving)

@@ -200,9 +200,12 @@ class DeviceConnection:
             raise _error(f"{self.address} Read", e) from None
         return out
 
-    async def sync_entries(self, desired: list[p4r.TableEntry]) -> int:
-        """Make the device's table entries exactly ``desired``; returns the number of updates sent."""
-        current = {entry_key(e): e for e in await self.read_table_entries()}
+    async def sync_entries(self, desired: list[p4r.TableEntry], known_empty: bool = False) -> int:
+        """Make the device's table entries exactly ``desired``; returns the number of updates sent.
+
+        ``known_empty``: the tables were just emptied (VERIFY_AND_COMMIT), so they need not be read.
+        """
+        current = {} if known_empty else {entry_key(e): e for e in await self.read_table_entries()}
         want = {entry_key(e): e for e in desired if not e.is_default_action}
         updates: list[p4r.Update] = []
         for k, e in current.items():
