@@ -27,6 +27,7 @@ from services.apiserver.auth import TokenAuthInterceptor
 log = logging.getLogger(__name__)
 _tracer = tracer("kubep4.apiserver")
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["KubeP4"].full_name
+P4INFO_CACHE_SIZE = 256
 
 _CODES = {
     st.NotFound: grpc.StatusCode.NOT_FOUND,
@@ -78,7 +79,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
     def __init__(self, store: st.Store, admission: ka_grpc.AdmissionStub):
         self.store = store
         self.admission = admission
-        self._p4info_cache: dict[str, bytes] = {}  # digest -> P4Info bytes (immutable, content-addressed)
+        # digest -> P4Info bytes: content-addressed, so never stale; bounded, oldest dropped first
+        self._p4info_cache: dict[str, bytes] = {}
 
     # ------------------------------------------------------------ admission
     async def _review(self, op, **kw) -> ka.AdmissionResponse:
@@ -103,6 +105,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
             if data is None:
                 data = await self.store.get_blob(ref)
                 self._p4info_cache[ref.digest] = data
+                if len(self._p4info_cache) > P4INFO_CACHE_SIZE:
+                    del self._p4info_cache[next(iter(self._p4info_cache))]
             p.spec.artifacts.p4info = data
         return p
 
