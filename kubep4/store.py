@@ -388,6 +388,16 @@ class Store:
             raise NotFound(f"artifact {ref.digest} is missing or incomplete in etcd")
         return data
 
+    async def blob_digests(self) -> tuple[dict[str, int], int]:
+        """Stored artifact digests with the oldest create revision of their chunks, and the revision read at."""
+        base = BLOBS.encode()
+        r = await self._range(base, _range_end(base), keys_only=True)
+        out: dict[str, int] = {}
+        for kv in r.kvs:
+            digest = kv.key.decode()[len(BLOBS):].split("/", 1)[0]
+            out[digest] = min(out.get(digest, kv.create_revision), kv.create_revision)
+        return out, r.header.revision
+
     async def delete_blob(self, digest: str) -> None:
         base = f"{BLOBS}{digest}/".encode()
         await self._txn([], [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(

@@ -64,7 +64,8 @@ class Placer:
 
 
 class Controller:
-    def __init__(self, store: st.Store, placer: Placer | None = None, workers: int = 4):
+    def __init__(self, store: st.Store, placer: Placer | None = None, workers: int = 4,
+                 gc_interval: float = 60.0):
         self.store = store
         self.placer = placer or Placer()
         self.workers = workers
@@ -78,6 +79,8 @@ class Controller:
         self._phase_hist = meter.create_histogram(
             "kubep4_deployment_phase_transition_time_from_creation_seconds", unit="s",
             description="Time from a deployment's creation to each phase it enters")
+        self.gc_interval = gc_interval
+        self._gc_mark = 0  # etcd revision of the previous artifact collection
         self._waiting: set[tuple] = set()  # deployments with replicas that found no device
         self._delivered: dict[tuple, str] = {}  # watch deliveries already traced (by write time)
         self._lock = asyncio.Lock()  # scheduling decisions are serialised so they see each other
@@ -146,11 +149,36 @@ class Controller:
             tasks.append(asyncio.create_task(self.placer.start(
                 self.store, lambda ns, name: self.queue.add(("deployment", ns, name)))))
             tasks.append(asyncio.create_task(run_workers(self.queue, self.reconcile, self.workers)))
+            tasks.append(asyncio.create_task(self._collect_periodically()))
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _collect_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.gc_interval)
+            try:
+                await self.collect_artifacts()
+            except st.StoreError as e:
+                log.warning("artifact collection: %s", e)
+
+    async def collect_artifacts(self) -> list[str]:
+        """Delete artifact blobs no Pipeline references. A blob must be unreferenced and older than the
+        previous collection, so one stored just before its Pipeline is never taken. Returns the digests."""
+        pipelines, _ = await self.store.list(st.PIPELINES)
+        referenced = {ref.digest for p in pipelines for ref in (p.spec.p4info_ref, p.spec.device_config_ref)}
+        blobs, revision = await self.store.blob_digests()
+        doomed = [d for d, created in blobs.items() if d not in referenced and created <= self._gc_mark]
+        with tracer.start_as_current_span("artifact collection", attributes={
+                "kubep4.blobs": len(blobs), "kubep4.collected": len(doomed)}):
+            for digest in doomed:
+                await self.store.delete_blob(digest)
+        if doomed:
+            log.info("collected %d unreferenced artifact(s)", len(doomed))
+        self._gc_mark = revision
+        return doomed
 
     async def reconcile(self, key) -> float | None:
         kind, ns, name = key

@@ -1,0 +1,31 @@
+"""The controller collects artifact blobs that no Pipeline references (real etcd)."""
+from __future__ import annotations
+
+from kubep4 import store as st
+from services.controller.reconciler import Controller
+
+from .conftest import example_objects
+
+
+async def test_unreferenced_artifacts_are_collected_after_a_grace_pass(store):
+    pipeline, _ = example_objects()
+    pipeline.metadata.namespace = "default"
+    kept = await store.create_pipeline(pipeline)
+    doomed = pipeline.__class__()
+    doomed.CopyFrom(pipeline)
+    doomed.metadata.name = "old"
+    doomed.spec.artifacts.device_config = b"{}"
+    old = await store.create_pipeline(doomed)
+    await store.delete(st.PIPELINES, "default", "old")
+    orphan = old.spec.device_config_ref.digest
+
+    c = Controller(store)
+    assert await c.collect_artifacts() == []  # first pass only marks: a blob gets one interval of grace
+    stray = await store.put_blob(b"written just before its pipeline")  # newer than the mark: spared
+    assert await c.collect_artifacts() == [orphan]
+    blobs, _ = await store.blob_digests()
+    assert orphan not in blobs and stray.digest in blobs
+    assert kept.spec.p4info_ref.digest in blobs and kept.spec.device_config_ref.digest in blobs
+    # the shared P4Info blob is still referenced by the kept pipeline
+    assert old.spec.p4info_ref.digest == kept.spec.p4info_ref.digest
+    assert await store.get_blob(kept.spec.device_config_ref) == pipeline.spec.artifacts.device_config
