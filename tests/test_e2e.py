@@ -285,3 +285,32 @@ async def test_two_deployments_share_a_device_and_leave_it_one_by_one(tmp_path):
             entries = await reader.entries()
             assert len(entries) == 1 and entries[0].match[0].lpm.value == bytes([10, 9, 0, 0])
             assert (await c.get("deployment", "b")).status.phase == "Running"
+
+
+async def test_rolling_update_moves_one_replica_at_a_time(tmp_path):
+    with LocalStack(nodes=3, devices_per_node=1, data_dir=str(tmp_path)) as s:
+        async with AsyncClient(s.api) as c, st.Store(s.etcd.endpoint) as store:
+            p, d = deployment("rolling", 3)
+            d.spec.strategy.type = "RollingUpdate"
+            d.spec.strategy.max_unavailable = 1
+            await c.apply(p)
+            await c.create(d)
+            ready = await c.wait_ready("rolling", timeout=30)
+            start = await store.revision()
+            ready.spec.table_entries[0].params[1].value = "9"
+            updated = await c.update(ready)
+            done = await c.wait_ready("rolling", timeout=30)
+            assert done.metadata.generation == 2 and done.status.ready_replicas == 3
+
+            # replay every placement change of the rollout: never two replicas updating at once
+            state: dict[str, kr.Placement] = {}
+            worst = 0
+            async for ev in store.watch(st.PLACEMENTS, start_revision=start + 1):
+                state[ev.object.metadata.name] = ev.object
+                updating = [x for x in state.values() if x.spec.deployment_generation == 2 and not (
+                    x.status.phase == "Running" and x.status.observed_generation == 2)]
+                worst = max(worst, len(updating))
+                if ev.revision >= updated.metadata.resource_version and len(state) == 3 and all(
+                        x.status.observed_generation == 2 and x.status.phase == "Running" for x in state.values()):
+                    break
+            assert worst == 1

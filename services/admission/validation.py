@@ -143,6 +143,8 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
         out.append(Violation("spec.replicas", f"must be between 1 and {policy.max_replicas}, got {s.replicas}"))
     if not s.strategy.type:
         s.strategy.type = "Recreate"
+    if s.strategy.max_unavailable < 0:
+        out.append(Violation("spec.strategy.max_unavailable", "must be 0 (meaning 1) or more"))
     if s.strategy.type not in STRATEGIES:
         out.append(Violation("spec.strategy.type", f"unknown strategy {s.strategy.type!r} "
                              f"(one of {', '.join(sorted(STRATEGIES))})"))

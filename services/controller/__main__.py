@@ -28,6 +28,7 @@ class Settings:
     kube_namespace: str = "kubep4"
     kube_image: str = "registry.k8s.io/pause:3.9"
     kubeconfig: str = ""
+    gc_interval: float = 60.0
 
 
 def _placer(settings: Settings) -> Placer:
@@ -54,7 +55,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 acquire.cancel()
                 break
             print(f"controller {settings.identity} is leading", flush=True)
-            controller = Controller(store, _placer(settings), settings.workers)
+            controller = Controller(store, _placer(settings), settings.workers, settings.gc_interval)
             tasks = {asyncio.create_task(controller.run()), asyncio.create_task(elector.keep()), stopper}
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in tasks:
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--placement", "KUBEP4_PLACEMENT", "builtin", help="builtin | kubernetes", choices=["builtin", "kubernetes"])
     flag(p, "--workers", "KUBEP4_WORKERS", 4, type=int, help="concurrent reconciles")
     flag(p, "--health-listen", "KUBEP4_HEALTH_LISTEN", "", help="gRPC health endpoint (empty: none)")
+    flag(p, "--gc-interval", "KUBEP4_GC_INTERVAL", 60.0, type=float, help="seconds between artifact collections")
     flag(p, "--kube-namespace", "KUBEP4_KUBE_NAMESPACE", "kubep4", help="namespace of placement pods")
     flag(p, "--kube-image", "KUBEP4_KUBE_IMAGE", Settings.kube_image, help="image of placement pods")
     flag(p, "--kubeconfig", "KUBECONFIG", "", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     config.setup_logging(args.log_level)
     settings = Settings(etcd=args.etcd, identity=args.id, leader_ttl=args.leader_ttl, placement=args.placement,
                         workers=args.workers, health_listen=args.health_listen, kube_namespace=args.kube_namespace,
-                        kube_image=args.kube_image, kubeconfig=args.kubeconfig)
+                        kube_image=args.kube_image, kubeconfig=args.kubeconfig, gc_interval=args.gc_interval)
     serving.run(lambda stop: run(settings, stop))
 
 

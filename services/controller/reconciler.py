@@ -289,8 +289,21 @@ class Controller:
                 by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p)
             elif (p.spec.deployment_generation != d.metadata.generation
                   or p.spec.pipeline_digest != d.status.pipeline_digest):
+                if self._rollout_budget(d, by_replica) <= 0:
+                    continue  # RollingUpdate: wait until an updated replica is Running
                 by_replica[i] = await self._write_placement(d, i, p.spec.node, p.spec.device, p)
         return messages
+
+    @staticmethod
+    def _rollout_budget(d: kr.Deployment, by_replica: dict[int, kr.Placement]) -> int:
+        """How many more replicas may be moved to the new generation now (Recreate: all of them)."""
+        if d.spec.strategy.type != "RollingUpdate":
+            return d.spec.replicas
+        gen = d.metadata.generation
+        updating = sum(1 for p in by_replica.values()
+                       if p.spec.deployment_generation == gen
+                       and not (p.status.phase == "Running" and p.status.observed_generation == gen))
+        return max(1, d.spec.strategy.max_unavailable) - updating
 
     def _device_exists(self, p: kr.Placement) -> bool:
         """The placement's device is still registered on a node with a live heartbeat."""
