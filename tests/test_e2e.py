@@ -314,3 +314,30 @@ async def test_rolling_update_moves_one_replica_at_a_time(tmp_path):
                         x.status.observed_generation == 2 and x.status.phase == "Running" for x in state.values()):
                     break
             assert worst == 1
+
+
+async def test_everything_recovers_from_an_etcd_restart(tmp_path):
+    with LocalStack(nodes=1, devices_per_node=2, data_dir=str(tmp_path)) as s:
+        async with AsyncClient(s.api) as c:
+            p, a = deployment("before", 1)
+            await c.apply(p)
+            await c.create(a)
+            await c.wait_ready("before", timeout=30)
+        s.etcd.stop()
+        s.etcd.start()  # same port, same data
+
+        async def api_back():
+            try:
+                async with AsyncClient(s.api, timeout=5) as c:
+                    return await c.get("deployment", "before")
+            except Exception:  # Unavailable until the apiserver's etcd client reconnects
+                return None
+        before = await eventually(api_back, 30, 0.2, "the API to answer again")
+        assert before.status.phase == "Running"
+        async with AsyncClient(s.api) as c:
+            _, b = deployment("after", 1)
+            await c.create(b)  # the controller and the agent must have re-watched etcd to act on it
+            ready = await c.wait_ready("after", timeout=40)
+            assert ready.status.ready_replicas == 1
+            assert (await c.get("deployment", "before")).status.phase == "Running"
+        assert all(proc.alive() for proc in s.procs.values())
