@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="kubep4-node-agent", description="KubeP4 node agent")
     flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
     flag(p, "--node-name", "KUBEP4_NODE_NAME", socket.gethostname(), help="this node's name")
+    flag(p, "--address", "KUBEP4_NODE_ADDRESS", socket.gethostname(), help="this node's address, as shown")
     flag(p, "--devices-file", "KUBEP4_DEVICES_FILE", "", help="YAML file listing the devices")
     p.add_argument("--device", action="append", type=parse_device, default=[],
                    help="name=dev0,address=HOST:PORT,device_id=1,target=bmv2,arch=v1model,slots=1,labels=k:v;k2:v2 "
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     names = [d.name for d in devices]
     if len(set(names)) != len(names):
         p.error(f"device names must be unique on a node: {names}")
-    settings = Settings(node_name=args.node_name, etcd=args.etcd, devices=tuple(devices),
+    settings = Settings(node_name=args.node_name, etcd=args.etcd, devices=tuple(devices), address=args.address,
                         lease_ttl=args.lease_ttl, resync_seconds=args.resync,
                         kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache,
                         compiler_images=_pairs(p, args.compiler_image, "--compiler-image"),
