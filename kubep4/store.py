@@ -251,20 +251,31 @@ class Store:
         return out
 
     async def mutate(self, kind: Kind[T], namespace: str, name: str, fn: Callable[[T], T | None],
-                     shard: str | None = None, attempts: int = 20) -> T | None:
-        """Read-modify-write with retry on conflict. fn returns the new object, or None to skip."""
+                     shard: str | None = None, attempts: int = 20, current: T | None = None) -> T | None:
+        """Read-modify-write with retry on conflict. fn returns the new object, or None to skip.
+
+        ``current``: a recent copy (an informer's) to try first, saving the read when it is still current.
+        """
         for _ in range(attempts):
-            try:
-                cur = await self.get(kind, namespace, name, shard)
-            except NotFound:
-                return None
+            cached = current is not None
+            if cached:
+                cur, current = current, None
+            else:
+                try:
+                    cur = await self.get(kind, namespace, name, shard)
+                except NotFound:
+                    return None
             new = fn(_copy(cur))
             if new is None or new == cur:
+                if cached:
+                    continue  # decide "nothing to do" on what etcd holds, not on a copy
                 return cur
             try:
                 return await self.update(kind, new)
             except Conflict:
                 await asyncio.sleep(0)
+            except NotFound:
+                return None
         raise Conflict(f"{kind.name[:-1]} {namespace}/{name}: too many conflicting writers")
 
     async def delete(self, kind: Kind[T], namespace: str, name: str, resource_version: int = 0,

@@ -322,6 +322,8 @@ class NodeAgent:
                 if cookie:
                     s.cookie = cookie
                 return cur
-            updated = await self.store.mutate(st.PLACEMENTS, p.metadata.namespace, p.metadata.name, update)
+            cached = self.placements.get((p.metadata.namespace, p.metadata.name))
+            updated = await self.store.mutate(st.PLACEMENTS, p.metadata.namespace, p.metadata.name, update,
+                                              current=cached)
             if updated is not None:
                 self.placements.observe(updated)
