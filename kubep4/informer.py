@@ -25,6 +25,7 @@ class WorkQueue(Generic[K]):
         self._waiting: set[K] = set()
         self._processing: set[K] = set()
         self._dirty: set[K] = set()
+        self._timers: dict[K, asyncio.TimerHandle] = {}  # at most one pending retry per key
 
     def add(self, key: K) -> None:
         if key in self._processing:
@@ -34,12 +35,26 @@ class WorkQueue(Generic[K]):
             self._queue.put_nowait(key)
 
     def add_after(self, key: K, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.add, key)
+        """Add the key after ``delay`` seconds; an earlier pending retry of the same key wins."""
+        loop = asyncio.get_running_loop()
+        pending = self._timers.get(key)
+        if pending is not None and pending.when() <= loop.time() + delay:
+            return
+        if pending is not None:
+            pending.cancel()
+        self._timers[key] = loop.call_later(delay, self._fire, key)
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
 
     async def get(self) -> K:
         key = await self._queue.get()
         self._waiting.discard(key)
         self._processing.add(key)
+        timer = self._timers.pop(key, None)  # processing now makes a pending retry moot
+        if timer is not None:
+            timer.cancel()
         return key
 
     def done(self, key: K) -> None:

@@ -341,3 +341,42 @@ async def test_everything_recovers_from_an_etcd_restart(tmp_path):
             assert ready.status.ready_replicas == 1
             assert (await c.get("deployment", "before")).status.phase == "Running"
         assert all(proc.alive() for proc in s.procs.values())
+
+
+async def test_delete_completes_while_the_switch_is_down(tmp_path):
+    env = {"KUBEP4_RELEASE_UNREACHABLE_AFTER": "1"}
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), resync_seconds=0.5, env=env) as s:
+        async with AsyncClient(s.api) as c:
+            p, d = deployment("orphaned", 1)
+            await c.apply(p)
+            await c.create(d)
+            await c.wait_ready("orphaned", timeout=30)
+            s.procs["switch-0"].stop()
+            await c.delete("deployment", "orphaned")
+
+            async def gone():
+                return not await c.list("deployments")
+            await eventually(gone, 30, 0.1, "the delete to finish without the switch")
+
+
+async def test_restarted_agent_clears_what_was_deleted_while_it_was_down(tmp_path):
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), lease_ttl=2) as s:
+        reader = readers(s)[("node-0", "dev0")]
+        async with AsyncClient(s.api) as c:
+            p, d = deployment("left-behind", 1)
+            await c.apply(p)
+            await c.create(d)
+            await c.wait_ready("left-behind", timeout=30)
+            s.procs["agent-0"].signal(signal.SIGKILL)
+            await c.delete("deployment", "left-behind")
+
+            async def gone():  # the node's lease lapses; the controller lets the placement go itself
+                return not await c.list("deployments")
+            await eventually(gone, 30, 0.1, "the delete to finish while the agent is down")
+            assert len(await reader.entries()) == 3  # nobody could clear the device
+            s.procs["agent-0"].start()
+            s.procs["agent-0"].wait_ready(30)
+
+            async def cleared():
+                return await reader.entries() == []
+            await eventually(cleared, 30, 0.1, "the restarted agent to clear the device")

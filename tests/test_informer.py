@@ -66,3 +66,29 @@ async def test_work_queue_deduplicates_and_requeues_keys_changed_while_processin
     q.done("a")
     assert len(q) == 2
     assert [await q.get(), await q.get()] == ["b", "a"]
+
+
+async def test_retries_do_not_multiply():
+    """Each failing pass asks for a retry; extra triggers must not start extra retry chains."""
+    q: WorkQueue[str] = WorkQueue()
+    runs = 0
+
+    async def worker():
+        nonlocal runs
+        while True:
+            key = await q.get()
+            runs += 1
+            q.done(key)
+            q.add_after(key, 0.05)  # "failed: retry in 50 ms"
+
+    task = asyncio.create_task(worker())
+    try:
+        for _ in range(20):  # a burst of events for the same key
+            q.add("k")
+            await asyncio.sleep(0.005)
+        before = runs
+        await asyncio.sleep(0.5)
+        # one chain: about 10 retries in 0.5 s; twenty chains would make about 200
+        assert runs - before <= 15
+    finally:
+        task.cancel()

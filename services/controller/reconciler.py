@@ -262,7 +262,11 @@ class Controller:
         for i in range(d.spec.replicas):
             p = by_replica.get(i)
             if p is not None and p.metadata.HasField("deletion_timestamp"):
-                continue
+                if self._node_ready(p.spec.node):
+                    continue  # its agent is releasing it; the replica is placed again after
+                await self._delete_placement(p)  # its node is gone: nobody else will release it
+                p = None
+                del by_replica[i]
             move = p is not None and not self._device_exists(p)
             if p is None or move:
                 if devices is None:
@@ -382,6 +386,8 @@ class Controller:
     async def _update_status(self, d: kr.Deployment, unschedulable: list[str]) -> float | None:
         gen = d.metadata.generation
         want = self.deployments.get((d.metadata.namespace, d.metadata.name)) or d
+        if want.metadata.HasField("deletion_timestamp"):
+            return None  # deleted while we reconciled: Terminating stays, the next pass finalizes
         placements = {p.spec.replica: p for p in self._placements_of(d.metadata.namespace, d.metadata.name)
                       if p.spec.replica < d.spec.replicas and not p.metadata.HasField("deletion_timestamp")}
         s = kr.DeploymentStatus()

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--kubernetes-node", "KUBEP4_KUBERNETES_NODE", "", help="Kubernetes node this agent runs on")
     flag(p, "--compile-cache", "KUBEP4_COMPILE_CACHE", "", help="compiler output cache dir")
     flag(p, "--health-listen", "KUBEP4_HEALTH_LISTEN", "", help="gRPC health endpoint (empty: none)")
+    flag(p, "--release-unreachable-after", "KUBEP4_RELEASE_UNREACHABLE_AFTER", 15.0, type=float,
+         help="seconds a deleted placement waits for its unreachable device before it is released anyway "
+              "(the device is cleared when it answers again)")
     p.add_argument("--compiler-image", action="append", default=[], metavar="BACKEND=IMAGE",
                    help="run a compiler backend in this container image when it is not on PATH (repeatable)")
     p.add_argument("--switch-image", action="append", default=[], metavar="DEVICE=IMAGE",
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                         kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache,
                         compiler_images=_pairs(p, args.compiler_image, "--compiler-image"),
                         switch_images=_pairs(p, args.switch_image, "--switch-image"),
-                        docker_url=args.docker_url)
+                        docker_url=args.docker_url, release_unreachable_after=args.release_unreachable_after)
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-node-agent")

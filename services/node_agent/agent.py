@@ -42,6 +42,7 @@ class Settings:
     compiler_images: dict = field(default_factory=dict)   # backend -> image
     switch_images: dict = field(default_factory=dict)     # device name -> software switch image
     docker_url: str = ""
+    release_unreachable_after: float = 15.0  # seconds a deletion waits for an unreachable device
 
 
 @dataclass
@@ -72,7 +73,10 @@ class NodeAgent:
         self._where: dict[tuple[str, str], str] = {}
         self._delivered: dict[tuple[str, str], str] = {}  # placement key -> device, for placements on this node
         self._pipelines: OrderedDict[str, _Pipeline] = OrderedDict()  # by digest, least recently used first
-        self._dirty: set[str] = set()  # devices whose entries we may have written
+        # devices whose entries we may have written; at start that is all of them, since a previous
+        # run may have left entries of placements deleted while this agent was down
+        self._dirty: set[str] = set(self.devices)
+        self._clear_failing_since: dict[str, float] = {}
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
                                  images=dict(settings.compiler_images), docker_url=settings.docker_url or None)
         self.switches: list = []  # containers this agent launched (virt-launcher style)
@@ -158,6 +162,8 @@ class NodeAgent:
     async def run(self, workers: int = 4) -> None:
         await self.launch_switches()
         await self.register()
+        for name in self.devices:  # converge every device from what etcd and the device say
+            self.queue.add(name)
         tasks = [asyncio.create_task(c) for c in (self.heartbeat(), self.placements.run(), self.resync(),
                                                   run_workers(self.queue, self.reconcile_device, workers,
                                                               "device"))]
@@ -286,11 +292,19 @@ class NodeAgent:
                     conn = await self._connection(name)
                     await conn.sync_entries([])
                     self._dirty.discard(name)
+                    self._clear_failing_since.pop(name, None)
                 except P4RuntimeError as e:
-                    log.warning("device %s: cannot clear: %s", name, e)
                     await self._drop(name)
-                    if leaving:
+                    since = self._clear_failing_since.setdefault(name, time.monotonic())
+                    if leaving and time.monotonic() - since < self.settings.release_unreachable_after:
+                        log.warning("device %s: cannot clear yet: %s", name, e)
                         return 2.0
+                    # an unreachable device must not hold deletions hostage: let the placements go,
+                    # and clear the device when it answers again (it stays dirty)
+                    log.warning("device %s: unreachable (%s); released %d placement(s), will clear it when "
+                                "it is back", name, e, len(leaving))
+                    await self._release(leaving)
+                    return 5.0
         await self._release(leaving)
         return None
 
@@ -310,10 +324,10 @@ class NodeAgent:
     async def _set_status(self, p: kr.Placement, phase: str, message: str, cookie: int = 0) -> None:
         with tracer.start_as_current_span("status write-back", attributes={"kubep4.phase": phase}):
             def update(cur: kr.Placement) -> kr.Placement | None:
-                if cur.spec.node != self.node or cur.spec.device != p.spec.device:
-                    return None  # moved away meanwhile
+                if cur.spec != p.spec:
+                    return None  # moved or rolled to another generation meanwhile: that gets its own pass
                 s = cur.status
-                gen = cur.spec.deployment_generation if phase == "Running" else s.observed_generation
+                gen = p.spec.deployment_generation if phase == "Running" else s.observed_generation
                 if (s.phase, s.message, s.cookie, s.observed_generation) == (phase, message, cookie or s.cookie, gen):
                     return None
                 if s.phase != phase:
