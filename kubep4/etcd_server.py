@@ -52,7 +52,9 @@ class EtcdServer:
             [exe, "--name", "kubep4", "--data-dir", os.path.join(self.data_dir, "data"),
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"kubep4={peer}", "--log-level", "warn"],
+             "--initial-cluster", f"kubep4={peer}", "--log-level", "warn",
+             # keep an hour of history (watch resume), then compact: history would fill the quota
+             "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout

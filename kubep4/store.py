@@ -59,6 +59,27 @@ class Unavailable(StoreError):
     """etcd cannot be reached."""
 
 
+class TooLarge(StoreError):
+    """etcd refused the request as too large, or its space quota is exhausted."""
+
+
+class Rejected(StoreError):
+    """etcd refused the request as invalid."""
+
+
+def _rpc_error(endpoint: str, e: "rpc.AioRpcError") -> StoreError:
+    """One table from etcd's status codes to store errors: only an unreachable etcd is Unavailable."""
+    import grpc
+    code = e.code()
+    msg = f"etcd at {endpoint}: {code.name} {e.details()}"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return TooLarge(msg)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
+                grpc.StatusCode.FAILED_PRECONDITION):
+        return Rejected(msg)
+    return Unavailable(msg)
+
+
 class Compacted(StoreError):
     """A watch asked for a revision etcd has already compacted."""
 
@@ -169,7 +190,7 @@ class Store:
                 rpc.TxnRequest(compare=compare, success=success, failure=failure or []),
                 timeout=self._client._timeout)
         except rpc.AioRpcError as e:
-            raise Unavailable(f"etcd at {self.endpoint}: {e.code().name} {e.details()}") from e
+            raise _rpc_error(self.endpoint, e) from e
 
     async def _range(self, key: bytes, range_end: bytes | None = None, revision: int = 0,
                      keys_only: bool = False) -> rpc.RangeResponse:
@@ -180,7 +201,7 @@ class Store:
                                  keys_only=keys_only),
                 timeout=self._client._timeout)
         except rpc.AioRpcError as e:
-            raise Unavailable(f"etcd at {self.endpoint}: {e.code().name} {e.details()}") from e
+            raise _rpc_error(self.endpoint, e) from e
 
     @staticmethod
     def _cmp_mod(key: bytes, rev: int) -> rpc.Compare:

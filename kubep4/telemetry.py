@@ -75,7 +75,7 @@ def setup(service_name: str, environ: Mapping[str, str] = os.environ) -> Telemet
     resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME", service_name)})
     span_exporter = OTLPSpanExporter()
     tp = TracerProvider(resource=resource)
-    tp.add_span_processor(BatchSpanProcessor(span_exporter, schedule_delay_millis=500))
+    tp.add_span_processor(BatchSpanProcessor(span_exporter))  # OTEL_BSP_* tune it
     trace.set_tracer_provider(tp)
     exporters: list = [span_exporter]
     mp = None

@@ -115,6 +115,8 @@ DEPLOYMENT_CASES = {
     "missing param": (_entry(0, lambda e: e.params.pop()), "spec.table_entries[0].params"),
     "param too wide": (_entry(0, lambda e: setattr(e.params[1], "value", "512")),
                        "spec.table_entries[0].params[1].value"),
+    "too large for etcd": (lambda d: d.spec.table_entries.extend([d.spec.table_entries[0]] * 9000),
+                           "spec.table_entries"),
     "ternary value too wide": (_entry(2, lambda e: setattr(e.match[0].ternary, "value", "1.2.3.4.5")),
                                "spec.table_entries[2].match[0].ternary"),
 }

@@ -192,3 +192,11 @@ async def test_acknowledged_create_survives_etcd_restart(etcd, front):
             return None
     got = await eventually(fetch, what="the deployment after an etcd restart")
     assert got.metadata.uid == created.metadata.uid
+
+
+async def test_etcd_refusing_a_too_large_value_is_not_reported_as_unavailable(store):
+    d = kr.Deployment()
+    d.metadata.name, d.metadata.namespace = "huge", "default"
+    d.metadata.labels["blob"] = "x" * (2 << 20)  # past etcd's request limit
+    with pytest.raises(st.TooLarge):
+        await store.create(st.DEPLOYMENTS, d)

@@ -28,6 +28,7 @@ class Policy:
     max_replicas: int = 64
     max_device_config_bytes: int = 64 << 20
     default_target: str = "bmv2"
+    max_object_bytes: int = 1 << 20  # a stored object is one etcd value (etcd takes 1.5 MiB requests)
 
 
 def _meta(md: kr.ObjectMeta, policy: Policy, out: list[Violation]) -> None:
@@ -174,6 +175,10 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
         out.append(Violation("spec.target", f"unknown target {s.target!r}"))
     if s.arch and s.arch not in KNOWN_ARCHS:
         out.append(Violation("spec.arch", f"unknown arch {s.arch!r}"))
+    size = d.ByteSize()
+    if size > policy.max_object_bytes:
+        out.append(Violation("spec.table_entries", f"the deployment is {size} bytes; at most "
+                             f"{policy.max_object_bytes} (one etcd value): split the entries across deployments"))
     if index is not None:
         for i, entry in enumerate(s.table_entries):
             try:

@@ -35,6 +35,8 @@ _CODES = {
     st.Conflict: grpc.StatusCode.ABORTED,
     st.Unavailable: grpc.StatusCode.UNAVAILABLE,
     st.Compacted: grpc.StatusCode.OUT_OF_RANGE,
+    st.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    st.Rejected: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 
