@@ -64,3 +64,19 @@ async def test_source_pipeline_is_compiled_and_installed(tmp_path):
             got = await eventually(failed, 30, what="the broken deployment to fail")
             installed = [x for x in got.status.conditions if x.type == "Installed"][0]
             assert installed.reason == "InstallFailed" and "only compiles examples/basic" in installed.message
+
+
+async def test_options_are_separate_arguments_and_a_hung_compiler_is_killed(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "p4c"
+    fake.parent.mkdir()
+    log = tmp_path / "argv.txt"
+    fake.write_text("#!/usr/bin/env python3\n# STAND-IN p4c: records its arguments, then hangs\n"
+                    f"import sys, time\nopen({str(log)!r}, 'w').write('\\n'.join(sys.argv[1:]))\ntime.sleep(60)\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    c = Compiler(cache_dir=str(tmp_path / "cache"), timeout=1.0)
+    src = kr.P4Source(program=BASIC, backend="p4c", options=["--Wdisable", "--std", "p4-16"])
+    with pytest.raises(CompileError, match="did not finish within 1s"):
+        await c.compile(src, "sha256:dd", "v1model", "bmv2")
+    argv = log.read_text().splitlines()
+    assert argv[argv.index("--Wdisable"):argv.index("--Wdisable") + 3] == ["--Wdisable", "--std", "p4-16"]

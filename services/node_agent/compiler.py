@@ -59,6 +59,7 @@ class Compiler:
     cache_dir: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "kubep4-compile-cache"))
     images: dict[str, str] = field(default_factory=dict)  # backend -> container image
     docker_url: str | None = None
+    timeout: float = 600.0  # seconds a compile may take
 
     def availability(self) -> dict[str, str | None]:
         """backend -> how it runs ('local:/usr/bin/p4c', 'docker:image'), or None when unavailable."""
@@ -116,8 +117,12 @@ class Compiler:
             p4info_path = os.path.join(outdir, "program.p4info.txtpb")
             values = {"src": src, "outdir": outdir, "p4info": p4info_path, "arch": arch or "v1model",
                       "target": target or "bmv2", "options": " ".join(source.options)}
-            argv = [a.format(**values) for a in b.argv]
-            argv = [a for a in argv if a]
+            argv: list[str] = []
+            for a in b.argv:
+                if a == "{options}":  # each option its own argument
+                    argv += list(source.options)
+                elif a:
+                    argv.append(a.format(**values))
             if how.startswith("docker:"):
                 from services.node_agent.docker_launcher import run_compiler_container
                 code, output = await asyncio.to_thread(run_compiler_container, how[len("docker:"):], argv,
@@ -125,7 +130,14 @@ class Compiler:
             else:
                 proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                             stderr=asyncio.subprocess.STDOUT, cwd=work)
-                out, _ = await proc.communicate()
+                try:
+                    out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+                except asyncio.TimeoutError:
+                    raise CompileError(f"{backend} did not finish within {self.timeout:.0f}s") from None
+                finally:
+                    if proc.returncode is None:  # timed out or cancelled: no orphaned compiler
+                        proc.kill()
+                        await proc.wait()
                 code, output = proc.returncode, out.decode(errors="replace")
             if code != 0:
                 raise CompileError(f"{backend} failed (exit {code}): {output.strip()[-2000:]}")
