@@ -38,6 +38,14 @@ def _placer(settings: Settings) -> Placer:
     return kubernetes_placer(settings)
 
 
+async def _close(placer) -> None:
+    close = getattr(placer, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     tel = telemetry.setup("kubep4-controller")
     health_server = None
@@ -55,16 +63,20 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 acquire.cancel()
                 break
             print(f"controller {settings.identity} is leading", flush=True)
-            controller = Controller(store, _placer(settings), settings.workers, settings.gc_interval)
-            tasks = {asyncio.create_task(controller.run()), asyncio.create_task(elector.keep()), stopper}
+            placer = _placer(settings)  # one per term: its watches start with the term and end with it
+            controller = Controller(store, placer, settings.workers, settings.gc_interval)
+            running = asyncio.create_task(controller.run())
+            keeping = asyncio.create_task(elector.keep())
+            tasks = {running, keeping, stopper}
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for t in done:
-                if not t.cancelled() and t.exception() and not isinstance(t.exception(), asyncio.CancelledError):
-                    log.error("controller stopped: %r", t.exception())
-            if not stop.is_set():
+            await _close(placer)
+            if running in done and not running.cancelled() and running.exception() is not None:
+                log.error("controller failed: %r; giving up the lease", running.exception())
+                await elector.release()  # let a healthy controller take over at once
+            elif not stop.is_set():
                 log.warning("leadership lost; campaigning again")
         await elector.release()
     if health_server is not None:
@@ -87,6 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
+    if args.placement == "kubernetes":  # fail at start, not after winning the election
+        from services.controller.kube_placement import load_configuration
+        try:
+            load_configuration(kubeconfig=args.kubeconfig or None)
+        except Exception as e:  # no kubeconfig, unreadable file: say so, no traceback
+            p.error(str(e))
     settings = Settings(etcd=args.etcd, identity=args.id, leader_ttl=args.leader_ttl, placement=args.placement,
                         workers=args.workers, health_listen=args.health_listen, kube_namespace=args.kube_namespace,
                         kube_image=args.kube_image, kubeconfig=args.kubeconfig, gc_interval=args.gc_interval)

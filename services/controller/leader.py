@@ -15,14 +15,18 @@ class LeaderElector:
         self.store, self.identity, self.ttl, self.key = store, identity, ttl, key
         self.lease_id = 0
         self.lost = asyncio.Event()
+        self._expires = 0.0  # event-loop time until which the lease is known to be valid
 
     async def acquire(self) -> None:
         """Block until this process holds the leader key."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
+                granted = loop.time()
                 self.lease_id = await self.store.grant_lease(self.ttl)
                 if await self.store.put_if_absent(self.key, self.identity.encode(), self.lease_id):
                     self.lost.clear()
+                    self._expires = granted + self.ttl
                     log.info("%s is the leader", self.identity)
                     return
                 await self.store.revoke_lease(self.lease_id)
@@ -38,23 +42,31 @@ class LeaderElector:
                 await asyncio.sleep(1)
 
     async def keep(self) -> None:
-        """Keep the lease alive; returns (and sets ``lost``) when leadership is lost."""
+        """Keep the lease alive; returns (and sets ``lost``) when leadership is lost.
+
+        The lease is known to be valid until ``sent + remaining TTL`` of the last answered keepalive
+        (times taken *before* sending, so a slow answer only shortens it). Leadership is given up a
+        margin before that moment when etcd does not answer, not after the lease has lapsed.
+        """
         loop = asyncio.get_running_loop()
-        last_ok = loop.time()
+        margin = max(0.2, self.ttl * 0.2)
         try:
             while True:
-                await asyncio.sleep(self.ttl / 3)
+                await asyncio.sleep(max(0.0, min(self.ttl / 3, self._expires - margin - loop.time())))
+                left = self._expires - margin - loop.time()
+                if left <= 0:
+                    log.warning("%s: leader lease unconfirmed for too long; stepping down", self.identity)
+                    return
+                sent = loop.time()
                 try:
-                    remaining = await self.store.keepalive(self.lease_id)
-                    last_ok = loop.time()
-                except st.Unavailable as e:
-                    log.warning("leader keepalive failed: %s", e)
-                    if loop.time() - last_ok < self.ttl:
-                        continue
-                    remaining = 0  # the lease has lapsed by now: another controller may lead
+                    remaining = await asyncio.wait_for(self.store.keepalive(self.lease_id), left)
+                except (st.Unavailable, asyncio.TimeoutError) as e:
+                    log.warning("leader keepalive failed: %s", e or "timeout")
+                    continue
                 if remaining <= 0:
                     log.warning("%s lost the leader lease", self.identity)
                     return
+                self._expires = sent + remaining
         finally:
             self.lost.set()
 
