@@ -328,7 +328,7 @@ class Controller:
             p.spec.CopyFrom(kr.PlacementSpec(
                 deployment=d.metadata.name, namespace=d.metadata.namespace, replica=replica, node=node,
                 device=device, pipeline=d.spec.pipeline, pipeline_digest=d.status.pipeline_digest,
-                deployment_generation=d.metadata.generation))
+                deployment_generation=d.metadata.generation, table_entries=d.spec.table_entries))
             if current is None or moved:
                 p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
                 p.status.last_transition_time.GetCurrentTime()

@@ -248,11 +248,8 @@ class NodeAgent:
                 # "Installing" is reported while the install goes on, not before it starts
                 installing = asyncio.gather(*(self._set_status(p, "Installing", "") for p in stale))
                 try:
-                    pipeline, deployments = await asyncio.gather(
-                        self._pipeline(active[0]),
-                        asyncio.gather(*(self.store.get(st.DEPLOYMENTS, p.metadata.namespace, p.spec.deployment)
-                                         for p in active)))
-                    entries = [e for d in deployments for e in self._entries(d, pipeline)]
+                    pipeline = await self._pipeline(active[0])
+                    entries = [e for p in active for e in self._entries(p, pipeline)]
                     pushed = device_cookie != cookie
                     if pushed:  # VERIFY_AND_COMMIT replaces the pipeline and empties every table
                         await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
@@ -275,9 +272,10 @@ class NodeAgent:
         return None
 
     @staticmethod
-    def _entries(d: kr.Deployment, pipeline: _Pipeline) -> list:
+    def _entries(p: kr.Placement, pipeline: _Pipeline) -> list:
+        """The placement's own entries (those of the generation it realises) for the device."""
         out = []
-        for i, e in enumerate(d.spec.table_entries):
+        for i, e in enumerate(p.spec.table_entries):
             try:
                 out.append(to_p4_entry(e, pipeline.index))
             except EntryError as err:

@@ -370,7 +370,7 @@ class Node(_message.Message):
     def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
 
 class PlacementSpec(_message.Message):
-    __slots__ = ("deployment", "namespace", "replica", "node", "device", "pipeline", "pipeline_digest", "deployment_generation")
+    __slots__ = ("deployment", "namespace", "replica", "node", "device", "pipeline", "pipeline_digest", "deployment_generation", "table_entries")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
@@ -379,6 +379,7 @@ class PlacementSpec(_message.Message):
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    TABLE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     namespace: str
     replica: int
@@ -387,7 +388,8 @@ class PlacementSpec(_message.Message):
     pipeline: str
     pipeline_digest: str
     deployment_generation: int
-    def __init__(self, deployment: _Optional[str] = ..., namespace: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ...) -> None: ...
+    table_entries: _containers.RepeatedCompositeFieldContainer[TableEntry]
+    def __init__(self, deployment: _Optional[str] = ..., namespace: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ...) -> None: ...
 
 class PlacementStatus(_message.Message):
     __slots__ = ("phase", "message", "cookie", "observed_generation", "last_transition_time")
