@@ -380,3 +380,37 @@ async def test_restarted_agent_clears_what_was_deleted_while_it_was_down(tmp_pat
             async def cleared():
                 return await reader.entries() == []
             await eventually(cleared, 30, 0.1, "the restarted agent to clear the device")
+
+
+async def test_a_new_pipeline_does_not_evict_a_neighbour_on_a_shared_device(tmp_path):
+    with LocalStack(nodes=1, devices_per_node=2, slots_per_device=2, data_dir=str(tmp_path)) as s:
+        devices = readers(s)
+        async with AsyncClient(s.api) as c:
+            p, a = deployment("a", 1)
+            _, b = deployment("b", 1)
+            del b.spec.table_entries[1:]
+            b.spec.table_entries[0].match[0].lpm.value = "10.9.0.0"
+            await c.apply(p)
+            await c.create(a)
+            await c.wait_ready("a", timeout=30)
+            await c.create(b)
+            b_ready = await c.wait_ready("b", timeout=30)
+            a_ready = await c.get("deployment", "a")
+            shared = (a_ready.status.replicas[0].device, b_ready.status.replicas[0].device)
+            assert shared[0] == shared[1], "the scheduler reuses the device that runs the pipeline"
+
+            p2 = kr.Pipeline()
+            p2.CopyFrom(p)
+            p2.metadata.name = "basic-v2"
+            p2.spec.artifacts.device_config = p.spec.artifacts.device_config + b"\n"
+            await c.create(p2)
+            a_ready.spec.pipeline = "basic-v2"
+            await c.update(a_ready)
+            a2 = await c.wait_ready("a", timeout=30)
+            assert a2.status.replicas[0].device != shared[0], "a moved to a free device"
+            b_now = await c.get("deployment", "b")
+            assert b_now.status.phase == "Running" and b_now.status.replicas[0].device == shared[0]
+            reader = devices[("node-0", shared[0])]
+            assert (await reader.pipeline()).cookie.cookie == cookie_for_digest(b_now.status.pipeline_digest)
+            entries = await reader.entries()  # b's one entry; a's three left with a
+            assert [e.match[0].lpm.value for e in entries] == [bytes([10, 9, 0, 0])]

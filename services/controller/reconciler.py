@@ -267,7 +267,7 @@ class Controller:
                 await self._delete_placement(p)  # its node is gone: nobody else will release it
                 p = None
                 del by_replica[i]
-            move = p is not None and not self._device_exists(p)
+            move = p is not None and (not self._device_exists(p) or self._pipeline_blocked(d, p))
             if p is None or move:
                 if devices is None:
                     devices = self._device_states()
@@ -297,6 +297,15 @@ class Controller:
                     continue  # RollingUpdate: wait until an updated replica is Running
                 by_replica[i] = await self._write_placement(d, i, p.spec.node, p.spec.device, p)
         return messages
+
+    def _pipeline_blocked(self, d: kr.Deployment, p: kr.Placement) -> bool:
+        """The deployment now wants another pipeline, but the device also holds other deployments'
+        placements running the old one: the replica must move rather than replace their pipeline."""
+        if p.spec.pipeline_digest == d.status.pipeline_digest:
+            return False
+        return any(q.spec.node == p.spec.node and q.spec.device == p.spec.device
+                   and (q.metadata.namespace, q.spec.deployment) != (p.metadata.namespace, p.spec.deployment)
+                   for q in self.placements.items())
 
     @staticmethod
     def _rollout_budget(d: kr.Deployment, by_replica: dict[int, kr.Placement]) -> int:

@@ -77,6 +77,8 @@ class NodeAgent:
         # run may have left entries of placements deleted while this agent was down
         self._dirty: set[str] = set(self.devices)
         self._clear_failing_since: dict[str, float] = {}
+        self._cookies: dict[str, int | None] = {}  # device -> pipeline cookie it last reported
+        self._departed: set[str] = set()  # devices a placement left (moved away or deleted)
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
                                  images=dict(settings.compiler_images), docker_url=settings.docker_url or None)
         self.switches: list = []  # containers this agent launched (virt-launcher style)
@@ -139,6 +141,7 @@ class NodeAgent:
         else:
             self._where.pop(key, None)
         if before is not None and (etype == "DELETED" or p.spec.node != self.node or p.spec.device != before):
+            self._departed.add(before)  # its entries must go even if the device's other placements are fine
             self.queue.add(before)
 
     def _on_broken(self, device: str) -> None:
@@ -227,7 +230,10 @@ class NodeAgent:
         leaving = [p for p in mine if p.metadata.HasField("deletion_timestamp")]
         if not active:
             return await self._clear(name, leaving)
-        digest = active[0].spec.pipeline_digest
+        # the pipeline the device already runs wins; a newcomer with another one is the one that fails
+        running = self._cookies.get(name)
+        digest = next((p.spec.pipeline_digest for p in active if cookie_for_digest(p.spec.pipeline_digest) == running),
+                      active[0].spec.pipeline_digest)
         conflicting = [p for p in active if p.spec.pipeline_digest != digest]
         active = [p for p in active if p.spec.pipeline_digest == digest]
         for p in conflicting:
@@ -241,8 +247,9 @@ class NodeAgent:
             try:
                 conn = await self._connection(name)
                 device_cookie = await conn.get_cookie()
+                self._cookies[name] = device_cookie
                 span.set_attribute("p4rt.cookie_matched", device_cookie == cookie)
-                if device_cookie == cookie and not stale and not leaving:
+                if device_cookie == cookie and not stale and not leaving and name not in self._departed:
                     span.set_attribute("kubep4.noop", True)
                     return None
                 # "Installing" is reported while the install goes on, not before it starts
@@ -252,9 +259,12 @@ class NodeAgent:
                     entries = [e for p in active for e in self._entries(p, pipeline)]
                     pushed = device_cookie != cookie
                     if pushed:  # VERIFY_AND_COMMIT replaces the pipeline and empties every table
+                        self._cookies.pop(name, None)
                         await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
+                        self._cookies[name] = cookie
                     self._dirty.add(name)
                     await conn.sync_entries(entries, known_empty=pushed)  # leaving placements' entries go
+                    self._departed.discard(name)
                 finally:
                     await installing
                 await self._release(leaving)
@@ -289,6 +299,7 @@ class NodeAgent:
                 try:
                     conn = await self._connection(name)
                     await conn.sync_entries([])
+                    self._departed.discard(name)
                     self._dirty.discard(name)
                     self._clear_failing_since.pop(name, None)
                 except P4RuntimeError as e:
