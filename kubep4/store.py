@@ -398,14 +398,15 @@ class Store:
 
     # ------------------------------------------------------------------ blobs
     async def put_blob(self, data: bytes) -> kr.ArtifactRef:
-        """Store data chunked under its digest (idempotent). No value exceeds CHUNK_SIZE."""
+        """Store data chunked under its digest. No value exceeds CHUNK_SIZE.
+
+        Always written, even when present: the fresh mod_revision tells the artifact collector that
+        the blob is wanted again (a collection racing with this write then leaves it alone).
+        """
         digest = digest_of(data)
         chunks = max(1, -(-len(data) // CHUNK_SIZE))
         ref = kr.ArtifactRef(digest=digest, size=len(data), chunks=chunks)
         base = f"{BLOBS}{digest}/"
-        existing = await self._range(base.encode(), _range_end(base.encode()), keys_only=True)
-        if len(existing.kvs) == chunks:
-            return ref
         with tracer.start_as_current_span("etcd put blob", attributes={"blob.size": len(data)}):
             for i in range(chunks):
                 await self._txn([], [self._put(f"{base}{i:06d}".encode(),
@@ -421,19 +422,25 @@ class Store:
         return data
 
     async def blob_digests(self) -> tuple[dict[str, int], int]:
-        """Stored artifact digests with the oldest create revision of their chunks, and the revision read at."""
+        """Stored artifact digests with the newest mod_revision of their chunks, and the revision read at."""
         base = BLOBS.encode()
         r = await self._range(base, _range_end(base), keys_only=True)
         out: dict[str, int] = {}
         for kv in r.kvs:
             digest = kv.key.decode()[len(BLOBS):].split("/", 1)[0]
-            out[digest] = min(out.get(digest, kv.create_revision), kv.create_revision)
+            out[digest] = max(out.get(digest, 0), kv.mod_revision)
         return out, r.header.revision
 
-    async def delete_blob(self, digest: str) -> None:
+    async def delete_blob(self, digest: str, unchanged_since: int = 0) -> bool:
+        """Delete an artifact's chunks; with ``unchanged_since``, only if none was written after that
+        revision (in the same transaction). Returns whether it was deleted."""
         base = f"{BLOBS}{digest}/".encode()
-        await self._txn([], [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(
-            key=base, range_end=_range_end(base)))])
+        end = _range_end(base)
+        cmp = [rpc.Compare(key=base, range_end=end, target=rpc.Compare.MOD, result=rpc.Compare.LESS,
+                           mod_revision=unchanged_since + 1)] if unchanged_since else []
+        resp = await self._txn(cmp, [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(
+            key=base, range_end=end))])
+        return resp.succeeded
 
     # ------------------------------------------------------------------ pipelines
     async def create_pipeline(self, pipeline: kr.Pipeline) -> kr.Pipeline:

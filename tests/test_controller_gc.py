@@ -29,3 +29,15 @@ async def test_unreferenced_artifacts_are_collected_after_a_grace_pass(store):
     # the shared P4Info blob is still referenced by the kept pipeline
     assert old.spec.p4info_ref.digest == kept.spec.p4info_ref.digest
     assert await store.get_blob(kept.spec.device_config_ref) == pipeline.spec.artifacts.device_config
+
+
+
+async def test_a_blob_written_again_after_the_mark_is_not_deleted(store):
+    """The collector's delete is conditional in etcd: a concurrent re-write (a Pipeline re-created
+    with the same artifact between the collector's listing and its delete) wins."""
+    mark = await store.revision()
+    ref = await store.put_blob(b"artifact")  # written after the mark
+    assert not await store.delete_blob(ref.digest, unchanged_since=mark)
+    assert await store.get_blob(ref) == b"artifact"
+    assert await store.delete_blob(ref.digest, unchanged_since=await store.revision())
+    assert ref.digest not in (await store.blob_digests())[0]
