@@ -183,7 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.args = extra  # bench schedule passes its own flags through
     if getattr(args, "local", False):
-        return args.fn(args)
+        try:
+            return args.fn(args)
+        except OSError as e:  # a missing file, a busy port: say which, no traceback
+            print(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+            return 1
+        except errors.KubeP4Error as e:
+            print(f"Error ({e.code.name}): {e.message}", file=sys.stderr)
+            return 1
     try:
         with Client(args.api, args.token) as c:
             return args.fn(c, args)
