@@ -446,6 +446,9 @@ class Store:
     async def create_pipeline(self, pipeline: kr.Pipeline) -> kr.Pipeline:
         """Store the artifacts as blobs, then the pipeline object referencing them."""
         p = _copy(pipeline)
+        key = PIPELINES.key(p).encode()
+        if (await self._range(key, keys_only=True)).kvs:  # before writing any artifact
+            raise AlreadyExists(f"pipeline {_ident(p.metadata)} already exists")
         if p.spec.HasField("artifacts"):
             p.spec.p4info_ref.CopyFrom(await self.put_blob(p.spec.artifacts.p4info))
             p.spec.device_config_ref.CopyFrom(await self.put_blob(p.spec.artifacts.device_config))
