@@ -32,6 +32,17 @@ async def start_server(listen: str, register: Callable[[grpc.aio.Server], None],
     return server, port, health_servicer
 
 
+async def run_all(*coros: Awaitable) -> None:
+    """Run coroutines together until one fails or this is cancelled; then cancel the rest and wait."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop_event)`` until it returns; SIGTERM / SIGINT set the stop event."""
     async def runner() -> None:

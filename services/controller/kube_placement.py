@@ -57,6 +57,7 @@ from kubernetes.client.exceptions import ApiException
 from kubep4 import store as st
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer
+from kubep4.serving import run_all
 from services.controller import scheduler as sched
 
 log = logging.getLogger(__name__)
@@ -321,14 +322,9 @@ class KubernetesPlacer:
         self._nodes = Informer(store, st.NODES, key=lambda n: n.metadata.name)
         thread = threading.Thread(target=self._watch_pods, name="kubep4-pod-watch", daemon=True)
         thread.start()
-        tasks = [asyncio.create_task(self._nodes.run()), asyncio.create_task(self._collector()),
-                 asyncio.create_task(self._watch_placements())]
         try:
-            await asyncio.gather(*tasks)
+            await run_all(self._nodes.run(), self._collector(), self._watch_placements())
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self.stop()
 
     def stop(self) -> None:

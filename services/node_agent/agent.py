@@ -20,6 +20,7 @@ from kubep4 import store as st
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
 from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, parse_p4info, to_p4_entry
+from kubep4.serving import run_all
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
 from services.node_agent.compiler import CompileError, Compiler
 from services.node_agent.p4runtime_client import DeviceConnection, P4RuntimeError
@@ -167,19 +168,14 @@ class NodeAgent:
         await self.register()
         for name in self.devices:  # converge every device from what etcd and the device say
             self.queue.add(name)
-        tasks = [asyncio.create_task(c) for c in (self.heartbeat(), self.placements.run(), self.resync(),
-                                                  run_workers(self.queue, self.reconcile_device, workers,
-                                                              "device"))]
+        loops = [self.heartbeat(), self.placements.run(), self.resync(),
+                 run_workers(self.queue, self.reconcile_device, workers, "device")]
         if self.settings.kubernetes_node:  # advertise slots and target/arch labels, as a device plugin would
             from services.node_agent import kube_resources
-            tasks.append(asyncio.create_task(kube_resources.keep_advertised(
-                self.settings.kubernetes_node, list(self.devices.values()))))
+            loops.append(kube_resources.keep_advertised(self.settings.kubernetes_node, list(self.devices.values())))
         try:
-            await asyncio.gather(*tasks)
+            await run_all(*loops)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             for c in self.connections.values():
                 await c.close()
             for switch in self.switches:
