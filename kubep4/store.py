@@ -59,6 +59,10 @@ class Unavailable(StoreError):
     """etcd cannot be reached."""
 
 
+class Missing(StoreError):
+    """An object the write depends on does not exist (any more)."""
+
+
 class TooLarge(StoreError):
     """etcd refused the request as too large, or its space quota is exhausted."""
 
@@ -224,8 +228,12 @@ class Store:
         return r.header.revision
 
     # ------------------------------------------------------------------ objects
-    async def create(self, kind: Kind[T], obj: T, lease: int = 0) -> T:
-        """Create if absent; sets uid, generation 1 and creation time. Returns the stored object."""
+    async def create(self, kind: Kind[T], obj: T, lease: int = 0, requires: str = "") -> T:
+        """Create if absent; sets uid, generation 1 and creation time. Returns the stored object.
+
+        ``requires``: a key that must exist in the same transaction (a Deployment's Pipeline), else
+        Missing.
+        """
         obj = _copy(obj)
         md = obj.metadata
         if not md.uid:
@@ -234,10 +242,17 @@ class Store:
         if not md.HasField("creation_timestamp"):
             md.creation_timestamp.GetCurrentTime()
         key = kind.key(obj).encode()
+        cmp = [self._cmp_absent(key)]
+        if requires:
+            cmp.append(rpc.Compare(key=requires.encode(), target=rpc.Compare.CREATE,
+                                   result=rpc.Compare.GREATER, create_revision=0))
         with tracer.start_as_current_span("etcd txn create", attributes={"etcd.key": key.decode()}):
-            resp = await self._txn([self._cmp_absent(key)], [self._put(key, _encode(obj), lease)])
+            resp = await self._txn(cmp, [self._put(key, _encode(obj), lease)], [self._get_op(key)])
         if not resp.succeeded:
-            raise AlreadyExists(f"{kind.name[:-1]} {_ident(md)} already exists")
+            if resp.responses[0].response_range.kvs:
+                raise AlreadyExists(f"{kind.name[:-1]} {_ident(md)} already exists")
+            raise Missing(f"{requires.rsplit('/', 3)[-3][:-1]} {'/'.join(requires.rsplit('/', 2)[-2:])} "
+                          "no longer exists")
         md.resource_version = resp.header.revision
         return obj
 
@@ -300,10 +315,20 @@ class Store:
         raise Conflict(f"{kind.name[:-1]} {namespace}/{name}: too many conflicting writers")
 
     async def delete(self, kind: Kind[T], namespace: str, name: str, resource_version: int = 0,
-                     shard: str | None = None) -> int:
+                     shard: str | None = None, quiet_prefix: tuple[str, int] | None = None) -> int:
+        """Delete (guarded by resource_version when given).
+
+        ``quiet_prefix`` (prefix, revision): only if no key under the prefix changed after that
+        revision, in the same transaction (else Conflict): "delete the Pipeline only if no Deployment
+        appeared since I checked".
+        """
         key = kind.key_for(namespace, name, shard).encode()
         cmp = [self._cmp_mod(key, resource_version)] if resource_version else \
               [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0)]
+        if quiet_prefix is not None:
+            prefix = quiet_prefix[0].encode()
+            cmp.append(rpc.Compare(key=prefix, range_end=_range_end(prefix), target=rpc.Compare.MOD,
+                                   result=rpc.Compare.LESS, mod_revision=quiet_prefix[1] + 1))
         with tracer.start_as_current_span("etcd txn delete", attributes={"etcd.key": key.decode()}):
             resp = await self._txn(cmp, [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
                                    [self._get_op(key)])

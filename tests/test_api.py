@@ -200,3 +200,25 @@ async def test_etcd_refusing_a_too_large_value_is_not_reported_as_unavailable(st
     d.metadata.labels["blob"] = "x" * (2 << 20)  # past etcd's request limit
     with pytest.raises(st.TooLarge):
         await store.create(st.DEPLOYMENTS, d)
+
+
+async def test_a_deployment_and_the_deletion_of_its_pipeline_cannot_both_succeed(store):
+    """The two sides of the race, each in one etcd transaction: a Deployment is created only while
+    its Pipeline exists; a Pipeline is deleted only if no Deployment changed since the check."""
+    pipeline, deployment = example_objects()
+    pipeline.metadata.namespace = deployment.metadata.namespace = "default"
+    p = await store.create_pipeline(pipeline)
+    _, checked_at = await store.list(st.DEPLOYMENTS, "default")  # DeletePipeline's check: no users
+    await store.create(st.DEPLOYMENTS, deployment, requires=st.PIPELINES.key(p))  # a user appears
+    with pytest.raises(st.Conflict):
+        await store.delete(st.PIPELINES, "default", "basic",
+                           quiet_prefix=(st.DEPLOYMENTS.prefix("default"), checked_at))
+    await store.get(st.PIPELINES, "default", "basic")  # still there
+
+    await store.delete(st.DEPLOYMENTS, "default", "basic")
+    _, checked_at = await store.list(st.DEPLOYMENTS, "default")
+    await store.delete(st.PIPELINES, "default", "basic",
+                       quiet_prefix=(st.DEPLOYMENTS.prefix("default"), checked_at))
+    with pytest.raises(st.Missing, match="pipeline default/basic no longer exists"):
+        await store.create(st.DEPLOYMENTS, deployment, requires=st.PIPELINES.key(p))
+    assert (await store.list(st.DEPLOYMENTS))[0] == []

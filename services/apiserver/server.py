@@ -36,6 +36,7 @@ _CODES = {
     st.Unavailable: grpc.StatusCode.UNAVAILABLE,
     st.Compacted: grpc.StatusCode.OUT_OF_RANGE,
     st.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    st.Missing: grpc.StatusCode.FAILED_PRECONDITION,
     st.Rejected: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
@@ -147,13 +148,22 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
     async def DeletePipeline(self, request, context):
         ns = request.namespace or "default"
         await self.store.get(st.PIPELINES, ns, request.name)
-        deps, _ = await self.store.list(st.DEPLOYMENTS, ns)
-        users = [d.metadata.name for d in deps if d.spec.pipeline == request.name]
-        if users:
-            raise _Rejected(grpc.StatusCode.FAILED_PRECONDITION,
-                            f"pipeline {ns}/{request.name} is used by deployments: {', '.join(users)}")
-        await self.store.delete(st.PIPELINES, ns, request.name, request.resource_version)
-        return api.DeleteResponse()
+        for _ in range(10):
+            deps, rev = await self.store.list(st.DEPLOYMENTS, ns)
+            users = [d.metadata.name for d in deps if d.spec.pipeline == request.name]
+            if users:
+                raise _Rejected(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"pipeline {ns}/{request.name} is used by deployments: {', '.join(users)}")
+            try:  # only if no deployment of the namespace changed since the check
+                await self.store.delete(st.PIPELINES, ns, request.name, request.resource_version,
+                                        quiet_prefix=(st.DEPLOYMENTS.prefix(ns), rev))
+                return api.DeleteResponse()
+            except st.Conflict:
+                if request.resource_version:
+                    current = await self.store.get(st.PIPELINES, ns, request.name)
+                    if current.metadata.resource_version != request.resource_version:
+                        raise
+        raise st.Conflict(f"deployments in {ns} keep changing; retry the delete")
 
     async def WatchPipelines(self, request, context):
         async for ev in self._watch(st.PIPELINES, request, context):
@@ -175,7 +185,9 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         d.status.pipeline_digest = pipeline.status.digest if pipeline is not None else ""
         stamp_write(d.metadata.trace_context)
         with _tracer.start_as_current_span("etcd create deployment"):
-            return await self.store.create(st.DEPLOYMENTS, d)
+            # atomically with its pipeline still there (a concurrent DeletePipeline loses, or we do)
+            return await self.store.create(st.DEPLOYMENTS, d, requires=st.PIPELINES.key_for(
+                d.metadata.namespace, d.spec.pipeline))
 
     @_guard
     async def GetDeployment(self, request, context):
