@@ -414,3 +414,26 @@ async def test_a_new_pipeline_does_not_evict_a_neighbour_on_a_shared_device(tmp_
             assert (await reader.pipeline()).cookie.cookie == cookie_for_digest(b_now.status.pipeline_digest)
             entries = await reader.entries()  # b's one entry; a's three left with a
             assert [e.match[0].lpm.value for e in entries] == [bytes([10, 9, 0, 0])]
+
+
+async def test_conflicting_entries_fail_the_newcomer_alone(tmp_path):
+    with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path)) as s:
+        reader = readers(s)[("node-0", "dev0")]
+        async with AsyncClient(s.api) as c:
+            p, a = deployment("first", 1)
+            _, b = deployment("second", 1)
+            del b.spec.table_entries[1:]
+            b.spec.table_entries[0].params[1].value = "5"  # same match as first's entry, another port
+            await c.apply(p)
+            await c.create(a)
+            await c.wait_ready("first", timeout=30)
+            await c.create(b)
+            failed = await wait_phase(c, "second", "Failed")
+            installed = [x for x in failed.status.conditions if x.type == "Installed"][0]
+            assert "same match as one of deployment first" in installed.message
+            assert (await c.get("deployment", "first")).status.phase == "Running"
+            entries = await reader.entries()
+            assert len(entries) == 3
+            ports = sorted(int.from_bytes(e.action.action.params[1].value, "big") for e in entries
+                           if len(e.action.action.params) == 2)
+            assert ports == [1, 2]  # first's entries, untouched

@@ -23,7 +23,7 @@ from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, parse_p4info, 
 from kubep4.serving import run_all
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
 from services.node_agent.compiler import CompileError, Compiler
-from services.node_agent.p4runtime_client import DeviceConnection, P4RuntimeError
+from services.node_agent.p4runtime_client import DeviceConnection, P4RuntimeError, entry_key
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent")
@@ -252,7 +252,7 @@ class NodeAgent:
                 installing = asyncio.gather(*(self._set_status(p, "Installing", "") for p in stale))
                 try:
                     pipeline = await self._pipeline(active[0])
-                    entries = [e for p in active for e in self._entries(p, pipeline)]
+                    entries, rejected = self._device_entries(name, active, pipeline)
                     pushed = device_cookie != cookie
                     if pushed:  # VERIFY_AND_COMMIT replaces the pipeline and empties every table
                         self._cookies.pop(name, None)
@@ -274,8 +274,36 @@ class NodeAgent:
                     await self._drop(name)
                 return 2.0
             for p in active:
-                await self._set_status(p, "Running", "", cookie)
-        return None
+                why = rejected.get((p.metadata.namespace, p.metadata.name))
+                await (self._set_status(p, "Failed", why) if why else self._set_status(p, "Running", "", cookie))
+        return None  # a refused placement waits for its deployment to change (a new placement event)
+
+    def _device_entries(self, device: str, active: list[kr.Placement], pipeline: _Pipeline
+                        ) -> tuple[list, dict[tuple[str, str], str]]:
+        """The union of the placements' entries, and the placements refused with the reason: an entry
+        that does not fit the pipeline, or one whose match another deployment on the device already uses
+        with another action. A refused placement fails alone; its neighbours are installed."""
+        owners: dict[tuple, tuple[kr.Placement, object]] = {}
+        rejected: dict[tuple[str, str], str] = {}
+        for p in active:
+            try:
+                mine = self._entries(p, pipeline)
+            except EntryError as e:
+                rejected[(p.metadata.namespace, p.metadata.name)] = str(e)
+                continue
+            for e in mine:
+                other = owners.get(entry_key(e))
+                if other is not None and other[0].spec.deployment != p.spec.deployment and \
+                        other[1].action.SerializeToString(deterministic=True) != \
+                        e.action.SerializeToString(deterministic=True):
+                    rejected[(p.metadata.namespace, p.metadata.name)] = (
+                        f"an entry of table id {e.table_id} has the same match as one of deployment "
+                        f"{other[0].spec.deployment} on device {device}, with another action")
+                    break
+            else:
+                for e in mine:
+                    owners.setdefault(entry_key(e), (p, e))
+        return [e for _, e in owners.values()], rejected
 
     @staticmethod
     def _entries(p: kr.Placement, pipeline: _Pipeline) -> list:
