@@ -149,7 +149,7 @@ async def run_workers(queue: WorkQueue, reconcile: Callable[[Hashable], Awaitabl
                 delay = await reconcile(key)
             except st.Conflict:
                 delay = 0.0
-            except st.Unavailable as e:
+            except (st.Unavailable, st.NotLeader) as e:
                 log.warning("%s %s: %s", name, key, e)
                 delay = 1.0
             except Exception:

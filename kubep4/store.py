@@ -59,6 +59,10 @@ class Unavailable(StoreError):
     """etcd cannot be reached."""
 
 
+class NotLeader(StoreError):
+    """A fenced write was refused: the writer's leader lease no longer holds the leader key."""
+
+
 class Missing(StoreError):
     """An object the write depends on does not exist (any more)."""
 
@@ -163,6 +167,9 @@ class Store:
     def __init__(self, endpoint: str = "127.0.0.1:2379", timeout: float = 5.0):
         host, _, port = endpoint.rpartition(":")
         self.endpoint = endpoint
+        # (key, lease id): when set, every transaction also compares that the key is held under that
+        # lease — a controller's writes are fenced by its leadership
+        self.fence: tuple[str, int] | None = None
         self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port or 2379), timeout=timeout,
                                     options={"grpc.max_receive_message_length": 64 << 20})
 
@@ -189,12 +196,23 @@ class Store:
     # ------------------------------------------------------------------ raw KV
     async def _txn(self, compare: list, success: list, failure: list | None = None) -> rpc.TxnResponse:
         await self.connect()
+        failure = list(failure or [])
+        fence = self.fence
+        if fence is not None:  # every write also requires that we still hold the leader lease
+            key, lease = fence
+            compare = [*compare, rpc.Compare(key=key.encode(), target=rpc.Compare.LEASE,
+                                             result=rpc.Compare.EQUAL, lease=lease)]
+            failure.append(self._get_op(key.encode()))
         try:
-            return await self._client.kvstub.Txn(
-                rpc.TxnRequest(compare=compare, success=success, failure=failure or []),
-                timeout=self._client._timeout)
+            resp = await self._client.kvstub.Txn(rpc.TxnRequest(compare=compare, success=success, failure=failure),
+                                                 timeout=self._client._timeout)
         except rpc.AioRpcError as e:
             raise _rpc_error(self.endpoint, e) from e
+        if fence is not None and not resp.succeeded:
+            holder = resp.responses[-1].response_range.kvs
+            if not holder or holder[0].lease != fence[1]:
+                raise NotLeader(f"the leader lease {fence[1]:x} is gone: this controller no longer leads")
+        return resp
 
     async def _range(self, key: bytes, range_end: bytes | None = None, revision: int = 0,
                      keys_only: bool = False) -> rpc.RangeResponse:

@@ -222,3 +222,20 @@ async def test_a_deployment_and_the_deletion_of_its_pipeline_cannot_both_succeed
     with pytest.raises(st.Missing, match="pipeline default/basic no longer exists"):
         await store.create(st.DEPLOYMENTS, deployment, requires=st.PIPELINES.key(p))
     assert (await store.list(st.DEPLOYMENTS))[0] == []
+
+
+async def test_fenced_writes_are_refused_once_the_leader_lease_is_gone(store):
+    lease = await store.grant_lease(30)
+    assert await store.put_if_absent("/kubep4/leader/controller", b"me", lease)
+    store.fence = ("/kubep4/leader/controller", lease)
+    d = kr.Deployment()
+    d.metadata.name, d.metadata.namespace = "fenced", "default"
+    created = await store.create(st.DEPLOYMENTS, d)  # while we lead: written
+    await store.revoke_lease(lease)  # leadership lost (lease lapsed or revoked): the key is gone
+    created.spec.replicas = 3
+    with pytest.raises(st.NotLeader):
+        await store.update(st.DEPLOYMENTS, created)
+    with pytest.raises(st.NotLeader):
+        await store.delete(st.DEPLOYMENTS, "default", "fenced")
+    store.fence = None
+    assert (await store.get(st.DEPLOYMENTS, "default", "fenced")).spec.replicas == 0

@@ -63,6 +63,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 acquire.cancel()
                 break
             print(f"controller {settings.identity} is leading", flush=True)
+            store.fence = (elector.key, elector.lease_id)  # a deposed leader's writes are refused by etcd
             placer = _placer(settings)  # one per term: its watches start with the term and end with it
             controller = Controller(store, placer, settings.workers, settings.gc_interval)
             running = asyncio.create_task(controller.run())
@@ -72,6 +73,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            store.fence = None
             await _close(placer)
             if running in done and not running.cancelled() and running.exception() is not None:
                 log.error("controller failed: %r; giving up the lease", running.exception())
