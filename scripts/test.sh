@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KUBEP4_INSTALL_TEST_TOOLS=1 bash scripts/install.sh
-exec python3 -m pytest -q -p no:cacheprovider "$@"
+PY=python3
+[ -x .venv/bin/python ] && [ -z "${VIRTUAL_ENV:-}" ] && { PY=.venv/bin/python; export PATH="$PWD/.venv/bin:$PATH"; }
+exec $PY -m pytest -q -p no:cacheprovider "$@"
