@@ -1,9 +1,12 @@
 """The local stack: etcd and every KubeP4 service as separate processes on loopback.
 
-Used by `kubep4 up`, the end-to-end tests and `kubep4 bench deploy`.
+Used by `kubep4 up`, the end-to-end tests, `kubep4 bench deploy` and `kubep4 bench faults`.
+With ``supervise=True`` (what `kubep4 up` uses) a child that exits is restarted with back-off
+(kubep4.supervisor); by default a child that exits stays down, as some tests want.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,9 +14,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubep4.etcd_server import EtcdServer, free_port
+from kubep4.supervisor import Child, Supervisor, print_line
 
 HOST = "127.0.0.1"
 
@@ -42,9 +47,11 @@ class Proc:
                 self.ready.set()
         log.close()
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, cancel: threading.Event | None = None) -> None:
         deadline = time.monotonic() + timeout
         while not self.ready.wait(0.05):
+            if cancel is not None and cancel.is_set():
+                raise RuntimeError(f"{self.name}: start cancelled")
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; log: {self.log_path}\n"
                                    + _tail(self.log_path))
@@ -74,6 +81,15 @@ class Proc:
             self.popen.kill()
             self.popen.wait()
 
+    def exit_code(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
+
+    def child(self) -> Child:
+        def start(timeout: float, cancel: threading.Event) -> None:
+            self.start()
+            self.wait_ready(timeout, cancel)
+        return Child(self.name, self.alive, self.exit_code, start, self.kill)
+
 
 def _tail(path: str, n: int = 30) -> str:
     try:
@@ -98,6 +114,14 @@ class LocalStack:
     procs: dict[str, Proc] = field(default_factory=dict)
     etcd: EtcdServer | None = None
     device_ports: dict[str, list[int]] = field(default_factory=dict)  # node -> P4Runtime ports
+    supervise: bool = False     # restart a child that exits (with back-off) until stop()
+    report: Callable[[str], None] = print_line  # where the supervisor's restart lines go
+    supervisor: Supervisor | None = None
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """Restarts per child (``etcd`` included) since start(); empty when not supervised."""
+        return dict(self.supervisor.restarts) if self.supervisor else {}
 
     @property
     def api(self) -> str:
@@ -147,12 +171,45 @@ class LocalStack:
                 proc.start()
             for proc in self.procs.values():
                 proc.wait_ready(timeout)
+            if self.supervise:
+                self.supervisor = Supervisor([self._etcd_child(), *(p.child() for p in self.procs.values())],
+                                             self.report).start()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _etcd_child(self) -> Child:
+        etcd = self.etcd
+
+        def alive() -> bool:
+            return etcd.proc is not None and etcd.proc.poll() is None
+
+        def exit_code() -> int | None:
+            return None if etcd.proc is None else etcd.proc.poll()
+
+        def start(timeout: float, cancel: threading.Event) -> None:
+            etcd.start(timeout)  # the same data dir and client/peer ports (kept from the first start)
+
+        return Child("etcd", alive, exit_code, start, lambda: self._kill_etcd(wait=True))
+
+    def _kill_etcd(self, wait: bool) -> None:
+        proc = self.etcd.proc if self.etcd else None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            if wait:
+                proc.wait()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one child by name (``etcd``, ``apiserver``, ``agent-0``, ``switch-1``...)."""
+        if name == "etcd":
+            self._kill_etcd(wait=True)
+        else:
+            self.procs[name].kill()
+
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()  # first: stopping the children must not restart them
         for proc in reversed(list(self.procs.values())):
             proc.signal(signal.SIGTERM)
         for proc in reversed(list(self.procs.values())):
@@ -161,10 +218,12 @@ class LocalStack:
             self.etcd.stop()
 
     def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Stop and start one service (not counted as a supervisor restart)."""
         proc = self.procs[name]
-        proc.stop()
-        proc.start()
-        proc.wait_ready(timeout)
+        with self.supervisor.holding(name) if self.supervisor else contextlib.nullcontext():
+            proc.stop()
+            proc.start()
+            proc.wait_ready(timeout)
 
     def __enter__(self) -> "LocalStack":
         return self.start()

@@ -1,17 +1,19 @@
 """`kubep4 up` as a newcomer runs it: the whole stack as processes, usable by the CLI, traced on request,
-and stopped cleanly by SIGTERM."""
+restarting what dies (etcd included), and stopped cleanly by SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+from kubep4.client import Client
 from kubep4.etcd_server import free_port
 
-from .conftest import EXAMPLE, ROOT
+from .conftest import EXAMPLE, ROOT, example_objects
 
 
 def cli(api: str, *args: str) -> subprocess.CompletedProcess:
@@ -19,11 +21,9 @@ def cli(api: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_up_runs_the_stack_traces_it_and_stops_on_sigterm(tmp_path):
-    port, jaeger = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "kubep4.cli.main", "up", "--nodes", "2",
-                             "--devices-per-node", "2", "--port", str(port), "--traces",
-                             "--jaeger-port", str(jaeger), "--data-dir", str(tmp_path / "stack")],
+def up(*args: str) -> tuple[subprocess.Popen, list[str]]:
+    """`kubep4 up ARGS` as a process, once it says ready; its output lines keep coming into the list."""
+    proc = subprocess.Popen([sys.executable, "-m", "kubep4.cli.main", "up", *args],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     ready = threading.Event()
@@ -34,8 +34,25 @@ def test_up_runs_the_stack_traces_it_and_stops_on_sigterm(tmp_path):
             if line.startswith("ready:"):
                 ready.set()
     threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(60):
+        proc.kill()
+        raise AssertionError("".join(lines))
+    return proc, lines
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (got := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return got
+
+
+def test_up_runs_the_stack_traces_it_and_stops_on_sigterm(tmp_path):
+    port, jaeger = free_port(), free_port()
+    proc, lines = up("--nodes", "2", "--devices-per-node", "2", "--port", str(port), "--traces",
+                     "--jaeger-port", str(jaeger), "--data-dir", str(tmp_path / "stack"))
     try:
-        assert ready.wait(60), "".join(lines)
         out = "".join(lines)
         assert f"apiserver   127.0.0.1:{port}" in out and "node-1" in out and "query API" in out
         api = f"127.0.0.1:{port}"
@@ -67,3 +84,48 @@ def test_up_runs_the_stack_traces_it_and_stops_on_sigterm(tmp_path):
     assert "".join(lines).rstrip().endswith("stopped")
     # every process it started is gone: nothing listens on the API port any more
     assert cli(f"127.0.0.1:{port}", "get", "nodes").returncode == 1
+
+
+def pids_with(arg: str) -> list[int]:
+    """Processes whose command line holds ``arg``."""
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if arg.encode() in f.read().split(b"\0"):
+                    out.append(int(d))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def test_up_restarts_a_killed_etcd_and_keeps_every_deployment(tmp_path):
+    port, data = free_port(), tmp_path / "stack"
+    proc, lines = up("--nodes", "2", "--devices-per-node", "2", "--port", str(port), "--data-dir", str(data))
+    api = f"127.0.0.1:{port}"
+    try:
+        assert cli(api, "apply", "-f", str(EXAMPLE)).returncode == 0
+        assert cli(api, "wait", "deployment", "basic", "--for=Ready", "--timeout=30s").returncode == 0
+        [etcd] = pids_with(str(data / "etcd" / "data"))  # etcd's --data-dir
+        os.kill(etcd, signal.SIGKILL)
+        wait_for(lambda: any(x.startswith("restarted etcd (exit -9), 1 restart") for x in lines), 60,
+                 "the restart line: " + "".join(lines))
+        assert pids_with(str(data / "etcd" / "data")) not in ([], [etcd])
+
+        def answers():
+            r = cli(api, "get", "deployments")
+            return r.returncode == 0 and r
+        rows = wait_for(answers, 60, "the apiserver to answer again").stdout.splitlines()[1:]
+        assert [row.split()[1:5] for row in rows] == [["basic", "basic", "2/2", "Running"]], rows
+        _, d = example_objects()
+        d.metadata.name = "after"
+        with Client(api) as c:  # the services re-watched etcd and act on a new deployment
+            c.create(d)
+            assert c.wait_ready("after", timeout=40).status.ready_replicas == 2
+            assert {x.metadata.name: x.status.phase for x in c.list("deployments")} == {
+                "basic": "Running", "after": "Running"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0 and "".join(lines).rstrip().endswith("stopped")
+    assert pids_with(str(data / "etcd" / "data")) == []

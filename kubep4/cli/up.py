@@ -1,4 +1,7 @@
-"""`kubep4 up`: run the whole stack as local processes until Ctrl-C / SIGTERM."""
+"""`kubep4 up`: run the whole stack as local processes until Ctrl-C / SIGTERM.
+
+Like a kubelet, it restarts a process that exits (etcd included), with back-off, and says so in one
+line (kubep4.supervisor); only Ctrl-C or SIGTERM stops the stack."""
 from __future__ import annotations
 
 import asyncio
@@ -56,7 +59,7 @@ def run(args) -> int:
         collector.start()
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
     stack = LocalStack(nodes=args.nodes, devices_per_node=args.devices_per_node, controllers=args.controllers,
-                       api_port=args.port, data_dir=args.data_dir, env=env)
+                       api_port=args.port, data_dir=args.data_dir, env=env, supervise=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -70,12 +73,10 @@ def run(args) -> int:
     if collector is not None:
         print(f"traces      OTLP in at {collector.endpoint}; query API at http://127.0.0.1:{args.jaeger_port} "
               f"(kubep4 trace deployment NAME)")
-    print("ready: try `kubep4 apply -f examples/basic/deployment.yaml`; Ctrl-C stops everything", flush=True)
-    while not stop.wait(0.5):
-        dead = [p.name for p in stack.procs.values() if not p.alive()]
-        if dead:
-            print(f"stopping: {', '.join(dead)} exited (see logs in {stack.data_dir})")
-            break
+    print("ready: try `kubep4 apply -f examples/basic/deployment.yaml`; Ctrl-C stops everything "
+          "(a process that exits is restarted)", flush=True)
+    while not stop.wait(0.5):  # the supervisor restarts what exits; only a signal ends this
+        pass
     print("stopping...", flush=True)
     stack.stop()
     if collector is not None:
