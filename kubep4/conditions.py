@@ -10,6 +10,7 @@ TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 # Deployment phases, in the order a healthy deployment passes them
 PENDING, SCHEDULED_PHASE, INSTALLING, RUNNING = "Pending", "Scheduled", "Installing", "Running"
 FAILED, UNSCHEDULABLE, TERMINATING = "Failed", "Unschedulable", "Terminating"
+DEGRADED = "Degraded"  # a replica's device does not answer; it runs again by itself when it does
 
 
 def get(conditions, ctype: str) -> kr.Condition | None:

@@ -128,6 +128,13 @@ async def test_two_replicas_run_on_two_nodes_and_devices_hold_them(stack, client
                   for n in range(2))
     assert commits == 2, "each placed device got the pipeline once"
     entries_before = {k: await devices[k].entries() for k in placed}
+
+    async def nodes_report_the_devices():  # the Node status says what each device holds
+        got = {(n.metadata.name, ds.name): ds for n in await client.list("nodes") for ds in n.status.devices}
+        return all(ds.phase == "Reachable" and ds.used_slots == (1 if key in placed else 0)
+                   and ds.cookie == (str(cookie) if key in placed else "") for key, ds in got.items()) \
+            and set(got) == set(devices)
+    await eventually(nodes_report_the_devices, 20, 0.1, "node status to report every device")
     async with st.Store(stack.etcd.endpoint) as s:
         rev = await s.revision()
         for obj in (p, d):

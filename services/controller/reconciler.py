@@ -83,6 +83,7 @@ class Controller:
         self._gc_mark = 0  # etcd revision of the previous artifact collection
         self._waiting: set[tuple] = set()  # deployments with replicas that found no device
         self._delivered: dict[tuple, str] = {}  # watch deliveries already traced (by write time)
+        self._nodes_seen: dict[str, tuple] = {}  # node -> (spec, phase) last acted on
         self._lock = asyncio.Lock()  # scheduling decisions are serialised so they see each other
 
     # ---------------------------------------------------------------- events
@@ -105,6 +106,13 @@ class Controller:
                 self.queue.add(key)
 
     def _on_node(self, etype: str, n: kr.Node) -> None:
+        # a node agent's report of its devices (or its heartbeat time) changes nothing to schedule
+        seen = (n.spec.SerializeToString(deterministic=True), n.status.phase)
+        if etype != "DELETED" and self._nodes_seen.get(n.metadata.name) == seen:
+            return
+        self._nodes_seen[n.metadata.name] = seen
+        if etype == "DELETED":
+            self._nodes_seen.pop(n.metadata.name, None)
         self.queue.add(("node", "", n.metadata.name))
 
     def _placements_of(self, ns: str, name: str) -> list[kr.Placement]:
@@ -404,7 +412,8 @@ class Controller:
         s.CopyFrom(want.status)
         del s.replicas[:]
         ready = 0
-        failed: list[str] = []
+        failed: list[kr.ReplicaStatus] = []       # the device refused (or is held by another client)
+        unreachable: list[kr.ReplicaStatus] = []  # the device does not answer
         installing = False
         for i in range(d.spec.replicas):
             p = placements.get(i)
@@ -417,11 +426,14 @@ class Controller:
             phase = p.status.phase or "Pending"
             if phase == "Running" and not current:
                 phase = "Installing"
-            s.replicas.add(replica=i, node=p.spec.node, device=p.spec.device, phase=phase, message=p.status.message)
+            r = s.replicas.add(replica=i, node=p.spec.node, device=p.spec.device, phase=phase,
+                               message=p.status.message, reason=p.status.reason)
             if phase == "Running":
                 ready += 1
+            elif phase == "Unknown":
+                unreachable.append(r)
             elif phase == "Failed":
-                failed.append(f"{p.spec.node}/{p.spec.device}: {p.status.message}")
+                failed.append(r)
             elif phase == "Installing":
                 installing = True
         placed = len(placements)
@@ -430,6 +442,8 @@ class Controller:
             phase = cond.RUNNING
         elif failed:
             phase = cond.FAILED
+        elif unreachable:
+            phase = cond.DEGRADED
         elif unschedulable and placed == 0:
             phase = cond.UNSCHEDULABLE
         elif installing or ready:
@@ -449,8 +463,10 @@ class Controller:
             cond.mark_unknown(c, cond.SCHEDULED, "Scheduling", f"{placed}/{n} replicas placed")
         if ready == n:
             cond.mark_true(c, cond.INSTALLED, "Installed", f"{n}/{n} replicas running")
-        elif failed:
-            cond.mark_false(c, cond.INSTALLED, "InstallFailed", "; ".join(failed))
+        elif failed or unreachable:
+            bad = failed + unreachable
+            cond.mark_false(c, cond.INSTALLED, bad[0].reason or "InstallFailed",
+                            "; ".join(f"{r.node}/{r.device}: {r.message}" for r in bad))
         else:
             cond.mark_unknown(c, cond.INSTALLED, "Installing", f"{ready}/{n} replicas running")
         cond.derive_ready(c)

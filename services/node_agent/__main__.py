@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--release-unreachable-after", "KUBEP4_RELEASE_UNREACHABLE_AFTER", 15.0, type=float,
          help="seconds a deleted placement waits for its unreachable device before it is released anyway "
               "(the device is cleared when it answers again)")
+    flag(p, "--device-patience", "KUBEP4_DEVICE_PATIENCE", 5.0, type=float,
+         help="seconds a device may not answer before its placements turn Unknown (DeviceUnreachable)")
+    flag(p, "--retry-max", "KUBEP4_RETRY_MAX", 60.0, type=float,
+         help="longest wait between tries of a failing device (the backoff starts at 0.5 s and doubles)")
+    flag(p, "--status-report", "KUBEP4_STATUS_REPORT", 60.0, type=float,
+         help="seconds between rewrites of the Node's status when nothing changed")
     p.add_argument("--compiler-image", action="append", default=[], metavar="BACKEND=IMAGE",
                    help="run a compiler backend in this container image when it is not on PATH (repeatable)")
     p.add_argument("--switch-image", action="append", default=[], metavar="DEVICE=IMAGE",
@@ -90,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
                         kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache,
                         compiler_images=_pairs(p, args.compiler_image, "--compiler-image"),
                         switch_images=_pairs(p, args.switch_image, "--switch-image"),
-                        docker_url=args.docker_url, release_unreachable_after=args.release_unreachable_after)
+                        docker_url=args.docker_url, release_unreachable_after=args.release_unreachable_after,
+                        device_patience=args.device_patience, retry_max=args.retry_max,
+                        status_report_seconds=args.status_report)
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-node-agent")

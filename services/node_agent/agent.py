@@ -1,32 +1,46 @@
-"""The node agent: registers its node and devices, and makes each device match its placements.
+"""The node agent: registers its node and devices, and keeps each device equal to its placements.
 
-Per device the desired state is: the pipeline of its placements (cookie derived
-from the pipeline digest) plus the union of their deployments' table entries.
-Reconciles are level-triggered: on placement events, when a device's stream
-breaks, and on a periodic cookie check (a rebooted switch has no pipeline).
+Per device the desired state is the pipeline of its placements (cookie derived from the
+pipeline digest) plus the union of their table entries; the actual state is what the device
+answers to GetForwardingPipelineConfig and Read. Reconciles are level-triggered, as KubeVirt's
+virt-handler does for VMs: on placement events, when a device's stream breaks or mastership
+changes, and on a periodic resync. Each reads the device and converges it: installs what is
+missing, modifies what differs, deletes what no placement owns. Nothing is done before the
+placement view has synced, so a restarted agent never clears a device it should keep.
+
+A placement is Running only once the device was found (or made) to hold its pipeline and
+entries; a device that stops answering turns its placements Unknown (DeviceUnreachable)
+after ``device_patience`` seconds. Failures back off per device and desired state: a status
+write cannot reset the backoff, only a change of the placements' spec (or regaining primary).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import grpc
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
 
 from kubep4 import store as st
+from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
 from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, parse_p4info, to_p4_entry
 from kubep4.serving import run_all
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
+from services.node_agent import entries as ent
+from services.node_agent import faults
 from services.node_agent.compiler import CompileError, Compiler
-from services.node_agent.p4runtime_client import DeviceConnection, P4RuntimeError, entry_key
+from services.node_agent.node_status import NOT_PRIMARY, REACHABLE, UNREACHABLE, NodeStatusReporter
+from services.node_agent.p4runtime_client import PRIMARY, DeviceConnection, P4RuntimeError
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent")
+meter = metrics.get_meter("kubep4.node_agent")
 PIPELINE_CACHE_SIZE = 32  # compiled/loaded pipelines kept in memory
 
 
@@ -44,6 +58,10 @@ class Settings:
     switch_images: dict = field(default_factory=dict)     # device name -> software switch image
     docker_url: str = ""
     release_unreachable_after: float = 15.0  # seconds a deletion waits for an unreachable device
+    device_patience: float = 5.0   # seconds a device may not answer before its placements say so
+    retry_initial: float = 0.5     # backoff of a failing device: first delay ...
+    retry_max: float = 60.0        # ... doubling up to this
+    status_report_seconds: float = 60.0  # the Node's status is rewritten at least this often
 
 
 @dataclass
@@ -54,10 +72,18 @@ class _Pipeline:
     index: P4InfoIndex
 
 
-def _copy(m):
-    out = type(m)()
-    out.CopyFrom(m)
-    return out
+@dataclass
+class _Device:
+    """What the agent knows of one device between reconciles."""
+    conn: DeviceConnection
+    backoff: Backoff
+    cookie: int | None = None                   # as the device last answered
+    expected: dict[tuple, bytes] | None = None  # entries last written or verified (None: not known yet)
+    expected_cookie: int | None = None
+    failed: tuple | None = None                 # the desired state that failed, and how
+    fault: faults.Fault | None = None
+    retry_at: float = 0.0
+    unreachable_since: float | None = None
 
 
 class NodeAgent:
@@ -68,23 +94,29 @@ class NodeAgent:
         self.devices = {d.name: d for d in settings.devices}
         # election ids grow with wall-clock time so a restarted agent out-ranks its previous self
         self.election_id = int(time.time() * 1000)
-        self.connections: dict[str, DeviceConnection] = {}
+        self._dev = {name: _Device(DeviceConnection(d.p4rt_address, d.device_id, self.election_id,
+                                                    on_event=lambda ev, name=name: self._on_stream(name, ev)),
+                                   Backoff(settings.retry_initial, settings.retry_max))
+                     for name, d in self.devices.items()}
         self.queue: WorkQueue[str] = WorkQueue()
         self.placements = Informer(store, st.PLACEMENTS, self._on_placement)
-        self._where: dict[tuple[str, str], str] = {}
-        self._delivered: dict[tuple[str, str], str] = {}  # placement key -> device, for placements on this node
+        self.status = NodeStatusReporter(store, self.node, list(self.devices), settings.status_report_seconds)
+        self._where: dict[tuple[str, str], str] = {}  # placement key -> device, for placements on this node
+        self._own_writes: dict[tuple[str, str], int] = {}  # placement key -> revision of our status write
+        self._delivered: dict[tuple[str, str], str] = {}  # placement key -> written-at stamp recorded
         self._pipelines: OrderedDict[str, _Pipeline] = OrderedDict()  # by digest, least recently used first
-        # devices whose entries we may have written; at start that is all of them, since a previous
-        # run may have left entries of placements deleted while this agent was down
-        self._dirty: set[str] = set(self.devices)
-        self._clear_failing_since: dict[str, float] = {}
-        self._cookies: dict[str, int | None] = {}  # device -> pipeline cookie it last reported
-        self._departed: set[str] = set()  # devices a placement left (moved away or deleted)
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
                                  images=dict(settings.compiler_images), docker_url=settings.docker_url or None)
         self.switches: list = []  # containers this agent launched (virt-launcher style)
         self.lease_id = 0
         self.registered = asyncio.Event()
+        self.repairs = meter.create_counter(
+            "kubep4_device_drift_repairs_total", unit="1",
+            description="Changes made to a device that differed from what the agent last verified on it")
+
+    @property
+    def connections(self) -> dict[str, DeviceConnection]:
+        return {name: d.conn for name, d in self._dev.items()}
 
     # ------------------------------------------------------------ registration and heartbeat
     async def register(self) -> None:
@@ -95,6 +127,7 @@ class NodeAgent:
         node.spec.kubernetes_node = self.settings.kubernetes_node
         node.status.phase = "Ready"
         node.status.last_heartbeat.GetCurrentTime()
+        node.status.devices.extend(self.status.devices.values())
         await self._take_lease()  # first, so the node is never seen without its heartbeat
         try:
             await self.store.create(st.NODES, node)
@@ -121,7 +154,7 @@ class NodeAgent:
                 log.warning("heartbeat: %s", e)
 
     async def resync(self) -> None:
-        """Periodic check that every device still runs what it should (a rebooted switch has nothing)."""
+        """Periodic check of every device against its placements (drift, reboots, lost entries)."""
         while True:
             await asyncio.sleep(self.settings.resync_seconds)
             for name in self.devices:
@@ -130,24 +163,32 @@ class NodeAgent:
     # ------------------------------------------------------------ events
     def _on_placement(self, etype: str, p: kr.Placement) -> None:
         key = (p.metadata.namespace, p.metadata.name)
-        before = self._where.get(key)
-        if etype != "DELETED" and p.spec.node == self.node:
-            self._where[key] = p.spec.device
-            written = p.metadata.trace_context.get(WRITTEN_AT)
-            if etype != "SYNC" and written and self._delivered.get(key) != written:
-                self._delivered[key] = written
-                record_delivery(tracer, p.metadata.trace_context, time.time_ns(), "etcd watch delivery",
-                                {"kubep4.watcher": f"node-agent {self.node}", "kubep4.kind": "placement"})
-            self.queue.add(p.spec.device)
-        else:
-            self._where.pop(key, None)
-        if before is not None and (etype == "DELETED" or p.spec.node != self.node or p.spec.device != before):
-            self._departed.add(before)  # its entries must go even if the device's other placements are fine
-            self.queue.add(before)
+        here = p.spec.device if etype != "DELETED" and p.spec.node == self.node else None
+        before = self._where.pop(key, None)
+        if here is not None:
+            self._where[key] = here
+        if before is not None and before != here:
+            self.queue.add(before)  # it left that device: its entries must go
+        if here is None:
+            self._delivered.pop(key, None)
+            self._own_writes.pop(key, None)
+            return
+        written = p.metadata.trace_context.get(WRITTEN_AT)
+        if etype != "SYNC" and written and self._delivered.get(key) != written:
+            self._delivered[key] = written
+            record_delivery(tracer, p.metadata.trace_context, time.time_ns(), "etcd watch delivery",
+                            {"kubep4.watcher": f"node-agent {self.node}", "kubep4.kind": "placement"})
+        if self._own_writes.pop(key, None) == p.metadata.resource_version:
+            return  # our own status write coming back: nothing new for the device
+        self.queue.add(here)
 
-    def _on_broken(self, device: str) -> None:
-        log.warning("device %s: stream broken; will reconnect and verify", device)
-        self.queue.add(device)
+    def _on_stream(self, name: str, event: str) -> None:
+        """The device's stream broke or mastership changed: verify the device again."""
+        if event == PRIMARY:  # what we waited for: try at once
+            dev = self._dev[name]
+            dev.failed = None
+            dev.backoff.reset()
+        self.queue.add(name)
 
     async def launch_switches(self) -> None:
         """Start the software switches configured as containers, one per device, before connecting."""
@@ -166,33 +207,202 @@ class NodeAgent:
     async def run(self, workers: int = 4) -> None:
         await self.launch_switches()
         await self.register()
-        for name in self.devices:  # converge every device from what etcd and the device say
-            self.queue.add(name)
-        loops = [self.heartbeat(), self.placements.run(), self.resync(),
-                 run_workers(self.queue, self.reconcile_device, workers, "device")]
+        loops = [self.heartbeat(), self.placements.run(), self.status.run(), self._converge_all(workers)]
         if self.settings.kubernetes_node:  # advertise slots and target/arch labels, as a device plugin would
             from services.node_agent import kube_resources
             loops.append(kube_resources.keep_advertised(self.settings.kubernetes_node, list(self.devices.values())))
         try:
             await run_all(*loops)
         finally:
-            for c in self.connections.values():
-                await c.close()
+            for d in self._dev.values():
+                await d.conn.close()
             for switch in self.switches:
                 await asyncio.to_thread(switch.stop)
 
+    async def _converge_all(self, workers: int) -> None:
+        """Only once the placements are known: a device is never judged against an empty view."""
+        await self.placements.synced.wait()
+        for name in self.devices:
+            self.queue.add(name)
+        await asyncio.gather(self.resync(), run_workers(self.queue, self.reconcile_device, workers, "device"))
+
     # ------------------------------------------------------------ device reconcile
-    async def _connection(self, name: str) -> DeviceConnection:
-        conn = self.connections.get(name)
-        if conn is not None and conn.connected:
-            return conn
-        dev = self.devices[name]
-        if conn is None:
-            conn = DeviceConnection(dev.p4rt_address, dev.device_id, self.election_id,
-                                    on_broken=lambda: self._on_broken(name))
-            self.connections[name] = conn
-        await conn.connect()
-        return conn
+    def _placements_on(self, name: str) -> list[kr.Placement]:
+        return [p for p in self.placements.items() if p.spec.node == self.node and p.spec.device == name]
+
+    async def reconcile_device(self, name: str) -> float | None:
+        if name not in self.devices:
+            return None
+        dev = self._dev[name]
+        mine = self._placements_on(name)
+        wanted = tuple(sorted((p.metadata.namespace, p.metadata.name, p.spec.SerializeToString(deterministic=True),
+                               p.metadata.HasField("deletion_timestamp")) for p in mine))
+        if dev.failed == wanted:  # this very state failed before: wait out its backoff
+            if dev.fault.permanent:
+                return None  # until the spec changes
+            wait = dev.retry_at - time.monotonic()
+            if wait > 0:
+                return wait
+        active = sorted((p for p in mine if not p.metadata.HasField("deletion_timestamp")),
+                        key=lambda p: p.metadata.creation_timestamp.ToNanoseconds())
+        leaving = [p for p in mine if p.metadata.HasField("deletion_timestamp")]
+        try:
+            if active:
+                await self._converge(name, dev, active, leaving)
+            else:
+                await self._clear(name, dev, leaving)
+        except (P4RuntimeError, CompileError, EntryError, st.NotFound, st.Unavailable) as e:
+            return await self._failed(name, dev, wanted, active, leaving, faults.classify(e))
+        dev.failed = dev.fault = None
+        dev.backoff.reset()
+        dev.unreachable_since = None
+        self.status.set(name, REACHABLE, dev.cookie, len(active), verified=True)
+        return None
+
+    async def _converge(self, name: str, dev: _Device, active: list[kr.Placement],
+                        leaving: list[kr.Placement]) -> None:
+        conn = dev.conn
+        if not conn.connected:
+            await conn.connect()
+        dev.cookie = await conn.get_cookie()
+        # the pipeline the device already runs wins; a newcomer with another one is the one that fails
+        digest = next((p.spec.pipeline_digest for p in active if cookie_for_digest(p.spec.pipeline_digest) == dev.cookie),
+                      active[0].spec.pipeline_digest)
+        for p in active:
+            if p.spec.pipeline_digest != digest:
+                await self._set_status(p, "Failed", f"device {name} runs another pipeline ({digest[:19]})",
+                                       reason="PipelineConflict")
+        active = [p for p in active if p.spec.pipeline_digest == digest]
+        cookie = cookie_for_digest(digest)
+        stale = [p for p in active if not self._holds(p, cookie)]
+        # a new generation is part of its deployment's trace; a check or a repair is a trace of its own
+        with self._span("node_agent install", stale, name) if stale else contextlib.nullcontext():
+            pipeline = await self._pipeline(active[0])
+            desired, rejected, claimed = self._device_entries(name, active, pipeline, cookie)
+            # what the device should hold as far as we know: what we last wrote, or after a restart
+            # of ours what the placements claiming Running say
+            expected = dev.expected if dev.expected is not None and dev.expected_cookie == cookie else claimed
+            default_tables = {e.table_id for e in desired if e.is_default_action}
+            push = dev.cookie != cookie
+            plan = None if push else ent.plan(await conn.read_entries(default_tables), desired, expected)
+            if push or plan.updates:
+                with contextlib.nullcontext() if stale else self._span("node_agent repair", active, name, link=True):
+                    if push:  # the device lacks the pipeline: no placement may claim Running meanwhile
+                        await asyncio.gather(*(self._set_status(p, "Installing", "") for p in active))
+                        dev.expected = dev.cookie = None
+                        await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
+                        dev.cookie = cookie
+                        # VERIFY_AND_COMMIT left every table empty, with the P4Info's default actions
+                        plan = ent.plan(await conn.read_entries(default_tables) if default_tables else [],
+                                        desired, expected)
+                        if expected:  # it held our pipeline: a reboot, or someone else's push
+                            plan.repairs[ent.PIPELINE] += 1
+                    installing = asyncio.gather(*(self._set_status(p, "Installing", "") for p in stale))
+                    try:
+                        dev.expected = None  # a failed write leaves the device somewhere in between
+                        await conn.write(plan.updates)
+                    finally:
+                        await installing
+            dev.expected, dev.expected_cookie = ent.snapshot(desired), cookie
+            self._record_repairs(name, plan.repairs)
+        await self._release(leaving)
+        for p in active:
+            why = rejected.get((p.metadata.namespace, p.metadata.name))
+            if why:
+                await self._set_status(p, "Failed", why[1], reason=why[0])
+            else:
+                await self._set_status(p, "Running", "", cookie)
+
+    async def _clear(self, name: str, dev: _Device, leaving: list[kr.Placement]) -> None:
+        """No placement wants the device: delete every entry on it, then let the placements go."""
+        span = self._span("node_agent clear", leaving, name) if leaving else contextlib.nullcontext()
+        with span:
+            conn = dev.conn
+            if not conn.connected:
+                await conn.connect()
+            dev.cookie = await conn.get_cookie()
+            plan = ent.plan(await conn.read_entries(), [], dev.expected or {})
+            if plan.updates:
+                repair = contextlib.nullcontext() if leaving else self._span("node_agent repair", [], name, link=True)
+                with repair:
+                    dev.expected = None
+                    await conn.write(plan.updates)
+            dev.expected, dev.expected_cookie = {}, dev.cookie
+            self._record_repairs(name, plan.repairs)
+        await self._release(leaving)
+
+    async def _failed(self, name: str, dev: _Device, wanted: tuple, active: list[kr.Placement],
+                      leaving: list[kr.Placement], fault: faults.Fault) -> float | None:
+        now = time.monotonic()
+        first = dev.failed != wanted or dev.fault != fault
+        dev.failed, dev.fault = wanted, fault
+        delay = dev.backoff.next()
+        (log.warning if first else log.info)("device %s: %s: %s%s", name, fault.reason, fault.message,
+                                             "" if fault.permanent else f"; next try in {delay:.1f}s")
+        if fault.reason == faults.NOT_PRIMARY:
+            if dev.conn.is_primary:  # refused although the stream says primary: arbitrate afresh
+                await dev.conn.close()
+            self.status.set(name, NOT_PRIMARY, dev.cookie, len(active), fault.message)
+            for p in active:
+                await self._set_status(p, "Failed", fault.message, reason=fault.reason)
+            # the device announces a mastership change on the open stream; the retry is a safety net
+        elif fault.unreachable:
+            await dev.conn.close()
+            dev.cookie = None
+            since = dev.unreachable_since = dev.unreachable_since or now
+            self.status.set(name, UNREACHABLE, None, len(active), fault.message)
+            waited = now - since
+            if waited >= self.settings.device_patience:
+                for p in active:
+                    await self._set_status(p, "Unknown", f"device {name} on node {self.node} does not answer "
+                                                         f"(for {waited:.0f}s): {fault.message}",
+                                           reason=fault.reason)
+            else:
+                delay = min(delay, self.settings.device_patience - waited)
+            if leaving and waited >= self.settings.release_unreachable_after:
+                # an unreachable device must not hold deletions hostage: let the placements go;
+                # the device is cleared when it answers again (every check reads it whole)
+                log.warning("device %s: unreachable; released %d placement(s), will clear it when it is back",
+                            name, len(leaving))
+                await self._release(leaving)
+            elif leaving:
+                delay = min(delay, self.settings.release_unreachable_after - waited)
+        else:
+            self.status.set(name, REACHABLE, dev.cookie, len(active), fault.message)
+            reason = faults.INSTALL_RETRYING if fault.reason == faults.INSTALL_FAILED and not fault.permanent \
+                else fault.reason
+            for p in active:
+                await self._set_status(p, "Failed", fault.message, reason=reason)
+            if fault.permanent:
+                return None  # until the placements' spec changes
+        dev.retry_at = now + delay
+        return delay
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _holds(p: kr.Placement, cookie: int) -> bool:
+        s = p.status
+        return s.phase == "Running" and s.cookie == cookie and s.observed_generation == p.spec.deployment_generation
+
+    def _span(self, name: str, placements: list[kr.Placement], device: str, link: bool = False):
+        attrs = {"kubep4.node": self.node, "kubep4.device": device, "kubep4.placements": len(placements)}
+        if not link:  # inside the (first) placement's deployment trace
+            ctx = extract_context(placements[0].metadata.trace_context)
+            return tracer.start_as_current_span(name, context=ctx, attributes=attrs)
+        links = []
+        for p in placements:
+            sc = trace.get_current_span(extract_context(p.metadata.trace_context)).get_span_context()
+            if sc.is_valid:
+                links.append(trace.Link(sc, {"kubep4.placement": f"{p.metadata.namespace}/{p.metadata.name}"}))
+        return tracer.start_as_current_span(name, context=otel_context.Context(), links=links, attributes=attrs)
+
+    def _record_repairs(self, device: str, repairs) -> None:
+        repairs = {k: v for k, v in repairs.items() if v}
+        if not repairs:
+            return
+        log.warning("device %s: repaired drift: %s", device, ", ".join(f"{v} {k}" for k, v in sorted(repairs.items())))
+        for kind, n in repairs.items():
+            self.repairs.add(n, {"device": f"{self.node}/{device}", "kind": kind})
 
     async def _pipeline(self, p: kr.Placement) -> _Pipeline:
         cached = self._pipelines.get(p.spec.pipeline_digest)
@@ -203,7 +413,7 @@ class NodeAgent:
             pl = await self.store.get(st.PIPELINES, p.metadata.namespace, p.spec.pipeline)
             if pl.status.digest != p.spec.pipeline_digest:
                 raise CompileError(f"pipeline {p.spec.pipeline} has digest {pl.status.digest}, "
-                                   f"placement wants {p.spec.pipeline_digest}")
+                                   f"placement wants {p.spec.pipeline_digest}", temporary=True)
             if pl.spec.p4info_ref.digest:
                 p4info, config = await asyncio.gather(self.store.get_blob(pl.spec.p4info_ref),
                                                       self.store.get_blob(pl.spec.device_config_ref))
@@ -217,93 +427,35 @@ class NodeAgent:
             self._pipelines.popitem(last=False)
         return out
 
-    async def reconcile_device(self, name: str) -> float | None:
-        if name not in self.devices:
-            return None
-        mine = [p for p in self.placements.items() if p.spec.node == self.node and p.spec.device == name]
-        active = sorted((p for p in mine if not p.metadata.HasField("deletion_timestamp")),
-                        key=lambda p: p.metadata.creation_timestamp.ToNanoseconds())
-        leaving = [p for p in mine if p.metadata.HasField("deletion_timestamp")]
-        if not active:
-            return await self._clear(name, leaving)
-        # the pipeline the device already runs wins; a newcomer with another one is the one that fails
-        running = self._cookies.get(name)
-        digest = next((p.spec.pipeline_digest for p in active if cookie_for_digest(p.spec.pipeline_digest) == running),
-                      active[0].spec.pipeline_digest)
-        conflicting = [p for p in active if p.spec.pipeline_digest != digest]
-        active = [p for p in active if p.spec.pipeline_digest == digest]
-        for p in conflicting:
-            await self._set_status(p, "Failed", f"device {name} runs another pipeline ({digest[:19]})")
-        cookie = cookie_for_digest(digest)
-        stale = [p for p in active if not (p.status.phase == "Running" and p.status.cookie == cookie
-                                           and p.status.observed_generation == p.spec.deployment_generation)]
-        ctx = extract_context((stale or active)[0].metadata.trace_context)
-        with tracer.start_as_current_span("node_agent install", context=ctx, attributes={
-                "kubep4.node": self.node, "kubep4.device": name, "kubep4.placements": len(active)}) as span:
-            try:
-                conn = await self._connection(name)
-                device_cookie = await conn.get_cookie()
-                self._cookies[name] = device_cookie
-                span.set_attribute("p4rt.cookie_matched", device_cookie == cookie)
-                if device_cookie == cookie and not stale and not leaving and name not in self._departed:
-                    span.set_attribute("kubep4.noop", True)
-                    return None
-                # "Installing" is reported while the install goes on, not before it starts
-                installing = asyncio.gather(*(self._set_status(p, "Installing", "") for p in stale))
-                try:
-                    pipeline = await self._pipeline(active[0])
-                    entries, rejected = self._device_entries(name, active, pipeline)
-                    pushed = device_cookie != cookie
-                    if pushed:  # VERIFY_AND_COMMIT replaces the pipeline and empties every table
-                        self._cookies.pop(name, None)
-                        await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
-                        self._cookies[name] = cookie
-                    self._dirty.add(name)
-                    await conn.sync_entries(entries, known_empty=pushed)  # leaving placements' entries go
-                    self._departed.discard(name)
-                finally:
-                    await installing
-                await self._release(leaving)
-            except (P4RuntimeError, CompileError, EntryError, st.NotFound) as e:
-                span.record_exception(e)
-                for p in active:
-                    await self._set_status(p, "Failed", str(e))
-                if isinstance(e, P4RuntimeError) and e.code in (grpc.StatusCode.UNAVAILABLE,
-                                                               grpc.StatusCode.DEADLINE_EXCEEDED,
-                                                               grpc.StatusCode.ALREADY_EXISTS):
-                    await self._drop(name)
-                return 2.0
-            for p in active:
-                why = rejected.get((p.metadata.namespace, p.metadata.name))
-                await (self._set_status(p, "Failed", why) if why else self._set_status(p, "Running", "", cookie))
-        return None  # a refused placement waits for its deployment to change (a new placement event)
-
-    def _device_entries(self, device: str, active: list[kr.Placement], pipeline: _Pipeline
-                        ) -> tuple[list, dict[tuple[str, str], str]]:
-        """The union of the placements' entries, and the placements refused with the reason: an entry
-        that does not fit the pipeline, or one whose match another deployment on the device already uses
-        with another action. A refused placement fails alone; its neighbours are installed."""
+    def _device_entries(self, device: str, active: list[kr.Placement], pipeline: _Pipeline, cookie: int
+                        ) -> tuple[list, dict[tuple[str, str], tuple[str, str]], dict[tuple, bytes]]:
+        """The union of the placements' entries; the placements refused, with reason and message (an
+        entry that does not fit the pipeline, or one whose match another deployment on the device
+        already uses with another action: a refused placement fails alone, its neighbours are
+        installed); and the entries that placements claiming Running say the device holds."""
         owners: dict[tuple, tuple[kr.Placement, object]] = {}
-        rejected: dict[tuple[str, str], str] = {}
+        rejected: dict[tuple[str, str], tuple[str, str]] = {}
+        claimed: dict[tuple, bytes] = {}
         for p in active:
             try:
                 mine = self._entries(p, pipeline)
             except EntryError as e:
-                rejected[(p.metadata.namespace, p.metadata.name)] = str(e)
+                rejected[(p.metadata.namespace, p.metadata.name)] = ("InvalidEntry", str(e))
                 continue
             for e in mine:
-                other = owners.get(entry_key(e))
+                other = owners.get(ent.entry_key(e))
                 if other is not None and other[0].spec.deployment != p.spec.deployment and \
-                        other[1].action.SerializeToString(deterministic=True) != \
-                        e.action.SerializeToString(deterministic=True):
-                    rejected[(p.metadata.namespace, p.metadata.name)] = (
+                        ent.action_bytes(other[1]) != ent.action_bytes(e):
+                    rejected[(p.metadata.namespace, p.metadata.name)] = ("EntryConflict", (
                         f"an entry of table id {e.table_id} has the same match as one of deployment "
-                        f"{other[0].spec.deployment} on device {device}, with another action")
+                        f"{other[0].spec.deployment} on device {device}, with another action"))
                     break
             else:
                 for e in mine:
-                    owners.setdefault(entry_key(e), (p, e))
-        return [e for _, e in owners.values()], rejected
+                    owners.setdefault(ent.entry_key(e), (p, e))
+                if self._holds(p, cookie):
+                    claimed.update(ent.snapshot(mine))
+        return [e for _, e in owners.values()], rejected, claimed
 
     @staticmethod
     def _entries(p: kr.Placement, pipeline: _Pipeline) -> list:
@@ -316,31 +468,6 @@ class NodeAgent:
                 raise EntryError(f"spec.table_entries[{i}].{err.field}", err.description) from None
         return out
 
-    async def _clear(self, name: str, leaving: list[kr.Placement]) -> float | None:
-        """No placement wants the device: remove our table entries, then let the placements go."""
-        if leaving or name in self._dirty:
-            with tracer.start_as_current_span("node_agent clear", attributes={"kubep4.device": name}):
-                try:
-                    conn = await self._connection(name)
-                    await conn.sync_entries([])
-                    self._departed.discard(name)
-                    self._dirty.discard(name)
-                    self._clear_failing_since.pop(name, None)
-                except P4RuntimeError as e:
-                    await self._drop(name)
-                    since = self._clear_failing_since.setdefault(name, time.monotonic())
-                    if leaving and time.monotonic() - since < self.settings.release_unreachable_after:
-                        log.warning("device %s: cannot clear yet: %s", name, e)
-                        return 2.0
-                    # an unreachable device must not hold deletions hostage: let the placements go,
-                    # and clear the device when it answers again (it stays dirty)
-                    log.warning("device %s: unreachable (%s); released %d placement(s), will clear it when "
-                                "it is back", name, e, len(leaving))
-                    await self._release(leaving)
-                    return 5.0
-        await self._release(leaving)
-        return None
-
     async def _release(self, leaving: list[kr.Placement]) -> None:
         """The device no longer holds these placements: let them go (the controller waits for it)."""
         for p in leaving:
@@ -349,28 +476,34 @@ class NodeAgent:
             except st.NotFound:
                 pass
 
-    async def _drop(self, name: str) -> None:
-        conn = self.connections.pop(name, None)
-        if conn is not None:
-            await conn.close()
-
-    async def _set_status(self, p: kr.Placement, phase: str, message: str, cookie: int = 0) -> None:
+    async def _set_status(self, p: kr.Placement, phase: str, message: str, cookie: int = 0,
+                          reason: str = "") -> None:
+        def update(cur: kr.Placement) -> kr.Placement | None:
+            if cur.spec != p.spec or cur.metadata.HasField("deletion_timestamp"):
+                return None  # moved, rolled to another generation or leaving: that gets its own pass
+            s = cur.status
+            gen = p.spec.deployment_generation if phase == "Running" else s.observed_generation
+            if (s.phase, s.message, s.cookie, s.observed_generation, s.reason) == \
+                    (phase, message[:1000], cookie or s.cookie, gen, reason):
+                return None
+            if s.phase != phase:
+                s.last_transition_time.GetCurrentTime()
+            s.phase, s.message, s.observed_generation, s.reason = phase, message[:1000], gen, reason
+            if cookie:
+                s.cookie = cookie
+            return cur
+        cached = self.placements.get((p.metadata.namespace, p.metadata.name))
+        if cached is None or update(_copy(cached)) is None:
+            return  # nothing to write (the watch tells us if etcd's copy differs)
         with tracer.start_as_current_span("status write-back", attributes={"kubep4.phase": phase}):
-            def update(cur: kr.Placement) -> kr.Placement | None:
-                if cur.spec != p.spec:
-                    return None  # moved or rolled to another generation meanwhile: that gets its own pass
-                s = cur.status
-                gen = p.spec.deployment_generation if phase == "Running" else s.observed_generation
-                if (s.phase, s.message, s.cookie, s.observed_generation) == (phase, message, cookie or s.cookie, gen):
-                    return None
-                if s.phase != phase:
-                    s.last_transition_time.GetCurrentTime()
-                s.phase, s.message, s.observed_generation = phase, message[:1000], gen
-                if cookie:
-                    s.cookie = cookie
-                return cur
-            cached = self.placements.get((p.metadata.namespace, p.metadata.name))
             updated = await self.store.mutate(st.PLACEMENTS, p.metadata.namespace, p.metadata.name, update,
                                               current=cached)
-            if updated is not None:
-                self.placements.observe(updated)
+        if updated is not None:
+            self._own_writes[(p.metadata.namespace, p.metadata.name)] = updated.metadata.resource_version
+            self.placements.observe(updated)
+
+
+def _copy(m):
+    out = type(m)()
+    out.CopyFrom(m)
+    return out

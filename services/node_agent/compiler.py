@@ -22,7 +22,14 @@ tracer = trace.get_tracer("kubep4.node_agent.compiler")
 
 
 class CompileError(Exception):
-    """The program does not compile, or no compiler for the backend is available."""
+    """The program does not compile, or no compiler for the backend is available.
+
+    ``temporary``: worth trying again (the compiler ran out of time), unlike a program that fails.
+    """
+
+    def __init__(self, message: str, temporary: bool = False):
+        super().__init__(message)
+        self.temporary = temporary
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ class Compiler:
                 try:
                     out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
                 except asyncio.TimeoutError:
-                    raise CompileError(f"{backend} did not finish within {self.timeout:.0f}s") from None
+                    raise CompileError(f"{backend} did not finish within {self.timeout:.0f}s", temporary=True) from None
                 finally:
                     if proc.returncode is None:  # timed out or cancelled: no orphaned compiler
                         proc.kill()

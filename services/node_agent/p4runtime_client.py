@@ -49,97 +49,145 @@ def _error(prefix: str, e: grpc.aio.AioRpcError) -> P4RuntimeError:
     return P4RuntimeError(msg, e.code(), errors)
 
 
-def entry_key(e: p4r.TableEntry) -> tuple:
-    """Identity of a table entry: table, priority and match (canonical, order-independent)."""
-    return (e.table_id, e.priority, tuple(sorted((m.field_id, m.SerializeToString(deterministic=True))
-                                                 for m in e.match)))
+class NotPrimary(P4RuntimeError):
+    """Another client holds primary for (device_id, role) with a higher election id."""
+
+    def __init__(self, address: str, device_id: int, primary_election_id: int):
+        super().__init__(f"{address}: another controller is primary for device {device_id} "
+                         f"(election id {primary_election_id})", grpc.StatusCode.ALREADY_EXISTS)
+        self.primary_election_id = primary_election_id
+
+
+def _uint128(v: p4r.Uint128) -> int:
+    return (v.high << 64) | v.low
+
+
+# A silent peer (a hung switch, a dead link) is noticed by keepalive pings: unacknowledged for
+# KEEPALIVE_TIMEOUT_MS, the transport closes and the stream fails. Pings stay within what a
+# server's default policy accepts, because the periodic device checks send data between them.
+KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
+
+# What the stream reports to ``on_event``
+BROKEN, PRIMARY, NOT_PRIMARY = "broken", "primary", "not-primary"
 
 
 class DeviceConnection:
+    """A channel to one device and one StreamChannel on it, read by exactly one task.
+
+    The reader applies every arbitration update (the first one answers ``connect``) and tells
+    ``on_event`` when the stream breaks (BROKEN) or mastership changes (PRIMARY, NOT_PRIMARY).
+    A connection refused primary keeps its stream open: the device announces on it when the
+    primary goes away, so the agent waits for that instead of retrying blindly.
+    """
+
     def __init__(self, address: str, device_id: int, election_id: int, role: str = "",
-                 on_broken: Callable[[], None] | None = None):
+                 on_event: Callable[[str], None] | None = None):
         self.address, self.device_id, self.role = address, device_id, role
         self.election_id = p4r.Uint128(high=election_id >> 64, low=election_id & ((1 << 64) - 1))
-        self.on_broken = on_broken
+        self.on_event = on_event
         self._channel: grpc.aio.Channel | None = None
         self._stub: p4r_grpc.P4RuntimeStub | None = None
-        self._requests: asyncio.Queue | None = None
+        self._stream: grpc.aio.StreamStreamCall | None = None
         self._reader: asyncio.Task | None = None
+        self._first: asyncio.Future | None = None
         self.is_primary = False
-        self.broken = asyncio.Event()
+        self.primary_election_id: int | None = None  # the current primary's, as the device last said
+        self.broken_reason = ""
+
+    @property
+    def stream_open(self) -> bool:
+        return self._reader is not None and not self._reader.done()
 
     @property
     def connected(self) -> bool:
-        return self._stub is not None and self.is_primary and not self.broken.is_set()
+        return self.stream_open and self.is_primary
 
     async def connect(self, timeout: float = 5.0) -> None:
-        """Open the stream and become primary for (device_id, role)."""
+        """Open a new stream and become primary for (device_id, role).
+
+        Raises NotPrimary (the stream stays open, waiting for a mastership change) or
+        P4RuntimeError (UNAVAILABLE / DEADLINE_EXCEEDED: the device did not answer).
+        """
         await self.close()
-        self.broken.clear()
+        self.broken_reason = ""
         with tracer.start_as_current_span("p4runtime arbitration", attributes={
                 "p4rt.address": self.address, "p4rt.device_id": self.device_id,
-                "p4rt.election_id": self.election_id.low}):
-            self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS)
+                "p4rt.election_id": str(_uint128(self.election_id))}):
+            self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS + KEEPALIVE_OPTIONS)
             self._stub = p4r_grpc.P4RuntimeStub(self._channel)
-            self._requests = asyncio.Queue()
+            self._stream = self._stub.StreamChannel()
+            self._first = asyncio.get_running_loop().create_future()
+            self._reader = asyncio.create_task(self._read(self._stream, self._first))
             arb = p4r.MasterArbitrationUpdate(device_id=self.device_id, election_id=self.election_id)
             if self.role:
                 arb.role.name = self.role
-            await self._requests.put(p4r.StreamMessageRequest(arbitration=arb))
-            requests = self._requests
-
-            async def request_iter():
-                while True:
-                    msg = await requests.get()
-                    if msg is None:
-                        return
-                    yield msg
-
-            stream = self._stub.StreamChannel(request_iter())
             try:
-                first = await asyncio.wait_for(stream.read(), timeout)
+                await asyncio.wait_for(self._stream.write(p4r.StreamMessageRequest(arbitration=arb)), timeout)
+                first = await asyncio.wait_for(asyncio.shield(self._first), timeout)
             except asyncio.TimeoutError:
-                stream.cancel()
+                await self.close()
                 raise P4RuntimeError(f"{self.address}: no arbitration reply in {timeout}s",
                                      grpc.StatusCode.DEADLINE_EXCEEDED) from None
             except grpc.aio.AioRpcError as e:
+                await self.close()
                 raise _error(f"{self.address} arbitration", e) from None
-            if first is grpc.aio.EOF or not first.HasField("arbitration"):
-                raise P4RuntimeError(f"{self.address}: stream closed during arbitration",
-                                     grpc.StatusCode.UNAVAILABLE)
-            self.is_primary = first.arbitration.status.code == code_pb2.OK
+            except P4RuntimeError:
+                await self.close()
+                raise
             if not self.is_primary:
-                stream.cancel()
-                raise P4RuntimeError(f"{self.address}: another controller is primary for device "
-                                     f"{self.device_id} (election id {first.arbitration.election_id.low})",
-                                     grpc.StatusCode.ALREADY_EXISTS)
-            self._reader = asyncio.create_task(self._read(stream))
+                raise NotPrimary(self.address, self.device_id, _uint128(first.election_id))
 
-    async def _read(self, stream) -> None:
+    async def _read(self, stream: grpc.aio.StreamStreamCall, first: asyncio.Future) -> None:
+        """The only reader of the stream: mastership updates until the stream ends."""
         try:
-            async for msg in stream:
+            while True:
+                msg = await stream.read()
+                if msg is grpc.aio.EOF:
+                    self.broken_reason = "the device closed the stream"
+                    break
                 if msg.HasField("arbitration"):
-                    self.is_primary = msg.arbitration.status.code == code_pb2.OK
-                    if not self.is_primary:
-                        break
-        except grpc.aio.AioRpcError as e:
-            log.info("%s stream ended: %s", self.address, e.code().name)
+                    self._arbitration(msg.arbitration, first)
         except asyncio.CancelledError:
-            return
+            return  # closed by us: nothing to report
+        except grpc.aio.AioRpcError as e:
+            self.broken_reason = f"{e.code().name}: {e.details()}"
+        except Exception as e:  # a reader that dies must still say the stream is gone
+            log.exception("%s stream reader failed", self.address)
+            self.broken_reason = repr(e)
         self.is_primary = False
-        self.broken.set()
-        if self.on_broken is not None:
-            self.on_broken()
+        if not first.done():
+            first.set_exception(P4RuntimeError(f"{self.address}: stream ended during arbitration "
+                                               f"({self.broken_reason})", grpc.StatusCode.UNAVAILABLE))
+            return  # connect() reports it
+        log.info("%s: stream broken: %s", self.address, self.broken_reason)
+        self._notify(BROKEN)
+
+    def _arbitration(self, arb: p4r.MasterArbitrationUpdate, first: asyncio.Future) -> None:
+        was = self.is_primary
+        self.is_primary = arb.status.code == code_pb2.OK
+        self.primary_election_id = _uint128(arb.election_id) if arb.HasField("election_id") else None
+        if not first.done():
+            first.set_result(arb)
+        elif self.is_primary != was:
+            log.info("%s: %s (primary election id %s)", self.address,
+                     "became primary" if self.is_primary else "lost primary", self.primary_election_id)
+            self._notify(PRIMARY if self.is_primary else NOT_PRIMARY)
+
+    def _notify(self, event: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
 
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            self._reader = None
-        if self._requests is not None:
-            self._requests.put_nowait(None)
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._stream is not None:
+            self._stream.cancel()
         if self._channel is not None:
             await self._channel.close()
-        self._channel = self._stub = self._requests = None
+        if self._first is not None and not self._first.done():
+            self._first.cancel()
+        self._channel = self._stub = self._stream = self._reader = self._first = None
         self.is_primary = False
 
     async def get_cookie(self) -> int | None:
@@ -185,9 +233,13 @@ class DeviceConnection:
             except grpc.aio.AioRpcError as e:
                 raise _error(f"{self.address} Write", e) from None
 
-    async def read_table_entries(self, table_id: int = 0) -> list[p4r.TableEntry]:
+    async def read_entries(self, default_tables=()) -> list[p4r.TableEntry]:
+        """Every match entry of every table, and the default entry of each of ``default_tables``,
+        in one Read. A device with no pipeline has none."""
         req = p4r.ReadRequest(device_id=self.device_id)
-        req.entities.add().table_entry.table_id = table_id
+        req.entities.add().table_entry.table_id = 0
+        for table_id in sorted(set(default_tables)):
+            req.entities.add().table_entry.CopyFrom(p4r.TableEntry(table_id=table_id, is_default_action=True))
         if self.role:
             req.role = self.role
         out: list[p4r.TableEntry] = []
@@ -199,26 +251,3 @@ class DeviceConnection:
                 return []
             raise _error(f"{self.address} Read", e) from None
         return out
-
-    async def sync_entries(self, desired: list[p4r.TableEntry], known_empty: bool = False) -> int:
-        """Make the device's table entries exactly ``desired``; returns the number of updates sent.
-
-        ``known_empty``: the tables were just emptied (VERIFY_AND_COMMIT), so they need not be read.
-        """
-        current = {} if known_empty else {entry_key(e): e for e in await self.read_table_entries()}
-        want = {entry_key(e): e for e in desired if not e.is_default_action}
-        updates: list[p4r.Update] = []
-        for k, e in current.items():
-            if k not in want:
-                updates.append(p4r.Update(type=p4r.Update.DELETE, entity=p4r.Entity(table_entry=e)))
-        for k, e in want.items():
-            cur = current.get(k)
-            if cur is None:
-                updates.append(p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(table_entry=e)))
-            elif cur.action.SerializeToString(deterministic=True) != e.action.SerializeToString(deterministic=True):
-                updates.append(p4r.Update(type=p4r.Update.MODIFY, entity=p4r.Entity(table_entry=e)))
-        for e in desired:
-            if e.is_default_action:
-                updates.append(p4r.Update(type=p4r.Update.MODIFY, entity=p4r.Entity(table_entry=e)))
-        await self.write(updates)
-        return len(updates)

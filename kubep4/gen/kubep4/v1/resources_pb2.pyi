@@ -261,18 +261,20 @@ class DeploymentSpec(_message.Message):
     def __init__(self, pipeline: _Optional[str] = ..., replicas: _Optional[int] = ..., selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., strategy: _Optional[_Union[UpdateStrategy, _Mapping]] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica", "node", "device", "phase", "message")
+    __slots__ = ("replica", "node", "device", "phase", "message", "reason")
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     replica: int
     node: str
     device: str
     phase: str
     message: str
-    def __init__(self, replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DeploymentStatus(_message.Message):
     __slots__ = ("phase", "conditions", "observed_generation", "ready_replicas", "replicas", "pipeline_digest")
@@ -326,16 +328,20 @@ class Device(_message.Message):
     def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DeviceStatus(_message.Message):
-    __slots__ = ("name", "phase", "cookie", "used_slots")
+    __slots__ = ("name", "phase", "cookie", "used_slots", "message", "last_verified")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     COOKIE_FIELD_NUMBER: _ClassVar[int]
     USED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_VERIFIED_FIELD_NUMBER: _ClassVar[int]
     name: str
     phase: str
     cookie: str
     used_slots: int
-    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., cookie: _Optional[str] = ..., used_slots: _Optional[int] = ...) -> None: ...
+    message: str
+    last_verified: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., cookie: _Optional[str] = ..., used_slots: _Optional[int] = ..., message: _Optional[str] = ..., last_verified: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
     __slots__ = ("address", "devices", "kubernetes_node")
@@ -392,18 +398,20 @@ class PlacementSpec(_message.Message):
     def __init__(self, deployment: _Optional[str] = ..., namespace: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ...) -> None: ...
 
 class PlacementStatus(_message.Message):
-    __slots__ = ("phase", "message", "cookie", "observed_generation", "last_transition_time")
+    __slots__ = ("phase", "message", "cookie", "observed_generation", "last_transition_time", "reason")
     PHASE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     COOKIE_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
     LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     phase: str
     message: str
     cookie: int
     observed_generation: int
     last_transition_time: _timestamp_pb2.Timestamp
-    def __init__(self, phase: _Optional[str] = ..., message: _Optional[str] = ..., cookie: _Optional[int] = ..., observed_generation: _Optional[int] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reason: str
+    def __init__(self, phase: _Optional[str] = ..., message: _Optional[str] = ..., cookie: _Optional[int] = ..., observed_generation: _Optional[int] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("metadata", "spec", "status")

@@ -1,0 +1,62 @@
+"""What an install failure means: which are worth retrying, and what a placement says about them.
+
+Temporary faults (the device does not answer, another client is primary, a write raced with
+another writer) are retried with backoff. Permanent ones (the device refuses the pipeline or an
+entry, the program does not compile) stay Failed with the device's message until the
+placements' spec changes: retrying the same request would get the same answer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.rpc import code_pb2
+
+from kubep4 import store as st
+from kubep4.p4 import EntryError
+from services.node_agent.compiler import CompileError
+from services.node_agent.p4runtime_client import NotPrimary, P4RuntimeError
+
+DEVICE_UNREACHABLE, NOT_PRIMARY, INSTALL_FAILED, INSTALL_RETRYING = (
+    "DeviceUnreachable", "NotPrimary", "InstallFailed", "InstallRetrying")
+
+_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+# the request itself is wrong for this device: asking again gets the same answer
+_PERMANENT = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED,
+              grpc.StatusCode.RESOURCE_EXHAUSTED}
+_PERMANENT_UPDATE = {code_pb2.INVALID_ARGUMENT, code_pb2.OUT_OF_RANGE, code_pb2.UNIMPLEMENTED,
+                     code_pb2.RESOURCE_EXHAUSTED, code_pb2.PERMISSION_DENIED}
+
+
+@dataclass(frozen=True)
+class Fault:
+    reason: str
+    message: str
+    permanent: bool = False
+
+    @property
+    def unreachable(self) -> bool:
+        return self.reason == DEVICE_UNREACHABLE
+
+
+def classify(e: Exception) -> Fault:
+    if isinstance(e, NotPrimary):
+        return Fault(NOT_PRIMARY, str(e))
+    if isinstance(e, P4RuntimeError):
+        if e.code in _UNREACHABLE:
+            return Fault(DEVICE_UNREACHABLE, str(e))
+        if e.code == grpc.StatusCode.PERMISSION_DENIED:  # primary lost between arbitration and the call
+            return Fault(NOT_PRIMARY, str(e))
+        failed = [x.canonical_code for x in e.errors if x.canonical_code != code_pb2.OK]
+        if failed:  # a Write: permanent only if every refused update was refused for what it is
+            return Fault(INSTALL_FAILED, str(e), all(c in _PERMANENT_UPDATE for c in failed))
+        return Fault(INSTALL_FAILED, str(e), e.code in _PERMANENT)
+    if isinstance(e, CompileError):
+        return Fault(INSTALL_FAILED, str(e), permanent=not e.temporary)
+    if isinstance(e, EntryError):
+        return Fault("InvalidEntry", str(e), permanent=True)
+    if isinstance(e, st.NotFound):
+        return Fault("PipelineNotFound", str(e), permanent=True)
+    if isinstance(e, st.Unavailable):
+        return Fault(INSTALL_FAILED, f"etcd: {e}")
+    raise e
