@@ -1,9 +1,9 @@
-"""`kubep4 bench deploy | schedule | compile`."""
+"""`kubep4 bench deploy | schedule | compile | faults`."""
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks: deploy latency, scheduling at scale, compile time")
+    b = sub.add_parser("bench", help="benchmarks: deploy latency, scheduling at scale, compile time, faults")
     bs = b.add_subparsers(dest="bench", required=True)
     d = bs.add_parser("deploy", help="create->Running latency on the local stack, per hop, against the floor")
     d.add_argument("--nodes", type=int, default=2)
@@ -24,6 +24,19 @@ def register(sub) -> None:
     c.add_argument("--repeat", type=int, default=3)
     c.add_argument("--json", metavar="FILE")
     c.set_defaults(fn=_compile, local=True)
+    f = bs.add_parser("faults", help="SIGKILL each service (and etcd) mid-stream: lost, duplicated, stuck, "
+                                     "convergence time")
+    f.add_argument("--faults", help="comma-separated, from none,apiserver,admission,controller,agent,device,etcd "
+                                    "(default: all)")
+    f.add_argument("--count", type=int, default=60, help="deployments created per fault (default 60)")
+    f.add_argument("--seconds", type=float, default=10.0, help="over how long they are created (default 10)")
+    f.add_argument("--delete-every", type=int, default=5, help="delete every Nth again shortly after (default 5)")
+    f.add_argument("--replicas", type=int, default=2, help="replicas per deployment (default 2)")
+    f.add_argument("--nodes", type=int, default=2)
+    f.add_argument("--devices-per-node", type=int, default=2)
+    f.add_argument("--timeout", type=float, default=60.0, help="seconds from the kill to convergence (default 60)")
+    f.add_argument("--json", metavar="FILE")
+    f.set_defaults(fn=_faults, local=True)
 
 
 def _deploy(args) -> int:
@@ -34,6 +47,11 @@ def _deploy(args) -> int:
 def _schedule(args) -> int:
     from services.controller import bench_schedule
     return bench_schedule.main(args.args)
+
+
+def _faults(args) -> int:
+    from kubep4.bench import faults
+    return faults.main(args)
 
 
 def _compile(args) -> int:
