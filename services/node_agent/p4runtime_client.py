@@ -65,7 +65,7 @@ def _uint128(v: p4r.Uint128) -> int:
 # A silent peer (a hung switch, a dead link) is noticed by keepalive pings: unacknowledged for
 # KEEPALIVE_TIMEOUT_MS, the transport closes and the stream fails. Pings stay within what a
 # server's default policy accepts, because the periodic device checks send data between them.
-KEEPALIVE_OPTIONS = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
+KEEPALIVE_MS = (10_000, 5_000)  # ping after this long, give up on it after that long
 
 # What the stream reports to ``on_event``
 BROKEN, PRIMARY, NOT_PRIMARY = "broken", "primary", "not-primary"
@@ -81,8 +81,9 @@ class DeviceConnection:
     """
 
     def __init__(self, address: str, device_id: int, election_id: int, role: str = "",
-                 on_event: Callable[[str], None] | None = None):
+                 on_event: Callable[[str], None] | None = None, keepalive_ms: tuple[int, int] = KEEPALIVE_MS):
         self.address, self.device_id, self.role = address, device_id, role
+        self.keepalive_ms = keepalive_ms
         self.election_id = p4r.Uint128(high=election_id >> 64, low=election_id & ((1 << 64) - 1))
         self.on_event = on_event
         self._channel: grpc.aio.Channel | None = None
@@ -113,7 +114,10 @@ class DeviceConnection:
         with tracer.start_as_current_span("p4runtime arbitration", attributes={
                 "p4rt.address": self.address, "p4rt.device_id": self.device_id,
                 "p4rt.election_id": str(_uint128(self.election_id))}):
-            self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS + KEEPALIVE_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS + [
+                ("grpc.keepalive_time_ms", self.keepalive_ms[0]), ("grpc.keepalive_timeout_ms", self.keepalive_ms[1]),
+                # gRPC core (1.6x+) times an unanswered ping out by this one (default 1 min), not the above
+                ("grpc.http2.ping_timeout_ms", self.keepalive_ms[1])])
             self._stub = p4r_grpc.P4RuntimeStub(self._channel)
             self._stream = self._stub.StreamChannel()
             self._first = asyncio.get_running_loop().create_future()
