@@ -30,6 +30,7 @@ class Span:
     end_ns: int
     attributes: dict = field(default_factory=dict)
     kind: int = 0
+    links: list[tuple[str, str]] = field(default_factory=list)  # (trace id, span id) this span links to
 
     @property
     def duration_ns(self) -> int:
@@ -54,7 +55,8 @@ class _Traces(tgrpc.TraceServiceServicer):
                 for s in ss.spans:
                     self.sink.add(Span(s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.name,
                                        service, s.start_time_unix_nano, s.end_time_unix_nano,
-                                       {a.key: _value(a.value) for a in s.attributes}, s.kind))
+                                       {a.key: _value(a.value) for a in s.attributes}, s.kind,
+                                       [(lk.trace_id.hex(), lk.span_id.hex()) for lk in s.links]))
         return tpb.ExportTraceServiceResponse()
 
 

@@ -9,10 +9,12 @@ import pytest
 from kubep4 import telemetry, waterfall
 from kubep4.client import AsyncClient
 from kubep4.cli.trace import trace_id_of
+from kubep4.bench.p4read import stack_readers
 from kubep4.localstack import LocalStack
 from kubep4.otlp_receiver import OTLPReceiver, to_jaeger
 
 from .conftest import eventually, example_objects
+from .reftarget.p4rt_client import P4RTClient, delete
 from .test_cli import kubep4
 
 SERVICES = {"kubep4-apiserver", "kubep4-admission", "kubep4-controller", "kubep4-node-agent"}
@@ -28,7 +30,7 @@ async def receiver():
 async def test_one_deployment_is_one_trace(receiver, tmp_path):
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
            "OTEL_METRIC_EXPORT_INTERVAL": "500"}
-    with LocalStack(nodes=2, data_dir=str(tmp_path), env=env) as stack:
+    with LocalStack(nodes=2, data_dir=str(tmp_path), env=env, resync_seconds=0.5) as stack:
         async with AsyncClient(stack.api) as c:
             pipeline, deployment = example_objects()
             await c.create(pipeline)
@@ -55,6 +57,26 @@ async def test_one_deployment_is_one_trace(receiver, tmp_path):
         def metric():
             return "kubep4_deployment_phase_transition_time_from_creation_seconds" in receiver.metrics
         await eventually(metric, 20, 0.1, "the phase-transition histogram")
+
+        # the agents' periodic checks are not part of the deployment's trace; a repair is a trace of
+        # its own, linked to it: remove an entry behind node-0's agent and wait for the repair
+        dev = stack_readers(stack.device_ports)[("node-0", "dev0")]
+        held = await dev.entries()
+        other = P4RTClient(dev.address, dev.device_id)
+        await other.arbitrate(1 << 100)
+        await other.write([delete(held[0])])
+        await other.close()
+
+        def repaired():
+            return [s for s in receiver.spans() if s.name == "node_agent repair"
+                    and any(t == tid for t, _ in s.links)]
+        repair = (await eventually(repaired, 20, 0.1, "a repair span linked to the deployment"))[0]
+        assert repair.trace_id != tid and repair.parent_span_id == ""
+        assert repair.attributes["kubep4.node"] == "node-0"
+        assert "p4runtime write" in {s.name for s in receiver.spans(repair.trace_id)}
+        await eventually(lambda: "kubep4_device_drift_repairs_total" in receiver.metrics, 20, 0.1,
+                         "the drift repair counter")
+        assert 'value: "missing"' in str(receiver.metrics["kubep4_device_drift_repairs_total"])
 
     spans = receiver.spans(tid)
     by_id = {s.span_id: s for s in spans}
@@ -95,12 +117,11 @@ async def test_one_deployment_is_one_trace(receiver, tmp_path):
         assert "scheduler.filtered" in a
     writes = named("placement write", "kubep4-controller")
     installs = named("node_agent install", "kubep4-node-agent")
-    assert len(installs) >= 2 and all(parent(i).name == "placement write" for i in installs)
+    # one install per replica, however many resyncs ran since
+    assert len(installs) == 2 and all(parent(i).name == "placement write" for i in installs)
     for i in installs:
         children = {s.name for s in spans if s.parent_span_id == i.span_id}
-        # (the agent arbitrated when it started and checked its devices: that is its own trace)
-        assert {"SetForwardingPipelineConfig", "p4runtime write", "status write-back"} <= children \
-            or i.attributes.get("kubep4.noop")
+        assert {"SetForwardingPipelineConfig", "p4runtime write", "status write-back"} <= children
     setp = [s for s in named("SetForwardingPipelineConfig") if s.service == "kubep4-node-agent"][0]
     assert setp.attributes["p4rt.action"] == "VERIFY_AND_COMMIT" and setp.attributes["p4rt.bytes"] > 10000
     assert named("p4runtime write")[0].attributes["p4rt.updates"] == 3
