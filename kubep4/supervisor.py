@@ -20,7 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from kubep4.backoff import Backoff
 
 
 def print_line(line: str) -> None:
@@ -36,29 +38,6 @@ class Child:
     # or after ``timeout`` seconds
     start: Callable[[float, threading.Event], None]
     kill: Callable[[], None]  # SIGKILL, wait for the exit
-
-
-@dataclass
-class Backoff:
-    """The delay before the next restart: ``initial`` doubling up to ``cap``."""
-
-    initial: float = 0.5
-    cap: float = 10.0
-    _next: float = field(default=0.0, init=False)
-
-    def __post_init__(self) -> None:
-        self._next = self.initial
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self.cap, self._next * 2)
-        return delay
-
-    def peek(self) -> float:
-        return self._next
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 class Supervisor:
@@ -102,8 +81,12 @@ class Supervisor:
         with self._locks[name]:
             yield
 
+    def backoff(self) -> Backoff:
+        """A child's restart delays: no jitter (children restart independently of one another)."""
+        return Backoff(initial=self.initial_backoff, cap=self.max_backoff, jitter=0.0)
+
     def _watch(self, child: Child) -> None:
-        backoff = Backoff(self.initial_backoff, self.max_backoff)
+        backoff = self.backoff()
         up_since = time.monotonic()
         lock = self._locks[child.name]
         code: int | None = None

@@ -7,7 +7,7 @@ import threading
 
 from kubep4.client import AsyncClient
 from kubep4.localstack import LocalStack
-from kubep4.supervisor import Backoff, Child, Supervisor
+from kubep4.supervisor import Child, Supervisor
 
 from .conftest import eventually, example_objects
 
@@ -108,8 +108,8 @@ def test_a_failed_start_is_reported_and_retried_after_a_back_off():
     assert sup.restarts == {"sleeper": 2} and attempts == [0, 3, 3]
 
 
-def test_backoff_doubles_up_to_the_cap_and_resets():
-    b = Backoff(0.5, 10.0)
+def test_restart_delays_double_from_half_a_second_up_to_ten():
+    b = Supervisor([]).backoff()
     assert [b.next() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     b.reset()
     assert b.next() == 0.5
