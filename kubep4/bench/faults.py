@@ -269,13 +269,9 @@ async def run_fault(fault: str, count: int = 60, seconds: float = 10.0, timeout:
                 last = await check(client, readers, ops, expected, replicas) if back else \
                     Check(error=f"{target} not restarted yet")
                 now = time.monotonic()
-                if last.passed():
-                    streak = streak or now
-                    if now - streak >= settle:
-                        break
-                else:
-                    streak = None
-                if now > deadline:
+                streak = (streak or now) if last.passed() else None
+                settled = streak is not None and now - streak >= settle
+                if settled or now > deadline:
                     break
                 await asyncio.sleep(0.25)
         counts = Counter(last.verdicts.values())
@@ -290,8 +286,8 @@ async def run_fault(fault: str, count: int = 60, seconds: float = 10.0, timeout:
             "restarts": stack.restarts.get(target, 0) if target else 0,
             "restart_s": round(restart_at - t_kill, 2) if restart_at else None,
             "stream_end_s": round(t_stream - t_kill, 2),
-            "converged": last.passed(),
-            "convergence_s": round(streak - t_kill, 2) if last.passed() and streak else None,
+            "converged": settled,
+            "convergence_s": round(streak - t_kill, 2) if settled else None,
             "check_error": last.error,
             "problems": last.problems[:20],
             "errors": [f"{op.name}: {op.error}" for op in ops if op.error][:20],
