@@ -56,15 +56,18 @@ def _rows(kind: str, items: list, wide: bool) -> list[list[str]]:
                 c = cond.get(d.status.conditions, cond.READY)
                 r.append(c.message if c and c.status != cond.TRUE else "")
     else:
-        head = ["NAME", "STATUS", "DEVICES", "ADDRESS", "AGE"]
+        head = ["NAME", "STATUS", "DEVICES", "REACHABLE", "ADDRESS", "HEARTBEAT", "AGE"]
         rows = [[n.metadata.name, n.status.phase or "Unknown",
                  ",".join(f"{d.name}({d.target}/{d.arch})" for d in n.spec.devices) if wide
-                 else str(len(n.spec.devices)), n.spec.address, _age(n.metadata.creation_timestamp)]
+                 else str(len(n.spec.devices)),
+                 f"{sum(d.phase == 'Reachable' for d in n.status.devices)}/{len(n.spec.devices)}",
+                 n.spec.address, _age(n.status.last_heartbeat), _age(n.metadata.creation_timestamp)]
                 for n in items]
         if wide:
-            head.append("P4RUNTIME")
+            head += ["P4RUNTIME", "DEVICE STATUS"]
             for r, n in zip(rows, items):
                 r.append(",".join(f"{d.p4rt_address}#{d.device_id}" for d in n.spec.devices))
+                r.append(",".join(f"{d.name}={d.phase}({d.used_slots} used)" for d in n.status.devices) or "-")
     return [head, *rows]
 
 
