@@ -149,8 +149,10 @@ async def test_another_primary_is_reported_and_waited_for_not_retried_blindly(tm
                 failed = await condition(c, d.metadata.name, "Ready", "False", "NotPrimary")
                 assert str(OTHER_CONTROLLER) in failed.status.replicas[0].message
                 assert failed.status.replicas[0].reason == "NotPrimary"
-                node = (await c.list("nodes"))[0]
-                assert node.status.devices[0].phase == "NotPrimary"
+
+                async def node_says_not_primary():
+                    return (await c.list("nodes"))[0].status.devices[0].phase == "NotPrimary"
+                await eventually(node_says_not_primary, 20, 0.1, "the node status to show NotPrimary")
                 # while the other client holds primary the agent waits: a bounded number of tries
                 rev, before = await store.revision(), log_text(s, "agent-0").count("NotPrimary")
                 await asyncio.sleep(4)  # an observation window of 8 resync periods
