@@ -33,7 +33,16 @@ async def test_an_etcd_kill_mid_stream_loses_nothing_and_the_report_matches_the_
     assert all(d.status.ready_replicas == 2 for d in api.values())
     assert sum(seen["entries"].values()) == r["running"] * 2 * 2  # 2 replicas x 2 entries each
     assert r["convergence_s"] >= 0 and r["restart_s"] is not None and r["restart_s"] <= r["convergence_s"]
-    assert faults.render_row(r).split()[:2] == ["etcd", "etcd"] and not faults.failed(r)
+    assert faults.render_row(r).split()[:3] == ["etcd", "mid", "etcd"] and not faults.failed(r)
+
+
+async def test_an_agent_killed_on_a_quiet_stack_undoes_nothing(tmp_path):
+    """Everything converged, then node-0's agent dies and comes back: its devices keep their entries."""
+    r = await faults.run_fault("agent", count=4, seconds=1.0, timeout=60.0, delete_every=0, when="quiet",
+                               data_dir=str(tmp_path), progress=lambda _: None)
+    assert r["when"] == "quiet" and r["target"] == "agent-0" and r["restarts"] >= 1
+    assert r["converged"] and r["running"] == 4, r
+    assert (r["lost"], r["duplicated"], r["stuck"], r["stray_entries"]) == (0, 0, 0, 0), r["problems"]
 
 
 class FakeDevice:

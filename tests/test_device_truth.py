@@ -51,6 +51,14 @@ async def running(c: AsyncClient, name: str, timeout: float = 30) -> kr.Deployme
     return await c.wait_ready(name, timeout=timeout)
 
 
+async def deployed(c: AsyncClient) -> kr.Deployment:
+    """The example deployment, one replica, Running."""
+    p, d = deployment()
+    await c.apply(p)
+    await c.create(d)
+    return await running(c, d.metadata.name)
+
+
 async def condition(c: AsyncClient, name: str, ctype: str, status: str, reason: str, timeout: float = 30):
     async def check():
         d = await c.get("deployment", name)
@@ -73,10 +81,7 @@ async def test_agent_restart_leaves_the_entries_and_the_status_true(tmp_path, si
     with stack(tmp_path) as s:
         reader = stack_readers(s.device_ports)[("node-0", "dev0")]
         async with AsyncClient(s.api) as c:
-            p, d = deployment()
-            await c.apply(p)
-            await c.create(d)
-            await running(c, d.metadata.name)
+            d = await deployed(c)
             held = entry_set(await reader.entries())
             assert len(held) == 3
 
@@ -109,10 +114,7 @@ async def test_drift_behind_the_agents_back_is_repaired(tmp_path):
     with stack(tmp_path) as s:
         reader = stack_readers(s.device_ports)[("node-0", "dev0")]
         async with AsyncClient(s.api) as c:
-            p, d = deployment()
-            await c.apply(p)
-            await c.create(d)
-            await running(c, d.metadata.name)
+            d = await deployed(c)
             held = await reader.entries()
 
             # another client takes primary, deletes one entry, changes one, adds one, lets go
@@ -139,10 +141,7 @@ async def test_another_primary_is_reported_and_waited_for_not_retried_blindly(tm
     with stack(tmp_path, KUBEP4_RETRY_MAX=60) as s:
         reader = stack_readers(s.device_ports)[("node-0", "dev0")]
         async with AsyncClient(s.api) as c, st.Store(s.etcd.endpoint) as store:
-            p, d = deployment()
-            await c.apply(p)
-            await c.create(d)
-            await running(c, d.metadata.name)
+            d = await deployed(c)
             other = P4RTClient(reader.address, reader.device_id)
             try:
                 await other.arbitrate(OTHER_CONTROLLER)
@@ -169,10 +168,7 @@ async def test_a_switch_rebooted_at_once_is_reinstalled(tmp_path):
     with stack(tmp_path) as s:
         reader = stack_readers(s.device_ports)[("node-0", "dev0")]
         async with AsyncClient(s.api) as c:
-            p, d = deployment()
-            await c.apply(p)
-            await c.create(d)
-            ready = await running(c, d.metadata.name)
+            d = ready = await deployed(c)
             held = entry_set(await reader.entries())
             s.procs["switch-0"].kill()  # SIGKILL, and up again at once: empty, like a rebooted switch
             s.procs["switch-0"].start()
@@ -191,10 +187,7 @@ async def test_a_device_down_past_patience_is_reported_then_recovers(tmp_path):
     with stack(tmp_path, KUBEP4_DEVICE_PATIENCE=1, KUBEP4_RETRY_MAX=1) as s:
         reader = stack_readers(s.device_ports)[("node-0", "dev0")]
         async with AsyncClient(s.api) as c:
-            p, d = deployment()
-            await c.apply(p)
-            await c.create(d)
-            await running(c, d.metadata.name)
+            d = await deployed(c)
             s.procs["switch-0"].kill()
             down = await condition(c, d.metadata.name, "Ready", "False", "DeviceUnreachable")
             assert down.status.phase == "Degraded" and down.status.ready_replicas == 0

@@ -6,61 +6,23 @@ import asyncio
 import re
 import signal
 
-import grpc
 import pytest
 import pytest_asyncio
 
 from kubep4 import store as st
+from kubep4.bench.p4read import DeviceReader, stack_readers
 from kubep4.client import AsyncClient
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.localstack import LocalStack
-from kubep4.p4 import cookie_for_digest, p4r, p4r_grpc, parse_p4info
+from kubep4.p4 import cookie_for_digest, parse_p4info
 
 from .conftest import eventually, example_objects
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-class DeviceReader:
-    """A bare P4Runtime client (no arbitration needed to read)."""
-
-    def __init__(self, address: str, device_id: int):
-        self.address, self.device_id = address, device_id
-
-    async def pipeline(self) -> p4r.ForwardingPipelineConfig | None:
-        async with grpc.aio.insecure_channel(self.address) as ch:
-            try:
-                r = await p4r_grpc.P4RuntimeStub(ch).GetForwardingPipelineConfig(
-                    p4r.GetForwardingPipelineConfigRequest(
-                        device_id=self.device_id, response_type=p4r.GetForwardingPipelineConfigRequest.ALL))
-            except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                    return None
-                raise
-            return r.config
-
-    async def entries(self) -> list[p4r.TableEntry]:
-        async with grpc.aio.insecure_channel(self.address) as ch:
-            req = p4r.ReadRequest(device_id=self.device_id)
-            req.entities.add().table_entry.SetInParent()
-            out = []
-            try:
-                async for resp in p4r_grpc.P4RuntimeStub(ch).Read(req):
-                    out += [e.table_entry for e in resp.entities]
-            except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                    return []
-                raise
-            return out
-
-
 def readers(stack: LocalStack) -> dict[tuple[str, str], DeviceReader]:
-    out, device_id = {}, 1
-    for node, ports in stack.device_ports.items():
-        for d, port in enumerate(ports):
-            out[(node, f"dev{d}")] = DeviceReader(f"127.0.0.1:{port}", device_id)
-            device_id += 1
-    return out
+    return stack_readers(stack.device_ports)
 
 
 def deployment(name: str = "basic", replicas: int = 2) -> tuple[kr.Pipeline, kr.Deployment]:

@@ -50,6 +50,7 @@ WHAT = {
     "device": "SIGKILL node-0's reference devices (switch-0: its devices restart empty)",
     "etcd": "SIGKILL etcd (it restarts on the same data dir and ports)",
 }
+MOMENTS = ("mid", "quiet")  # the kill: halfway through the stream, or once everything converged
 RETRIED = (errors.Unavailable, errors.DeadlineExceeded)
 RETRIED_CODES = {"UNKNOWN", "INTERNAL", "ABORTED"}
 
@@ -234,15 +235,16 @@ async def _target(stack: LocalStack, fault: str) -> str:
 
 async def run_fault(fault: str, count: int = 60, seconds: float = 10.0, timeout: float = 60.0,
                     nodes: int = 2, devices_per_node: int = 2, replicas: int = 2, delete_every: int = 5,
-                    delete_after: float = 1.0, settle: float = 2.0, data_dir: str | None = None,
+                    delete_after: float = 1.0, settle: float = 2.0, data_dir: str | None = None, when: str = "mid",
                     progress=print, inspect: Callable[[LocalStack, dict], Awaitable[None]] | None = None) -> dict:
-    """One fault on a fresh supervised stack. ``inspect(stack, result)`` runs before the stack stops."""
+    """One fault on a fresh supervised stack, killed halfway through the stream (``when="mid"``) or once
+    the stream has converged (``"quiet"``). ``inspect(stack, result)`` runs before the stack stops."""
     restarted: list[tuple[float, str]] = []
     data_dir = tempfile.mkdtemp(prefix=f"kubep4-faults-{fault}-", dir=data_dir)
     stack = LocalStack(nodes=nodes, devices_per_node=devices_per_node, controllers=2, data_dir=data_dir,
                        slots_per_device=max(1, count), resync_seconds=1.0, supervise=True,
                        report=lambda line: restarted.append((time.monotonic(), line)))
-    progress(f"{fault}: {WHAT[fault]} (logs in {data_dir})")
+    progress(f"{fault} ({when}): {WHAT[fault]} (logs in {data_dir})")
     await asyncio.to_thread(stack.start)
     try:
         pipeline, template = manifest.load(EXAMPLE)
@@ -256,28 +258,41 @@ async def run_fault(fault: str, count: int = 60, seconds: float = 10.0, timeout:
             t0 = time.monotonic()
             deadline = t0 + seconds / 2 + timeout
             stream = asyncio.create_task(_stream(client, deployments, ops, seconds, delete_after, deadline))
-            await asyncio.sleep(seconds / 2)
+
+            async def converge(target: str) -> tuple[bool, float | None, Check]:
+                streak, last = None, Check(error="not checked")
+                while True:
+                    back = not target or (stack.restarts.get(target, 0) >= 1 and _alive(stack, target))
+                    last = await check(client, readers, ops, expected, replicas) if back else \
+                        Check(error=f"{target} not restarted yet")
+                    now = time.monotonic()
+                    streak = (streak or now) if last.passed() else None
+                    if streak is not None and now - streak >= settle:
+                        return True, streak, last
+                    if now > deadline:
+                        return False, None, last
+                    await asyncio.sleep(0.25)
+
+            if when == "mid":
+                await asyncio.sleep(seconds / 2)
+            else:  # a quiet stack: everything converged, then the kill (a restart must not undo work)
+                await stream
+                quiet, _, before = await converge("")
+                if not quiet:
+                    raise RuntimeError(f"{fault}: the stack did not converge before the kill: "
+                                       f"{before.error or before.problems[:3]}")
+                deadline = time.monotonic() + timeout
             target = await _target(stack, fault)
             t_kill = time.monotonic()
             if target:
                 await asyncio.to_thread(stack.kill, target)
             await stream
             t_stream = time.monotonic()
-            streak, last = None, Check(error="not checked")
-            while True:
-                back = not target or (stack.restarts.get(target, 0) >= 1 and _alive(stack, target))
-                last = await check(client, readers, ops, expected, replicas) if back else \
-                    Check(error=f"{target} not restarted yet")
-                now = time.monotonic()
-                streak = (streak or now) if last.passed() else None
-                settled = streak is not None and now - streak >= settle
-                if settled or now > deadline:
-                    break
-                await asyncio.sleep(0.25)
+            settled, streak, last = await converge(target)
         counts = Counter(last.verdicts.values())
         restart_at = next((t for t, line in restarted if line.startswith(f"restarted {target} ")), None)
         result = {
-            "fault": fault, "target": target or "-", "what": WHAT[fault],
+            "fault": fault, "when": when, "target": target or "-", "what": WHAT[fault],
             "acknowledged": sum(op.acknowledged for op in ops),
             "unacknowledged": sum(not op.acknowledged for op in ops),
             "deleted": counts["deleted"], "running": counts["running"], "lost": counts["lost"],
@@ -312,16 +327,20 @@ def failed(r: dict) -> bool:
                 or not r["converged"])
 
 
-async def run(faults: list[str], progress=print, **kw) -> dict:
+async def run(faults: list[str], progress=print, moments: tuple[str, ...] = ("mid",), **kw) -> dict:
     results = []
-    for fault in faults:
-        r = await run_fault(fault, progress=progress, **kw)
-        progress(render_row(r))
-        results.append(r)
-    return {"config": {**kw, "faults": faults, "cpus": os.cpu_count()}, "faults": results}
+    for when in moments:
+        for fault in faults:
+            if fault == "none" and when != moments[0]:
+                continue  # one baseline is enough
+            r = await run_fault(fault, progress=progress, when=when, **kw)
+            progress(render_row(r))
+            results.append(r)
+    return {"config": {**kw, "faults": faults, "moments": list(moments), "cpus": os.cpu_count()},
+            "faults": results}
 
 
-HEADER = (f"{'fault':<11} {'target':<13} {'acked':>5} {'deleted':>7} {'running':>7} {'lost':>4} {'dup':>3} "
+HEADER = (f"{'fault':<11} {'when':<5} {'target':<13} {'acked':>5} {'deleted':>7} {'running':>7} {'lost':>4} {'dup':>3} "
           f"{'stuck':>5} {'stray':>5} {'retried':>7} {'restart s':>9} {'converge s':>10} {'tail s':>6}")
 
 
@@ -329,7 +348,7 @@ def render_row(r: dict) -> str:
     restart = "-" if r["restart_s"] is None else f"{r['restart_s']:.1f}"
     converge = f"{r['convergence_s']:.1f}" if r["converged"] else "no"
     tail = f"{r['convergence_s'] - r['stream_end_s']:.1f}" if r["converged"] else "-"
-    return (f"{r['fault']:<11} {r['target']:<13} {r['acknowledged']:>5} {r['deleted']:>7} {r['running']:>7} "
+    return (f"{r['fault']:<11} {r.get('when', 'mid'):<5} {r['target']:<13} {r['acknowledged']:>5} {r['deleted']:>7} {r['running']:>7} "
             f"{r['lost']:>4} {r['duplicated']:>3} {r['stuck']:>5} {r['stray_entries']:>5} {r['retried_calls']:>7} "
             f"{restart:>9} {converge:>10} {tail:>6}")
 
@@ -337,25 +356,28 @@ def render_row(r: dict) -> str:
 def render(result: dict) -> str:
     c = result["config"]
     lines = [f"KubeP4 fault benchmark: {c.get('nodes', 2)} nodes x {c.get('devices_per_node', 2)} reference devices, "
-             f"2 controllers; {c.get('count', 60)} deployments over {c.get('seconds', 10.0)} s, one SIGKILL halfway",
+             f"2 controllers; {c.get('count', 60)} deployments over {c.get('seconds', 10.0)} s, one SIGKILL "
+             f"halfway through (mid) or once everything converged (quiet)",
              "", HEADER]
     lines += [render_row(r) for r in result["faults"]]
     for r in result["faults"]:
         if failed(r):
-            lines.append(f"\n{r['fault']}: " + ("; ".join(r["problems"][:8] + r["errors"][:4])
+            lines.append(f"\n{r['fault']} ({r.get('when', 'mid')}): " + ("; ".join(r["problems"][:8] + r["errors"][:4])
                                                  or r["check_error"] or "not converged"))
     return "\n".join(lines)
 
 
 def main(args) -> int:
     faults = [f.strip() for f in args.faults.split(",") if f.strip()] if args.faults else list(FAULTS)
-    unknown = [f for f in faults if f not in FAULTS]
+    unknown = [f for f in faults if f not in FAULTS] + \
+        [m for m in args.when.split(",") if m.strip() and m.strip() not in MOMENTS]
     if unknown:
         print(f"Error: unknown fault {', '.join(unknown)} (choose from {', '.join(FAULTS)})")
         return 2
     result = asyncio.run(run(faults, count=args.count, seconds=args.seconds, timeout=args.timeout,
                              nodes=args.nodes, devices_per_node=args.devices_per_node, replicas=args.replicas,
-                             delete_every=args.delete_every))
+                             delete_every=args.delete_every,
+                             moments=tuple(m.strip() for m in args.when.split(",") if m.strip())))
     print()
     print(render(result))
     if args.json:

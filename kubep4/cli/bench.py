@@ -28,6 +28,9 @@ def register(sub) -> None:
                                      "convergence time")
     f.add_argument("--faults", help="comma-separated, from none,apiserver,admission,controller,agent,device,etcd "
                                     "(default: all)")
+    f.add_argument("--when", default="mid,quiet",
+                   help="when each kill lands: mid (halfway through the stream), quiet (once everything "
+                        "converged: a restart must not undo work); comma-separated (default mid,quiet)")
     f.add_argument("--count", type=int, default=60, help="deployments created per fault (default 60)")
     f.add_argument("--seconds", type=float, default=10.0, help="over how long they are created (default 10)")
     f.add_argument("--delete-every", type=int, default=5, help="delete every Nth again shortly after (default 5)")
