@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from kubep4 import store as st
+from kubep4.backoff import Backoff
 
 log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
@@ -81,6 +82,7 @@ class Informer(Generic[st.T]):
         self.cache: dict[Hashable, object] = {}
         self.synced = asyncio.Event()
         self.revision = 0
+        self.error = ""  # why the last list or watch failed, until the next list succeeds
 
     def get(self, key: Hashable):
         return self.cache.get(key)
@@ -107,7 +109,7 @@ class Informer(Generic[st.T]):
         self.cache.pop(self.key(obj), None)
 
     async def run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(initial=0.1, cap=5.0)
         while True:
             try:
                 items, rev = await self.store.list(self.kind)
@@ -120,7 +122,8 @@ class Informer(Generic[st.T]):
                 for o in items:
                     self.handler("SYNC", o)
                 self.synced.set()
-                backoff = 0.1
+                self.error = ""
+                backoff.reset()
                 async for ev in self.store.watch(self.kind, start_revision=rev + 1):
                     k = self.key(ev.object)
                     if ev.type == "DELETED":
@@ -134,9 +137,15 @@ class Informer(Generic[st.T]):
                     self.handler(ev.type, ev.object)
                 raise st.Unavailable("watch ended")
             except (st.Unavailable, st.Compacted) as e:
-                log.warning("%s informer: %s; relisting in %.1fs", self.kind.name, e, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = backoff.next()
+                self.error = str(e)
+                log.warning("%s informer: %s; relisting in %.1fs", self.kind.name, e, delay)
+                await asyncio.sleep(delay)
+            except Exception as e:  # never a silent stall: any failure (a list too large...) is retried
+                delay = backoff.next()
+                self.error = f"{type(e).__name__}: {e}"
+                log.exception("%s informer failed; relisting in %.1fs", self.kind.name, delay)
+                await asyncio.sleep(delay)
 
 
 async def run_workers(queue: WorkQueue, reconcile: Callable[[Hashable], Awaitable[float | None]],

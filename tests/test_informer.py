@@ -92,3 +92,24 @@ async def test_retries_do_not_multiply():
         assert runs - before <= 15
     finally:
         task.cancel()
+
+
+async def test_a_failing_list_is_retried_not_a_silent_stall(store):
+    """Whatever breaks a list (here: a handler that fails on the first pass) is logged, recorded in
+    ``error`` and retried with back-off until the informer syncs."""
+    await store.create(st.PLACEMENTS, placement("p-0"))
+    calls = []
+
+    def handler(etype, obj):
+        calls.append(etype)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+    inf = Informer(store, st.PLACEMENTS, handler)
+    task = asyncio.create_task(inf.run())
+    try:
+        await eventually(lambda: inf.error.startswith("RuntimeError: boom") or inf.synced.is_set(),
+                         what="the failure to be recorded")
+        await asyncio.wait_for(inf.synced.wait(), 10)
+        assert inf.error == "" and calls.count("SYNC") == 2 and inf.get(("default", "p-0")) is not None
+    finally:
+        task.cancel()

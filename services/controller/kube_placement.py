@@ -55,6 +55,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from kubep4 import store as st
+from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer
 from kubep4.serving import run_all
@@ -554,7 +555,7 @@ class KubernetesPlacer:
 
     def _watch_pods(self) -> None:
         rv: str | None = None
-        backoff = 0.2
+        backoff = Backoff(initial=0.2, cap=5.0)
         selector = LABEL_DEPLOYMENT
         while not self._stop.is_set():
             try:
@@ -577,7 +578,7 @@ class KubernetesPlacer:
                     rv = pod.metadata.resource_version or rv
                     if not self._post(self._on_pod_event, ev["type"], pod):
                         return
-                backoff = 0.2
+                backoff.reset()
             except ApiException as e:
                 if self._stop.is_set():
                     return
@@ -585,15 +586,15 @@ class KubernetesPlacer:
                     log.info("pod watch expired (%s); relisting", e.reason)
                     rv = None
                     continue
-                log.warning("pod watch: %s; retrying in %.1fs", _api_error(e), backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = backoff.next()
+                log.warning("pod watch: %s; retrying in %.1fs", _api_error(e), delay)
+                self._stop.wait(delay)
             except Exception as e:  # connection errors, timeouts
                 if self._stop.is_set():
                     return
-                log.warning("pod watch: %r; retrying in %.1fs", e, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = backoff.next()
+                log.warning("pod watch: %r; retrying in %.1fs", e, delay)
+                self._stop.wait(delay)
 
     def _on_pod_event(self, etype: str, pod: k8s.V1Pod) -> None:
         key = _key_of(pod)
@@ -630,19 +631,18 @@ class KubernetesPlacer:
     # -------------------------------------------------------------- the pod collector
     async def _watch_placements(self) -> None:
         """A deleted placement may leave a pod behind (scale-down): have the collector look."""
-        backoff = 0.1
+        backoff = Backoff(initial=0.1, cap=5.0)
         while True:
             try:
                 rev = await self._store.revision()
                 async for ev in self._store.watch(st.PLACEMENTS, start_revision=rev + 1):
                     if ev.type == "DELETED":
                         self._gc_wanted.set()
-                backoff = 0.1
+                backoff.reset()
             except (st.Unavailable, st.Compacted) as e:
                 log.warning("placement watch: %s", e)
                 self._gc_wanted.set()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(backoff.next())
 
     async def _collector(self) -> None:
         while True:

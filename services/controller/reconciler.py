@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
 from collections.abc import Callable
 
 from opentelemetry import metrics, trace
 
 from kubep4 import conditions as cond
 from kubep4 import store as st
+from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery, stamp_write
@@ -120,7 +120,7 @@ class Controller:
                 if p.metadata.namespace == ns and p.spec.deployment == name]
 
     async def _watch_leases(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(initial=0.1, cap=5.0)
         while True:
             try:
                 kvs, rev = await self.store.list_raw(st.NODE_LEASES)
@@ -139,11 +139,10 @@ class Controller:
                     else:
                         self.live_nodes.add(node)
                     self.queue.add(("node", "", node))
-                backoff = 0.1
+                backoff.reset()
             except (st.Unavailable, st.Compacted) as e:
                 log.warning("lease watch: %s", e)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5)
+                await asyncio.sleep(backoff.next())
 
     # ---------------------------------------------------------------- run
     async def run(self) -> None:
