@@ -111,7 +111,7 @@ async def test_agent_restart_leaves_the_entries_and_the_status_true(tmp_path, si
 
 
 async def test_drift_behind_the_agents_back_is_repaired(tmp_path):
-    with stack(tmp_path) as s:
+    with stack(tmp_path, KUBEP4_STATUS_REPORT=0.5) as s:
         reader = stack_readers(s.device_ports)[("node-0", "dev0")]
         async with AsyncClient(s.api) as c:
             d = await deployed(c)
@@ -135,6 +135,13 @@ async def test_drift_behind_the_agents_back_is_repaired(tmp_path):
             await running(c, d.metadata.name)
             log = log_text(s, "agent-0")
             assert re.search(r"repaired drift: 1 extraneous, 1 missing, 1 modified", log), log[-2000:]
+
+            # the Node's heartbeat time moves even when nothing changes (every --status-report)
+            first = (await c.list("nodes"))[0].status.last_heartbeat.ToNanoseconds()
+
+            async def moved():
+                return (await c.list("nodes"))[0].status.last_heartbeat.ToNanoseconds() > first
+            await eventually(moved, 20, 0.1, "the heartbeat time to move")
 
 
 async def test_another_primary_is_reported_and_waited_for_not_retried_blindly(tmp_path):

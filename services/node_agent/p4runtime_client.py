@@ -138,6 +138,10 @@ class DeviceConnection:
             except P4RuntimeError:
                 await self.close()
                 raise
+            except Exception as e:  # the call ended under the write (grpc.aio raises a usage error)
+                await self.close()
+                raise P4RuntimeError(f"{self.address}: arbitration failed: {e!r}",
+                                     grpc.StatusCode.UNAVAILABLE) from None
             if not self.is_primary:
                 raise NotPrimary(self.address, self.device_id, _uint128(first.election_id))
 
