@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--release-unreachable-after", "KUBEP4_RELEASE_UNREACHABLE_AFTER", 15.0, type=float,
          help="seconds a deleted placement waits for its unreachable device before it is released anyway "
               "(the device is cleared when it answers again)")
-    flag(p, "--device-patience", "KUBEP4_DEVICE_PATIENCE", 5.0, type=float,
-         help="seconds a device may not answer before its placements turn Unknown (DeviceUnreachable)")
+    flag(p, "--device-patience", "KUBEP4_DEVICE_PATIENCE", 0.0, type=float,
+         help="seconds a device may not answer before its placements turn Unknown (DeviceUnreachable); "
+              "0: at once, so status never claims what the agent cannot see")
     flag(p, "--retry-max", "KUBEP4_RETRY_MAX", 60.0, type=float,
          help="longest wait between tries of a failing device (the backoff starts at 0.5 s and doubles)")
     flag(p, "--status-report", "KUBEP4_STATUS_REPORT", 60.0, type=float,

@@ -10,7 +10,7 @@ placement view has synced, so a restarted agent never clears a device it should 
 
 A placement is Running only once the device was found (or made) to hold its pipeline and
 entries; a device that stops answering turns its placements Unknown (DeviceUnreachable)
-after ``device_patience`` seconds. Failures back off per device and desired state: a status
+at once (or after ``device_patience`` seconds). Failures back off per device and desired state: a status
 write cannot reset the backoff, only a change of the placements' spec (or regaining primary).
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Settings:
     switch_images: dict = field(default_factory=dict)     # device name -> software switch image
     docker_url: str = ""
     release_unreachable_after: float = 15.0  # seconds a deletion waits for an unreachable device
-    device_patience: float = 5.0   # seconds a device may not answer before its placements say so
+    device_patience: float = 0.0   # seconds a device may not answer before its placements say so
     retry_initial: float = 0.5     # backoff of a failing device: first delay ...
     retry_max: float = 60.0        # ... doubling up to this
     status_report_seconds: float = 60.0  # the Node's status is rewritten at least this often
