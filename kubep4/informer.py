@@ -73,10 +73,18 @@ def object_key(obj) -> tuple[str, str]:
 
 
 class Informer(Generic[st.T]):
+    """``shard``: list and watch only that shard of a sharded kind (a node agent: its placements).
+    ``indexes``: name -> function of an object giving its index key; ``by(name, value)`` returns
+    the objects with that key without scanning the cache (client-go's Indexer)."""
+
     def __init__(self, store: st.Store, kind: st.Kind, handler: Callable[[str, object], None] | None = None,
-                 key: Callable[[object], Hashable] = object_key):
+                 key: Callable[[object], Hashable] = object_key, shard: str | None = None,
+                 indexes: dict[str, Callable[[object], Hashable]] | None = None):
         self.store = store
         self.kind = kind
+        self.shard = shard
+        self._index_fns = dict(indexes or {})
+        self._indexes: dict[str, dict[Hashable, dict[Hashable, object]]] = {n: {} for n in self._index_fns}
         self.handler = handler or (lambda t, o: None)
         self.key = key
         self.cache: dict[Hashable, object] = {}
@@ -90,6 +98,34 @@ class Informer(Generic[st.T]):
     def items(self) -> list:
         return list(self.cache.values())
 
+    def by(self, index: str, value: Hashable) -> list:
+        """The cached objects whose ``index`` key is ``value``."""
+        return list(self._indexes[index].get(value, {}).values())
+
+    # every change of the cache goes through these two, so the indexes follow it
+    def _set(self, k: Hashable, obj) -> None:
+        old = self.cache.get(k)
+        if old is not None:
+            self._unindex(k, old)
+        self.cache[k] = obj
+        for name, fn in self._index_fns.items():
+            self._indexes[name].setdefault(fn(obj), {})[k] = obj
+
+    def _pop(self, k: Hashable):
+        old = self.cache.pop(k, None)
+        if old is not None:
+            self._unindex(k, old)
+        return old
+
+    def _unindex(self, k: Hashable, obj) -> None:
+        for name, fn in self._index_fns.items():
+            value = fn(obj)
+            bucket = self._indexes[name].get(value)
+            if bucket is not None:
+                bucket.pop(k, None)
+                if not bucket:
+                    del self._indexes[name][value]
+
     def observe(self, obj) -> None:
         """Record our own write at once (the watch event follows and is idempotent).
 
@@ -101,21 +137,24 @@ class Informer(Generic[st.T]):
         rv = obj.metadata.resource_version
         if cur is None:
             if rv > self.revision:
-                self.cache[k] = obj
+                self._set(k, obj)
         elif cur.metadata.resource_version <= rv:
-            self.cache[k] = obj
+            self._set(k, obj)
 
     def forget(self, obj) -> None:
-        self.cache.pop(self.key(obj), None)
+        self._pop(self.key(obj))
 
     async def run(self) -> None:
         backoff = Backoff(initial=0.1, cap=5.0)
         while True:
             try:
-                items, rev = await self.store.list(self.kind)
+                items, rev = await self.store.list(self.kind, shard=self.shard)
                 fresh = {self.key(o): o for o in items}
                 gone = [o for k, o in self.cache.items() if k not in fresh]
-                self.cache = fresh
+                self.cache = {}
+                self._indexes = {n: {} for n in self._index_fns}
+                for k, o in fresh.items():
+                    self._set(k, o)
                 self.revision = rev
                 for o in gone:
                     self.handler("DELETED", o)
@@ -124,15 +163,15 @@ class Informer(Generic[st.T]):
                 self.synced.set()
                 self.error = ""
                 backoff.reset()
-                async for ev in self.store.watch(self.kind, start_revision=rev + 1):
+                async for ev in self.store.watch(self.kind, start_revision=rev + 1, shard=self.shard):
                     k = self.key(ev.object)
                     if ev.type == "DELETED":
                         # hand on the last state we knew (a delete may carry only the key)
-                        ev.object = self.cache.pop(k, None) or ev.object
+                        ev.object = self._pop(k) or ev.object
                     else:
                         cur = self.cache.get(k)
                         if cur is None or cur.metadata.resource_version <= ev.revision:
-                            self.cache[k] = ev.object
+                            self._set(k, ev.object)
                     self.revision = ev.revision
                     self.handler(ev.type, ev.object)
                 raise st.Unavailable("watch ended")

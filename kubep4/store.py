@@ -5,7 +5,7 @@ Keys are laid out by kind / namespace / name::
     /kubep4/pipelines/<ns>/<name>
     /kubep4/deployments/<ns>/<name>
     /kubep4/nodes/<name>
-    /kubep4/placements/<ns>/<name>            (name = <deployment>-<replica>; spec.node says where)
+    /kubep4/placements/<node>/<ns>/<name>     (name = <deployment>-<replica>; under its node, spec.node)
     /kubep4/blobs/<digest>/<chunk>            (content-addressed artifact chunks)
     /kubep4/leases/nodes/<name>               (node heartbeat, attached to a lease)
 
@@ -127,7 +127,9 @@ class Kind(Generic[T]):
 PIPELINES: Kind[kr.Pipeline] = Kind("pipelines", kr.Pipeline, True)
 DEPLOYMENTS: Kind[kr.Deployment] = Kind("deployments", kr.Deployment, True)
 NODES: Kind[kr.Node] = Kind("nodes", kr.Node, False)
-PLACEMENTS: Kind[kr.Placement] = Kind("placements", kr.Placement, True)
+# under their node: /kubep4/placements/<node>/<namespace>/<name>, so each node agent lists and
+# watches only its own (moving to another node is a `move`: delete and create in one transaction)
+PLACEMENTS: Kind[kr.Placement] = Kind("placements", kr.Placement, True, shard=lambda p: p.spec.node)
 NODE_LEASES = f"{ROOT}/leases/nodes/"
 BLOBS = f"{ROOT}/blobs/"
 
@@ -332,6 +334,28 @@ class Store:
                 return None
         raise Conflict(f"{kind.name[:-1]} {namespace}/{name}: too many conflicting writers")
 
+    async def move(self, kind: Kind[T], obj: T, from_shard: str) -> T:
+        """Write obj, whose shard changed, under its new key: the old key (still at obj's
+        resource_version, else Conflict) is deleted and the new one created, in one transaction."""
+        md = obj.metadata
+        old = kind.key_for(md.namespace, md.name, from_shard).encode()
+        new = kind.key(obj).encode()
+        with tracer.start_as_current_span("etcd txn move", attributes={"etcd.key": new.decode()}):
+            resp = await self._txn([self._cmp_mod(old, md.resource_version), self._cmp_absent(new)],
+                                   [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=old)),
+                                    self._put(new, _encode(obj))],
+                                   [self._get_op(old), self._get_op(new)])
+        if not resp.succeeded:
+            if not resp.responses[0].response_range.kvs:
+                raise NotFound(f"{kind.name[:-1]} {_ident(md)} not found")
+            if resp.responses[1].response_range.kvs:
+                raise AlreadyExists(f"{kind.name[:-1]} {_ident(md)} already exists under {new.decode()}")
+            raise Conflict(f"{kind.name[:-1]} {_ident(md)} was modified "
+                           f"(resource_version {md.resource_version} is stale)")
+        out = _copy(obj)
+        out.metadata.resource_version = resp.header.revision
+        return out
+
     async def delete(self, kind: Kind[T], namespace: str, name: str, resource_version: int = 0,
                      shard: str | None = None, quiet_prefix: tuple[str, int] | None = None) -> int:
         """Delete (guarded by resource_version when given).
@@ -510,7 +534,7 @@ class Store:
 def _from_key(kind: Kind[T], key: str, revision: int) -> T:
     """An object carrying only the identity its key holds (namespace, name)."""
     obj = kind.message()
-    rest = key[len(kind.prefix()):].split("/")
+    rest = key[len(kind.prefix()):].split("/")  # [shard/]namespace/name
     obj.metadata.name = rest[-1]
     if kind.namespaced and len(rest) > 1:
         obj.metadata.namespace = rest[-2]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from kubep4 import store as st
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue
@@ -28,7 +30,7 @@ async def test_observe_after_the_watch_saw_the_delete_leaves_no_ghost(store):
         marked.CopyFrom(created)
         marked.metadata.deletion_timestamp.GetCurrentTime()
         stored = await store.update(st.PLACEMENTS, marked)
-        await store.delete(st.PLACEMENTS, "default", "p-0")  # another process releases it at once
+        await store.delete(st.PLACEMENTS, "default", "p-0", shard="n")  # another process releases it at once
         await eventually(lambda: ("DELETED", "p-0") in events, what="the delete event")
         inf.observe(stored)  # the writer's late bookkeeping of its update
         assert inf.get(("default", "p-0")) is None
@@ -47,7 +49,7 @@ async def test_deleted_event_hands_on_the_last_known_state(store):
     try:
         await inf.synced.wait()
         await store.create(st.PLACEMENTS, placement("p-0"))
-        await store.delete(st.PLACEMENTS, "default", "p-0")
+        await store.delete(st.PLACEMENTS, "default", "p-0", shard="n")
         await eventually(lambda: ("DELETED", "x") in seen, what="a DELETED event with the object")
     finally:
         task.cancel()
@@ -111,5 +113,64 @@ async def test_a_failing_list_is_retried_not_a_silent_stall(store):
                          what="the failure to be recorded")
         await asyncio.wait_for(inf.synced.wait(), 10)
         assert inf.error == "" and calls.count("SYNC") == 2 and inf.get(("default", "p-0")) is not None
+    finally:
+        task.cancel()
+
+
+def on(node: str, name: str, device: str = "d") -> kr.Placement:
+    p = placement(name)
+    p.spec.node, p.spec.device = node, device
+    return p
+
+
+async def test_a_node_sees_only_its_own_placements_and_a_move_is_one_delete_and_one_add(store):
+    """Placements live under their node: an agent's informer gets no event for another node's."""
+    seen = {"a": [], "b": []}
+    infs = {n: Informer(store, st.PLACEMENTS, lambda t, o, n=n: seen[n].append((t, o.metadata.name)), shard=n)
+            for n in seen}
+    tasks = [asyncio.create_task(i.run()) for i in infs.values()]
+    try:
+        await asyncio.gather(*(i.synced.wait() for i in infs.values()))
+        created = await store.create(st.PLACEMENTS, on("a", "p-0"))
+        for i in range(5):
+            await store.create(st.PLACEMENTS, on("b", f"q-{i}"))
+        moved = kr.Placement()
+        moved.CopyFrom(created)
+        moved.spec.node = "b"
+        stored = await store.move(st.PLACEMENTS, moved, from_shard="a")
+        await eventually(lambda: ("ADDED", "p-0") in seen["b"], what="the move to reach node b")
+        assert seen["a"] == [("ADDED", "p-0"), ("DELETED", "p-0")]  # nothing of b's five
+        assert [e for e in seen["b"] if e[1] == "p-0"] == [("ADDED", "p-0")]
+        assert (await store.get(st.PLACEMENTS, "default", "p-0", shard="b")).spec.node == "b"
+        with pytest.raises(st.NotFound):
+            await store.get(st.PLACEMENTS, "default", "p-0", shard="a")
+        stale = kr.Placement()
+        stale.CopyFrom(stored)
+        stale.spec.node = "a"
+        stale.metadata.resource_version -= 1
+        with pytest.raises(st.Conflict):  # a move is guarded by the resource_version like any write
+            await store.move(st.PLACEMENTS, stale, from_shard="b")
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def test_indexes_follow_every_change_of_the_cache(store):
+    inf = Informer(store, st.PLACEMENTS, indexes={"device": lambda p: (p.spec.node, p.spec.device)})
+    task = asyncio.create_task(inf.run())
+    try:
+        await inf.synced.wait()
+        a = await store.create(st.PLACEMENTS, on("n", "p-0", "d0"))
+        await store.create(st.PLACEMENTS, on("n", "p-1", "d0"))
+        await eventually(lambda: len(inf.by("device", ("n", "d0"))) == 2, what="both indexed")
+        changed = kr.Placement()
+        changed.CopyFrom(a)
+        changed.spec.device = "d1"
+        inf.observe(await store.update(st.PLACEMENTS, changed))  # our own write, before the watch
+        assert [p.metadata.name for p in inf.by("device", ("n", "d0"))] == ["p-1"]
+        assert [p.metadata.name for p in inf.by("device", ("n", "d1"))] == ["p-0"]
+        await store.delete(st.PLACEMENTS, "default", "p-1", shard="n")
+        await eventually(lambda: inf.by("device", ("n", "d0")) == [], what="the delete to unindex")
+        assert inf.by("device", ("x", "none")) == []
     finally:
         task.cancel()

@@ -665,6 +665,7 @@ class KubernetesPlacer:
         assert self._store is not None
         deleted = []
         deployments: dict[tuple[str, str], kr.Deployment | None] = {}
+        placed: set[tuple[str, str]] | None = None  # (namespace, name) of every placement, read once
         for key, pod in list(self._pods.items()):
             ns, dep, replica = key
             if (ns, dep) not in deployments:
@@ -675,11 +676,10 @@ class KubernetesPlacer:
             d = deployments[(ns, dep)]
             if d is not None and not d.metadata.HasField("deletion_timestamp") and replica < d.spec.replicas:
                 continue
-            try:
-                await self._store.get(st.PLACEMENTS, ns, placement_name(dep, replica))
+            if placed is None:  # placements live under their node's key: one list finds them all
+                placed = {(p.metadata.namespace, p.metadata.name) for p in (await self._store.list(st.PLACEMENTS))[0]}
+            if (ns, placement_name(dep, replica)) in placed:
                 continue  # still placed: its deletion brings us back
-            except st.NotFound:
-                pass
             if self._pods.get(key) is pod:
                 await self._delete_pod(pod.metadata.name, key)
                 deleted.append(pod.metadata.name)

@@ -71,7 +71,9 @@ class Controller:
         self.workers = workers
         self.queue: WorkQueue = WorkQueue()
         self.deployments = Informer(store, st.DEPLOYMENTS, self._on_deployment)
-        self.placements = Informer(store, st.PLACEMENTS, self._on_placement)
+        self.placements = Informer(store, st.PLACEMENTS, self._on_placement, indexes={
+            "deployment": lambda p: (p.metadata.namespace, p.spec.deployment),
+            "device": lambda p: (p.spec.node, p.spec.device)})
         self.nodes = Informer(store, st.NODES, self._on_node, key=lambda o: o.metadata.name)
         self.live_nodes: set[str] = set()
         self._lease_rev = 0  # etcd revision the lease watch has reached
@@ -116,8 +118,7 @@ class Controller:
         self.queue.add(("node", "", n.metadata.name))
 
     def _placements_of(self, ns: str, name: str) -> list[kr.Placement]:
-        return [p for p in self.placements.items()
-                if p.metadata.namespace == ns and p.spec.deployment == name]
+        return self.placements.by("deployment", (ns, name))
 
     async def _watch_leases(self) -> None:
         backoff = Backoff(initial=0.1, cap=5.0)
@@ -311,9 +312,8 @@ class Controller:
         placements running the old one: the replica must move rather than replace their pipeline."""
         if p.spec.pipeline_digest == d.status.pipeline_digest:
             return False
-        return any(q.spec.node == p.spec.node and q.spec.device == p.spec.device
-                   and (q.metadata.namespace, q.spec.deployment) != (p.metadata.namespace, p.spec.deployment)
-                   for q in self.placements.items())
+        return any((q.metadata.namespace, q.spec.deployment) != (p.metadata.namespace, p.spec.deployment)
+                   for q in self.placements.by("device", (p.spec.node, p.spec.device)))
 
     @staticmethod
     def _rollout_budget(d: kr.Deployment, by_replica: dict[int, kr.Placement]) -> int:
@@ -353,6 +353,8 @@ class Controller:
             stamp_write(p.metadata.trace_context)
             if current is None:
                 stored = await self.store.create(st.PLACEMENTS, p)
+            elif current.spec.node != node:  # its key is under the node: another node, another key
+                stored = await self.store.move(st.PLACEMENTS, p, from_shard=current.spec.node)
             else:
                 stored = await self.store.update(st.PLACEMENTS, p)
             self.placements.observe(stored)
@@ -376,7 +378,7 @@ class Controller:
 
     async def _delete_placement(self, p: kr.Placement) -> None:
         try:
-            await self.store.delete(st.PLACEMENTS, p.metadata.namespace, p.metadata.name)
+            await self.store.delete(st.PLACEMENTS, p.metadata.namespace, p.metadata.name, shard=p.spec.node)
         except st.NotFound:
             pass
         self.placements.forget(p)

@@ -99,7 +99,9 @@ class NodeAgent:
                                    Backoff(settings.retry_initial, settings.retry_max))
                      for name, d in self.devices.items()}
         self.queue: WorkQueue[str] = WorkQueue()
-        self.placements = Informer(store, st.PLACEMENTS, self._on_placement)
+        # only this node's placements: their keys are under the node's name
+        self.placements = Informer(store, st.PLACEMENTS, self._on_placement, shard=self.node,
+                                   indexes={"device": lambda p: p.spec.device})
         self.status = NodeStatusReporter(store, self.node, list(self.devices), settings.status_report_seconds)
         self._where: dict[tuple[str, str], str] = {}  # placement key -> device, for placements on this node
         self._own_writes: dict[tuple[str, str], int] = {}  # placement key -> revision of our status write
@@ -228,7 +230,7 @@ class NodeAgent:
 
     # ------------------------------------------------------------ device reconcile
     def _placements_on(self, name: str) -> list[kr.Placement]:
-        return [p for p in self.placements.items() if p.spec.node == self.node and p.spec.device == name]
+        return self.placements.by("device", name)
 
     async def reconcile_device(self, name: str) -> float | None:
         if name not in self.devices:
@@ -472,7 +474,7 @@ class NodeAgent:
         """The device no longer holds these placements: let them go (the controller waits for it)."""
         for p in leaving:
             try:
-                await self.store.delete(st.PLACEMENTS, p.metadata.namespace, p.metadata.name)
+                await self.store.delete(st.PLACEMENTS, p.metadata.namespace, p.metadata.name, shard=self.node)
             except st.NotFound:
                 pass
 
@@ -497,7 +499,7 @@ class NodeAgent:
             return  # nothing to write (the watch tells us if etcd's copy differs)
         with tracer.start_as_current_span("status write-back", attributes={"kubep4.phase": phase}):
             updated = await self.store.mutate(st.PLACEMENTS, p.metadata.namespace, p.metadata.name, update,
-                                              current=cached)
+                                              shard=self.node, current=cached)
         if updated is not None:
             self._own_writes[(p.metadata.namespace, p.metadata.name)] = updated.metadata.resource_version
             self.placements.observe(updated)
