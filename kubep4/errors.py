@@ -21,16 +21,73 @@ class Violation:
         return f"{self.field}: {self.description}"
 
 
+# An error must be deliverable: gRPC refuses trailers past its metadata limit (8 KiB by default), so
+# what a status echoes is cut, and a long list of violations ends with a count of the rest.
+SHOWN_CHARS = 40           # of a refused value quoted in a description
+MESSAGE_CHARS = 300        # of a status message
+FIELD_CHARS = 100          # of a violation's field path
+DESCRIPTION_CHARS = 200    # of a violation's description
+DETAILS_BYTES = 2048       # of the serialized BadRequest in a status
+MORE = "..."               # the field of the violation that counts those left out
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def quoted(value: str, limit: int = SHOWN_CHARS) -> str:
+    """The repr of a value echoed in an error, cut to ``limit`` characters with its length."""
+    value = str(value)
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def _weight(v: Violation) -> int:
+    if v.field == MORE:
+        head = v.description.split(" ", 1)[0]
+        if head.isdigit() and head.isascii():
+            return int(head)
+    return 1
+
+
+def count(violations: list[Violation]) -> int:
+    """How many violations a (possibly bounded) list stands for."""
+    return sum(_weight(v) for v in violations)
+
+
+def bounded(violations: list[Violation], max_count: int = 100, field_chars: int = FIELD_CHARS,
+            description_chars: int = DESCRIPTION_CHARS, max_bytes: int | None = None) -> list[Violation]:
+    """At most ``max_count`` violations (and ``max_bytes`` of text), each cut to size; when some
+    are left out the last one, field "...", says how many."""
+    total = count(violations)
+    out: list[Violation] = []
+    size = 0
+    for v in violations:
+        if v.field == MORE:
+            continue
+        cut = Violation(truncate(v.field, field_chars), truncate(v.description, description_chars))
+        size += len(cut.field.encode()) + len(cut.description.encode()) + 8
+        if len(out) >= max_count or (max_bytes is not None and size > max_bytes):
+            break
+        out.append(cut)
+    if total > len(out):
+        out.append(Violation(MORE, f"{total - len(out)} more violation(s) not shown"))
+    return out
+
+
 def status_with_violations(code: grpc.StatusCode, message: str, violations: list[Violation]) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.BadRequest(field_violations=[
         error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-        for v in violations]))
-    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[detail]))
+        for v in bounded(violations, max_bytes=DETAILS_BYTES)]))
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=truncate(message, MESSAGE_CHARS),
+                                                  details=[detail]))
 
 
 def plain_status(code: grpc.StatusCode, message: str) -> grpc.Status:
-    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message))
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=truncate(message, MESSAGE_CHARS)))
 
 
 class KubeP4Error(Exception):

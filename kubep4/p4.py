@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
+from kubep4.errors import quoted
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.gen.p4.config.v1 import p4info_pb2 as p4i
 from kubep4.gen.p4.v1 import p4runtime_pb2 as p4r
@@ -22,6 +24,7 @@ __all__ = ["p4r", "p4i", "p4r_grpc", "P4InfoIndex", "EntryError", "parse_p4info"
            "canonical", "cookie_for_digest", "to_p4_entry", "MatchKind"]
 
 MatchKind = p4i.MatchField.MatchType
+MAX_BITWIDTH = 2048  # admission's default bound on a match field's or a param's width
 
 
 class EntryError(ValueError):
@@ -33,8 +36,29 @@ class EntryError(ValueError):
         self.description = description
 
 
-def parse_p4info(data: bytes | str) -> p4i.P4Info:
-    """Parse a P4Info given as binary protobuf or protobuf text format."""
+MAX_TEXT_DEPTH = 64  # nested messages in a text P4Info; the binary parser (upb) stops at 100
+_TEXT_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*|[{}<>]')
+
+
+def text_depth(text: str) -> int:
+    """The deepest message nesting of a protobuf text, ignoring strings and comments."""
+    depth = deepest = 0
+    for m in _TEXT_TOKENS.finditer(text):
+        c = m.group()
+        if c in "{<":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "}>":
+            depth -= 1
+    return deepest
+
+
+def parse_p4info(data: bytes | str, max_depth: int = MAX_TEXT_DEPTH) -> p4i.P4Info:
+    """Parse a P4Info given as binary protobuf or protobuf text format.
+
+    A text nested deeper than ``max_depth`` raises ParseError before it is parsed (the text parser
+    recurses once per level).
+    """
     info = p4i.P4Info()
     if isinstance(data, bytes):
         try:
@@ -42,6 +66,9 @@ def parse_p4info(data: bytes | str) -> p4i.P4Info:
             return info
         except DecodeError:
             data = data.decode("utf-8", errors="strict")
+    depth = text_depth(data)
+    if depth > max_depth:
+        raise text_format.ParseError(f"messages nested {depth} deep; at most {max_depth}")
     text_format.Parse(data, info)
     return info
 
@@ -60,29 +87,50 @@ def canonical(value: bytes) -> bytes:
     return stripped or b"\x00"
 
 
+_DECIMAL = re.compile(r"[0-9]+")
+_HEX = re.compile(r"0[xX][0-9a-fA-F]+")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+_IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_IPV6 = re.compile(r"[0-9a-fA-F:.]*:[0-9a-fA-F:.]*")
+_FORMS = "decimal, 0x-hex, or IPv4 (32+ bits), MAC (48+ bits) or IPv6 (128 bits) where the field fits it"
+def _parse_number(s: str, bitwidth: int) -> int:
+    """The integer a value text denotes; raises ValueError (strict: ASCII, no spaces, known forms)."""
+    if not s:
+        raise ValueError("empty value")
+    if s != s.strip():
+        raise ValueError(f"{quoted(s)} has surrounding spaces")
+    if _DECIMAL.fullmatch(s):
+        if len(s.lstrip("0")) > bitwidth * 302 // 1000 + 1:  # more digits than 2**bitwidth has
+            raise ValueError(f"{quoted(s)} does not fit in {bitwidth} bits")
+        return int(s)
+    if _HEX.fullmatch(s):
+        return int(s, 16)
+    if _MAC.fullmatch(s):
+        form, width, number = "a MAC address", 48, int(s.replace(":", ""), 16)
+    else:
+        form, width = ("an IPv4 address", 32) if _IPV4.fullmatch(s) else ("an IPv6 address", 128)
+        try:
+            number = int(ipaddress.ip_address(s)) if _IPV4.fullmatch(s) or _IPV6.fullmatch(s) else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise ValueError(f"cannot parse {quoted(s)} (use {_FORMS})")
+    if bitwidth < width:
+        raise ValueError(f"{quoted(s)} is {form}: the field is {bitwidth} bits, the form needs {width}")
+    return number
+
+
 def encode_value(text: str, bitwidth: int) -> bytes:
     """Encode a textual value (decimal, 0x-hex, IPv4, IPv6, MAC) as a canonical bytestring.
 
-    Raises ValueError when the text does not parse or does not fit ``bitwidth`` bits.
+    Raises ValueError when the text does not parse or does not fit ``bitwidth`` bits. The syntax is
+    strict: ASCII digits only, no surrounding spaces, exactly two hex digits per MAC octet, and an
+    address form only where the field is at least as wide as the address.
     """
-    s = str(text).strip()
-    if not s:
-        raise ValueError("empty value")
-    try:
-        if s.lower().startswith("0x"):
-            number = int(s, 16)
-        elif s.isdigit():
-            number = int(s)
-        elif s.count(":") == 5 and all(len(p) in (1, 2) for p in s.split(":")):
-            number = int(s.replace(":", ""), 16)
-        elif "." in s or ":" in s:
-            number = int(ipaddress.ip_address(s))
-        else:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"cannot parse {s!r} (use decimal, 0x-hex, IPv4, IPv6 or MAC)") from None
-    if number < 0 or number.bit_length() > bitwidth:
-        raise ValueError(f"{s!r} does not fit in {bitwidth} bits")
+    s = str(text)
+    number = _parse_number(s, bitwidth)
+    if number.bit_length() > bitwidth:
+        raise ValueError(f"{quoted(s)} does not fit in {bitwidth} bits")
     return canonical(number.to_bytes(max(1, (bitwidth + 7) // 8), "big"))
 
 
@@ -147,6 +195,50 @@ class P4InfoIndex:
                 out.append((f"tables[{i}].match_fields", f"duplicate match field ids in {t.preamble.name}"))
         return out
 
+    def bound_problems(self, max_bitwidth: int = MAX_BITWIDTH) -> list[tuple[str, str]]:
+        """What a device would refuse or could not afford, as (field path, description): match
+        fields and action params without an id or a name (or given twice), match fields without a
+        match type, bit widths outside 1..max_bitwidth (a value's cost grows with its width)."""
+        out: list[tuple[str, str]] = []
+
+        def check(path: str, what: str, item, names: set[str], ids: set[int] | None) -> None:
+            if item.id == 0:
+                out.append((f"{path}.id", f"{what} {quoted(item.name)} has no id (0)"))
+            elif ids is not None and item.id in ids:
+                out.append((f"{path}.id", f"{what} id {item.id} is given twice"))
+            elif ids is not None:
+                ids.add(item.id)
+            if not item.name:
+                out.append((f"{path}.name", f"{what} has an empty name"))
+            elif item.name in names:
+                out.append((f"{path}.name", f"{what} {quoted(item.name)} is given twice"))
+            names.add(item.name)
+            if not 1 <= item.bitwidth <= max_bitwidth:
+                why = f"{what} {quoted(item.name)} is {item.bitwidth} bits wide: must be between 1 and {max_bitwidth}"
+                out.append((f"{path}.bitwidth", why))
+
+        for i, t in enumerate(self.info.tables):
+            names: set[str] = set()
+            for j, m in enumerate(t.match_fields):  # duplicate ids: problems()
+                check(f"tables[{i}].match_fields[{j}]", "match field", m, names, None)
+                if m.WhichOneof("match") is None or (m.WhichOneof("match") == "match_type"
+                                                     and m.match_type == MatchKind.UNSPECIFIED):
+                    out.append((f"tables[{i}].match_fields[{j}].match_type",
+                                f"match field {quoted(m.name)} has no match type"))
+        for i, a in enumerate(self.info.actions):
+            names, ids = set(), set()
+            for j, prm in enumerate(a.params):
+                check(f"actions[{i}].params[{j}]", "param", prm, names, ids)
+        for i, c in enumerate(self.info.controller_packet_metadata):
+            names, ids = set(), set()
+            for j, md in enumerate(c.metadata):
+                check(f"controller_packet_metadata[{i}].metadata[{j}]", "metadata", md, names, ids)
+        for i, vs in enumerate(self.info.value_sets):
+            names, ids = set(), set()
+            for j, m in enumerate(vs.match):
+                check(f"value_sets[{i}].match[{j}]", "match field", m, names, ids)
+        return out
+
     def table(self, name: str) -> _Table:
         return self.tables_by_name[name]
 
@@ -162,7 +254,7 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
     Raises EntryError whose ``field`` is relative to the entry (e.g. ``match[0].lpm.value``).
     """
     if entry.table not in index.tables_by_name:
-        raise EntryError("table", f"no table {entry.table!r} in the P4Info")
+        raise EntryError("table", f"no table {quoted(entry.table)} in the P4Info")
     t = index.table(entry.table)
     out = p4r.TableEntry(table_id=t.info.preamble.id)
     seen: set[str] = set()
@@ -170,7 +262,7 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
         path = f"match[{i}]"
         mf = t.fields.get(fm.field)
         if mf is None:
-            raise EntryError(f"{path}.field", f"table {entry.table} has no match field {fm.field!r}")
+            raise EntryError(f"{path}.field", f"table {entry.table} has no match field {quoted(fm.field)}")
         if fm.field in seen:
             raise EntryError(f"{path}.field", f"match field {fm.field} given twice")
         seen.add(fm.field)
@@ -229,7 +321,7 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
             raise EntryError("match", "a default action entry has no match")
     action = index.actions_by_name.get(entry.action)
     if action is None:
-        raise EntryError("action", f"no action {entry.action!r} in the P4Info")
+        raise EntryError("action", f"no action {quoted(entry.action)} in the P4Info")
     if action.preamble.id not in t.action_ids:
         raise EntryError("action", f"action {entry.action} is not an action of table {entry.table}")
     a = out.action.action
@@ -239,7 +331,7 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
     for i, prm in enumerate(entry.params):
         spec = params.get(prm.name)
         if spec is None:
-            raise EntryError(f"params[{i}].name", f"action {entry.action} has no parameter {prm.name!r}")
+            raise EntryError(f"params[{i}].name", f"action {entry.action} has no parameter {quoted(prm.name)}")
         given.add(prm.name)
         try:
             a.params.add(param_id=spec.id, value=encode_value(prm.value, spec.bitwidth))

@@ -31,6 +31,15 @@ def _p4info(mutate) -> bytes:
     return info.SerializeToString()
 
 
+def _info(fn) -> Callable[[kr.Pipeline], None]:
+    """A pipeline mutation that changes its P4Info."""
+    return lambda p: setattr(p.spec.artifacts, "p4info", _p4info(fn))
+
+
+DEEP_P4INFO = ('type_info { structs { key: "s" value { members { name: "m" type_spec { '
+               + "tuple { members { " * 400 + "} } " * 400 + "} } } } }").encode()
+
+
 def _source(p: kr.Pipeline, **kw) -> None:
     p.spec.ClearField("artifacts")
     p.spec.source.CopyFrom(kr.P4Source(program="control c() {}", backend="p4c", arch="v1model", target="bmv2"))
@@ -64,6 +73,28 @@ PIPELINE_CASES = {
     "unknown arch": (lambda p: setattr(p.spec, "arch", "nosucharch"), "spec.arch"),
     "source program empty": (lambda p: _source(p, program=" "), "spec.source.program"),
     "unknown backend": (lambda p: _source(p, backend="gcc"), "spec.source.backend"),
+    # admission bounds its own work: the width of every value, the size and nesting of the P4Info
+    "field 2^31-1 bits wide": (_info(lambda i: setattr(i.tables[0].match_fields[0], "bitwidth", 2**31 - 1)),
+                               "spec.artifacts.p4info.tables[0].match_fields[0].bitwidth"),
+    "field past the width bound": (_info(lambda i: setattr(i.tables[0].match_fields[0], "bitwidth", 2049)),
+                                   "spec.artifacts.p4info.tables[0].match_fields[0].bitwidth"),
+    "negative param width": (_info(lambda i: setattr(i.actions[1].params[1], "bitwidth", -9)),
+                             "spec.artifacts.p4info.actions[1].params[1].bitwidth"),
+    "match field id 0": (_info(lambda i: setattr(i.tables[0].match_fields[0], "id", 0)),
+                         "spec.artifacts.p4info.tables[0].match_fields[0].id"),
+    "param id 0": (_info(lambda i: setattr(i.actions[1].params[0], "id", 0)),
+                   "spec.artifacts.p4info.actions[1].params[0].id"),
+    "unspecified match type": (_info(lambda i: setattr(i.tables[1].match_fields[2], "match_type", 0)),
+                               "spec.artifacts.p4info.tables[1].match_fields[2].match_type"),
+    "empty match field name": (_info(lambda i: setattr(i.tables[0].match_fields[0], "name", "")),
+                               "spec.artifacts.p4info.tables[0].match_fields[0].name"),
+    "empty param name": (_info(lambda i: setattr(i.actions[1].params[0], "name", "")),
+                         "spec.artifacts.p4info.actions[1].params[0].name"),
+    "arch differs from pkg_info.arch": (lambda p: setattr(p.spec, "arch", "psa"), "spec.arch"),
+    "text p4info nested 400 deep": (lambda p: setattr(p.spec.artifacts, "p4info", DEEP_P4INFO),
+                                    "spec.artifacts.p4info"),
+    "p4info too large": (lambda p: setattr(p.spec.artifacts, "p4info", p.spec.artifacts.p4info
+                                           + b"\n# padding" * 8000), "spec.artifacts.p4info"),
 }
 
 
@@ -119,6 +150,21 @@ DEPLOYMENT_CASES = {
                            "spec.table_entries"),
     "ternary value too wide": (_entry(2, lambda e: setattr(e.match[0].ternary, "value", "1.2.3.4.5")),
                                "spec.table_entries[2].match[0].ternary"),
+    # strict value syntax: ASCII digits, no spaces, address forms only where the field fits them
+    "non-ASCII digit": (_entry(0, lambda e: setattr(e.params[1], "value", "\u0663")),
+                        "spec.table_entries[0].params[1].value"),
+    "surrounding spaces": (_entry(0, lambda e: setattr(e.params[1], "value", " 1 ")),
+                           "spec.table_entries[0].params[1].value"),
+    "IPv6 in a 32-bit field": (_entry(0, lambda e: setattr(e.match[0].lpm, "value", "::1")),
+                               "spec.table_entries[0].match[0].lpm"),
+    "IPv4 in a 9-bit field": (_entry(2, lambda e: setattr(e.match[1].exact, "value", "0.0.0.3")),
+                              "spec.table_entries[2].match[1].exact"),
+    "MAC in a 32-bit field": (_entry(2, lambda e: setattr(e.params[0], "value", "00:00:00:00:00:07")),
+                              "spec.table_entries[2].params[0].value"),
+    "MAC octet of one digit": (_entry(0, lambda e: setattr(e.params[0], "value", "0:0:0:0:1:1")),
+                               "spec.table_entries[0].params[0].value"),
+    "hex with underscores": (_entry(0, lambda e: setattr(e.params[1], "value", "0x0_1")),
+                             "spec.table_entries[0].params[1].value"),
 }
 
 
@@ -137,7 +183,8 @@ async def admitted(module_etcd):
     """One front half for the module (device configs limited to 64 kB); the example pipeline stored.
     Yields (client, store)."""
     f = await Front(module_etcd.endpoint, policy=Policy(namespaces=frozenset({"default"}),
-                                                        max_device_config_bytes=64_000)).start()
+                                                        max_device_config_bytes=64_000,
+                                                        max_p4info_bytes=64_000)).start()
     async with AsyncClient(f.api) as c, st.Store(module_etcd.endpoint) as s:
         await c.create(example_objects()[0])
         yield c, s
@@ -190,3 +237,52 @@ async def test_defaults(admitted):
     assert created.spec.replicas == 1
     assert created.spec.strategy.type == "Recreate"
     assert (created.spec.target, created.spec.arch) == ("bmv2", "v1model")
+
+
+async def test_entries_on_a_stored_pipeline_with_a_2_31_bit_field_are_refused_by_the_width_bound(admitted):
+    """A pipeline stored before the bound (straight into etcd): its entries are not converted at all."""
+    c, store = admitted
+    wide = _pipeline(lambda p: setattr(p.spec.artifacts, "p4info", _p4info(
+        lambda i: setattr(i.tables[0].match_fields[0], "bitwidth", 2**31 - 1))))
+    wide.metadata.name, wide.metadata.namespace = "wide", "default"
+    await store.create_pipeline(wide)
+    before = await store.revision()
+    d = _deployment(lambda d: setattr(d.spec, "pipeline", "wide"))
+    d.spec.table_entries.extend([d.spec.table_entries[0]] * 40)
+    with pytest.raises(errors.InvalidArgument) as exc:
+        await c.create(d)
+    [v] = [v for v in exc.value.violations if v.field == "spec.pipeline"]
+    assert "tables[0].match_fields[0].bitwidth" in v.description
+    assert not any(v.field.startswith("spec.table_entries") for v in exc.value.violations)
+    assert await store.revision() == before
+
+
+async def test_many_violations_are_cut_with_a_count_of_the_rest(admitted):
+    c, store = admitted
+    before = await store.revision()
+    d = _deployment(lambda d: None)
+    d.spec.table_entries[0].action = "fly" * 100
+    d.spec.table_entries.extend([d.spec.table_entries[0]] * 599)  # 600 bad entries, 1 good
+
+    with pytest.raises(errors.InvalidArgument) as exc:
+        await c.create(d)
+    vs = exc.value.violations
+    assert errors.count(vs) == 600
+    assert vs[-1].field == errors.MORE and vs[-1].description.split()[0] == str(600 - (len(vs) - 1))
+    assert all(len(v.description) < 400 and len(v.field) < 200 for v in vs)
+    assert len(exc.value.message) < 1000 and "600 violation(s)" in exc.value.message
+    assert await store.revision() == before
+
+
+async def test_a_10000_character_name_gets_a_short_deliverable_answer(admitted):
+    c, store = admitted
+    before = await store.revision()
+    p = _pipeline(lambda p: setattr(p.metadata, "name", "x" * 10_000))
+    p.metadata.labels["k" * 5000] = "v" * 5000
+    with pytest.raises(errors.InvalidArgument) as exc:
+        await c.create(p)
+    fields = [v.field for v in exc.value.violations]
+    assert "metadata.name" in fields
+    assert all(len(v.description) < 400 and len(v.field) < 200 for v in exc.value.violations)
+    assert "10000 characters" in str(exc.value)
+    assert await store.revision() == before

@@ -20,11 +20,21 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--max-replicas", "KUBEP4_MAX_REPLICAS", 64, type=int, help="largest replica count")
     flag(p, "--max-device-config-bytes", "KUBEP4_MAX_DEVICE_CONFIG_BYTES", 64 << 20, type=int,
          help="largest device config accepted")
+    flag(p, "--max-bitwidth", "KUBEP4_MAX_BITWIDTH", Policy.max_bitwidth, type=int,
+         help="widest match field or action param a P4Info may declare")
+    flag(p, "--max-p4info-bytes", "KUBEP4_MAX_P4INFO_BYTES", Policy.max_p4info_bytes, type=int,
+         help="largest P4Info accepted")
+    flag(p, "--max-p4info-depth", "KUBEP4_MAX_P4INFO_DEPTH", Policy.max_p4info_depth, type=int,
+         help="deepest message nesting of a text P4Info")
+    flag(p, "--max-review-seconds", "KUBEP4_MAX_REVIEW_SECONDS", Policy.max_review_seconds, type=float,
+         help="time a review may spend checking table entries")
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
     policy = Policy(namespaces=frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()),
-                    max_replicas=args.max_replicas, max_device_config_bytes=args.max_device_config_bytes)
+                    max_replicas=args.max_replicas, max_device_config_bytes=args.max_device_config_bytes,
+                    max_bitwidth=args.max_bitwidth, max_p4info_bytes=args.max_p4info_bytes,
+                    max_p4info_depth=args.max_p4info_depth, max_review_seconds=args.max_review_seconds)
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-admission")

@@ -1,8 +1,11 @@
 """The Admission gRPC service: Review validates and defaults, it never writes anything."""
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
+from kubep4.errors import bounded
 from kubep4.gen.kubep4.v1 import admission_pb2 as ka
 from kubep4.gen.kubep4.v1 import admission_pb2_grpc as ka_grpc
 from kubep4.serving import start_server
@@ -11,6 +14,7 @@ from services.admission.validation import Policy, review_deployment, review_pipe
 
 _tracer = tracer("kubep4.admission")
 SERVICE_NAME = ka.DESCRIPTOR.services_by_name["Admission"].full_name
+FIELD_CHARS, DESCRIPTION_CHARS = 200, 300  # a response is no trailer: a little roomier than a status
 
 
 class AdmissionServicer(ka_grpc.AdmissionServicer):
@@ -24,13 +28,16 @@ class AdmissionServicer(ka_grpc.AdmissionServicer):
         with _tracer.start_as_current_span("admission review") as span:
             span.set_attribute("kubep4.kind", which)
             span.set_attribute("kubep4.operation", ka.Operation.Name(request.operation))
+            # in a worker thread: a long review (bounded by the policy) leaves the loop serving others
             if which == "pipeline":
-                obj, violations = review_pipeline(request.pipeline, self.policy)
+                obj, violations = await asyncio.to_thread(review_pipeline, request.pipeline, self.policy)
             else:
                 ref = request.referenced_pipeline if request.HasField("referenced_pipeline") else None
-                obj, violations = review_deployment(request.deployment, ref, self.policy)
+                obj, violations = await asyncio.to_thread(review_deployment, request.deployment, ref,
+                                                          self.policy)
             span.set_attribute("kubep4.allowed", not violations)
             span.set_attribute("kubep4.violations", len(violations))
+            violations = bounded(violations, self.policy.max_violations, FIELD_CHARS, DESCRIPTION_CHARS)
         resp = ka.AdmissionResponse(allowed=not violations, violations=[
             ka.FieldViolation(field=v.field, description=v.description) for v in violations])
         if not violations:

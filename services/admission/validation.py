@@ -1,15 +1,17 @@
 """Validation and defaulting of KubeP4 objects: pure functions, every violation with its field path."""
 from __future__ import annotations
 
+import functools
 import re
+import time
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from google.protobuf.text_format import ParseError
 
-from kubep4.errors import Violation
+from kubep4.errors import Violation, quoted, truncate
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
-from kubep4.p4 import EntryError, P4InfoIndex, parse_p4info, to_p4_entry
+from kubep4.p4 import MAX_BITWIDTH, MAX_TEXT_DEPTH, EntryError, P4InfoIndex, parse_p4info, to_p4_entry
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -29,6 +31,15 @@ class Policy:
     max_device_config_bytes: int = 64 << 20
     default_target: str = "bmv2"
     max_object_bytes: int = 1 << 20  # a stored object is one etcd value (etcd takes 1.5 MiB requests)
+    # bounds on admission's own work: a value costs time and memory in proportion to its width
+    max_bitwidth: int = MAX_BITWIDTH
+    max_p4info_bytes: int = 4 << 20
+    max_p4info_depth: int = MAX_TEXT_DEPTH
+    max_violations: int = 100        # reported per review; the last one counts the rest
+    max_review_seconds: float = 5.0  # converting entries stops there (the apiserver waits 10 s)
+
+
+KEY_CHARS = 64  # of a map key echoed in a field path
 
 
 def _meta(md: kr.ObjectMeta, policy: Policy, out: list[Violation]) -> None:
@@ -37,32 +48,46 @@ def _meta(md: kr.ObjectMeta, policy: Policy, out: list[Violation]) -> None:
     if not md.name:
         out.append(Violation("metadata.name", "required"))
     elif len(md.name) > 63 or not DNS1123_LABEL.match(md.name):
-        out.append(Violation("metadata.name", f"{md.name!r} is not a DNS-1123 label (lower-case letters, "
-                             "digits and '-', starting and ending with a letter or digit, at most 63)"))
+        out.append(Violation("metadata.name", f"{quoted(md.name)} is not a DNS-1123 label (lower-case "
+                             "letters, digits and '-', starting and ending with a letter or digit, at most 63)"))
     if md.namespace not in policy.namespaces:
-        out.append(Violation("metadata.namespace",
-                             f"unknown namespace {md.namespace!r} (known: {', '.join(sorted(policy.namespaces))})"))
+        out.append(Violation("metadata.namespace", f"unknown namespace {quoted(md.namespace)} "
+                             f"(known: {', '.join(sorted(policy.namespaces))})"))
     for k, v in md.labels.items():
         if len(k) > 253 or not LABEL_KEY.match(k):
-            out.append(Violation(f"metadata.labels[{k}]", "invalid label key"))
+            out.append(Violation(f"metadata.labels[{truncate(k, KEY_CHARS)}]", "invalid label key"))
         if len(v) > 63 or not LABEL_VALUE.match(v):
-            out.append(Violation(f"metadata.labels[{k}]", f"invalid label value {v!r}"))
+            out.append(Violation(f"metadata.labels[{truncate(k, KEY_CHARS)}]", f"invalid label value {quoted(v)}"))
 
 
-def _p4info(data: bytes, path: str, out: list[Violation]) -> P4InfoIndex | None:
+@functools.lru_cache(maxsize=8)
+def _index(data: bytes, max_depth: int, max_bitwidth: int
+           ) -> tuple[P4InfoIndex | None, tuple[tuple[str, str], ...]]:
+    """The parsed P4Info and its problems as (path relative to the P4Info, description); no index
+    when it does not parse (its one problem has the path ""). Cached: a deployment's review parses
+    its pipeline's P4Info again."""
+    try:
+        info = parse_p4info(data, max_depth)
+    except (DecodeError, ParseError, UnicodeDecodeError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else truncate(str(e), 200)
+        return None, (("", f"does not parse as a P4Info: {why}"),)
+    index = P4InfoIndex(info)
+    problems = []
+    if not info.tables and not info.actions:
+        problems.append(("", "P4Info declares no tables and no actions"))
+    return index, tuple(problems + index.problems() + index.bound_problems(max_bitwidth))
+
+
+def _p4info(data: bytes, path: str, policy: Policy, out: list[Violation]) -> P4InfoIndex | None:
     if not data:
         out.append(Violation(path, "required: the P4Info of the program"))
         return None
-    try:
-        info = parse_p4info(data)
-    except (DecodeError, ParseError, UnicodeDecodeError) as e:
-        out.append(Violation(path, f"does not parse as a P4Info: {e}"))
+    if len(data) > policy.max_p4info_bytes:
+        out.append(Violation(path, f"{len(data)} bytes exceeds the limit of {policy.max_p4info_bytes}"))
         return None
-    index = P4InfoIndex(info)
-    if not info.tables and not info.actions:
-        out.append(Violation(path, "P4Info declares no tables and no actions"))
-    for field, problem in index.problems():
-        out.append(Violation(f"{path}.{field}", problem))
+    index, problems = _index(data, policy.max_p4info_depth, policy.max_bitwidth)
+    for field, problem in problems:
+        out.append(Violation(f"{path}.{field}" if field else path, problem))
     return index
 
 
@@ -77,15 +102,19 @@ def review_pipeline(p: kr.Pipeline, policy: Policy) -> tuple[kr.Pipeline, list[V
                              "(P4Info + device config) is required"))
     elif which == "artifacts":
         a = p.spec.artifacts
-        index = _p4info(a.p4info, "spec.artifacts.p4info", out)
+        index = _p4info(a.p4info, "spec.artifacts.p4info", policy, out)
         if not a.device_config:
             out.append(Violation("spec.artifacts.device_config", "required and must not be empty"))
         elif len(a.device_config) > policy.max_device_config_bytes:
             out.append(Violation("spec.artifacts.device_config",
                                  f"{len(a.device_config)} bytes exceeds the limit of "
                                  f"{policy.max_device_config_bytes}"))
-        if index is not None and not p.spec.arch and index.info.pkg_info.arch:
-            p.spec.arch = index.info.pkg_info.arch
+        declared = index.info.pkg_info.arch if index is not None else ""
+        if declared and not p.spec.arch:
+            p.spec.arch = declared
+        elif declared and p.spec.arch != declared:
+            out.append(Violation("spec.arch", f"{quoted(p.spec.arch)} differs from the P4Info's "
+                                 f"pkg_info.arch {quoted(declared)}"))
     else:
         s = p.spec.source
         if not s.program.strip():
@@ -94,7 +123,7 @@ def review_pipeline(p: kr.Pipeline, policy: Policy) -> tuple[kr.Pipeline, list[V
             s.backend = "p4c"
         if s.backend not in KNOWN_BACKENDS:
             out.append(Violation("spec.source.backend",
-                                 f"unknown backend {s.backend!r} (known: {', '.join(sorted(KNOWN_BACKENDS))})"))
+                                 f"unknown backend {quoted(s.backend)} (known: {', '.join(sorted(KNOWN_BACKENDS))})"))
         p.spec.arch = p.spec.arch or s.arch
         p.spec.target = p.spec.target or s.target
     if not p.spec.target:
@@ -102,25 +131,25 @@ def review_pipeline(p: kr.Pipeline, policy: Policy) -> tuple[kr.Pipeline, list[V
     if not p.spec.arch:
         out.append(Violation("spec.arch", "required (or give it in the P4Info pkg_info / source)"))
     elif p.spec.arch not in KNOWN_ARCHS:
-        out.append(Violation("spec.arch", f"unknown arch {p.spec.arch!r} (known: {', '.join(sorted(KNOWN_ARCHS))})"))
+        out.append(Violation("spec.arch", f"unknown arch {quoted(p.spec.arch)} (known: {', '.join(sorted(KNOWN_ARCHS))})"))
     if p.spec.target not in KNOWN_TARGETS:
         out.append(Violation("spec.target",
-                             f"unknown target {p.spec.target!r} (known: {', '.join(sorted(KNOWN_TARGETS))})"))
+                             f"unknown target {quoted(p.spec.target)} (known: {', '.join(sorted(KNOWN_TARGETS))})"))
     return p, out
 
 
 def _selector(sel: kr.LabelSelector, out: list[Violation]) -> None:
     for k, v in sel.match_labels.items():
         if not LABEL_KEY.match(k):
-            out.append(Violation(f"spec.selector.match_labels[{k}]", "invalid label key"))
+            out.append(Violation(f"spec.selector.match_labels[{truncate(k, KEY_CHARS)}]", "invalid label key"))
         if not LABEL_VALUE.match(v):
-            out.append(Violation(f"spec.selector.match_labels[{k}]", f"invalid label value {v!r}"))
+            out.append(Violation(f"spec.selector.match_labels[{truncate(k, KEY_CHARS)}]", f"invalid label value {quoted(v)}"))
     for i, e in enumerate(sel.match_expressions):
         path = f"spec.selector.match_expressions[{i}]"
         if not LABEL_KEY.match(e.key):
-            out.append(Violation(f"{path}.key", f"invalid label key {e.key!r}"))
+            out.append(Violation(f"{path}.key", f"invalid label key {quoted(e.key)}"))
         if e.operator not in SELECTOR_OPERATORS:
-            out.append(Violation(f"{path}.operator", f"unknown operator {e.operator!r} "
+            out.append(Violation(f"{path}.operator", f"unknown operator {quoted(e.operator)} "
                                  f"(one of {', '.join(sorted(SELECTOR_OPERATORS))})"))
         elif e.operator in ("In", "NotIn") and not e.values:
             out.append(Violation(f"{path}.values", f"{e.operator} needs at least one value"))
@@ -128,7 +157,7 @@ def _selector(sel: kr.LabelSelector, out: list[Violation]) -> None:
             out.append(Violation(f"{path}.values", f"{e.operator} takes no values"))
         for j, v in enumerate(e.values):
             if not LABEL_VALUE.match(v):
-                out.append(Violation(f"{path}.values[{j}]", f"invalid label value {v!r}"))
+                out.append(Violation(f"{path}.values[{j}]", f"invalid label value {quoted(v)}"))
 
 
 def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Policy
@@ -147,7 +176,7 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
     if s.strategy.max_unavailable < 0:
         out.append(Violation("spec.strategy.max_unavailable", "must be 0 (meaning 1) or more"))
     if s.strategy.type not in STRATEGIES:
-        out.append(Violation("spec.strategy.type", f"unknown strategy {s.strategy.type!r} "
+        out.append(Violation("spec.strategy.type", f"unknown strategy {quoted(s.strategy.type)} "
                              f"(one of {', '.join(sorted(STRATEGIES))})"))
     _selector(s.selector, out)
     index = None
@@ -155,37 +184,63 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
         out.append(Violation("spec.pipeline", "required: the name of a Pipeline in the same namespace"))
     elif pipeline is None:
         out.append(Violation("spec.pipeline",
-                             f"pipeline {s.pipeline!r} not found in namespace {d.metadata.namespace!r}"))
+                             f"pipeline {quoted(s.pipeline)} not found in namespace {quoted(d.metadata.namespace)}"))
     else:
         s.target = s.target or pipeline.spec.target
         s.arch = s.arch or pipeline.spec.arch
         if s.target != pipeline.spec.target:
-            out.append(Violation("spec.target", f"{s.target!r} differs from the pipeline's target "
-                                 f"{pipeline.spec.target!r}"))
+            out.append(Violation("spec.target", f"{quoted(s.target)} differs from the pipeline's target "
+                                 f"{quoted(pipeline.spec.target)}"))
         if s.arch != pipeline.spec.arch:
-            out.append(Violation("spec.arch", f"{s.arch!r} differs from the pipeline's arch {pipeline.spec.arch!r}"))
+            out.append(Violation("spec.arch", f"{quoted(s.arch)} differs from the pipeline's arch {quoted(pipeline.spec.arch)}"))
         if pipeline.spec.artifacts.p4info:
-            try:
-                index = P4InfoIndex(parse_p4info(pipeline.spec.artifacts.p4info))
-            except (DecodeError, ParseError, UnicodeDecodeError):
-                out.append(Violation("spec.pipeline", f"pipeline {s.pipeline!r} has an unreadable P4Info"))
+            index = _pipeline_index(pipeline, policy, out)
         # a pipeline given as source has no P4Info until a node compiles it: its entries are
         # checked by the node agent after the compile, and a bad one fails the placement with its path
     if s.target and s.target not in KNOWN_TARGETS:
-        out.append(Violation("spec.target", f"unknown target {s.target!r}"))
+        out.append(Violation("spec.target", f"unknown target {quoted(s.target)}"))
     if s.arch and s.arch not in KNOWN_ARCHS:
-        out.append(Violation("spec.arch", f"unknown arch {s.arch!r}"))
+        out.append(Violation("spec.arch", f"unknown arch {quoted(s.arch)}"))
     size = d.ByteSize()
     if size > policy.max_object_bytes:
         out.append(Violation("spec.table_entries", f"the deployment is {size} bytes; at most "
                              f"{policy.max_object_bytes} (one etcd value): split the entries across deployments"))
     if index is not None:
-        for i, entry in enumerate(s.table_entries):
-            try:
-                to_p4_entry(entry, index)
-            except EntryError as e:
-                out.append(Violation(f"spec.table_entries[{i}].{e.field}", e.description))
+        _entries(s.table_entries, index, policy, out)
     return d, out
+
+
+def _pipeline_index(pipeline: kr.Pipeline, policy: Policy, out: list[Violation]) -> P4InfoIndex | None:
+    """The referenced pipeline's P4Info, if it is within today's bounds (it may predate them)."""
+    name, data = quoted(pipeline.metadata.name), pipeline.spec.artifacts.p4info
+    if len(data) > policy.max_p4info_bytes:
+        out.append(Violation("spec.pipeline", f"pipeline {name} has a P4Info of {len(data)} bytes; "
+                             f"at most {policy.max_p4info_bytes}"))
+        return None
+    index, problems = _index(data, policy.max_p4info_depth, policy.max_bitwidth)
+    if index is None:
+        out.append(Violation("spec.pipeline", f"pipeline {name} has an unreadable P4Info"))
+        return None
+    if problems:
+        field, problem = problems[0]
+        out.append(Violation("spec.pipeline", f"pipeline {name} has a P4Info its entries cannot be checked "
+                             f"against ({len(problems)} problem(s)): {field}: {problem}"))
+        return None
+    return index
+
+
+def _entries(entries, index: P4InfoIndex, policy: Policy, out: list[Violation]) -> None:
+    """Convert every entry (each costs at most a few values of max_bitwidth bits), within the budget."""
+    deadline = time.monotonic() + policy.max_review_seconds
+    for i, entry in enumerate(entries):
+        if time.monotonic() >= deadline:
+            out.append(Violation("spec.table_entries", f"review stopped after {policy.max_review_seconds} s "
+                                 f"at entry {i} of {len(entries)}: split the entries across deployments"))
+            return
+        try:
+            to_p4_entry(entry, index)
+        except EntryError as e:
+            out.append(Violation(f"spec.table_entries[{i}].{e.field}", e.description))
 
 
 def _copy(m):
