@@ -18,6 +18,8 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
+from kubep4.serving import bind
+
 
 @dataclass
 class Span:
@@ -93,10 +95,11 @@ class OTLPReceiver:
             return [s for spans in self.spans_by_trace.values() for s in spans]
 
     async def start(self, listen: str = "127.0.0.1:0") -> "OTLPReceiver":
-        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20),
+                                               ("grpc.so_reuseport", 0)])
         tgrpc.add_TraceServiceServicer_to_server(_Traces(self), self.server)
         mgrpc.add_MetricsServiceServicer_to_server(_Metrics(self), self.server)
-        self.port = self.server.add_insecure_port(listen)
+        self.port = bind(self.server, listen)
         await self.server.start()
         return self
 

@@ -3,7 +3,7 @@
 Each device gets its own gRPC server on its own port, serving ``p4.v1.P4Runtime``
 and ``grpc.health.v1.Health``.  All device state mutations happen on the event
 loop thread inside synchronous :class:`~kubep4.reftarget.device.Device` methods,
-so no locking is needed.
+so no locking is needed.  The port is exclusive (no SO_REUSEPORT).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 
 from kubep4.p4 import p4r, p4r_grpc
 from kubep4.reftarget.device import Device, Notification, P4RuntimeError, Session, update_error
+from kubep4.serving import ListenError, bind
 
 __all__ = ["P4RuntimeServicer", "ReferenceTarget", "serve", "P4RUNTIME_API_VERSION", "MAX_MESSAGE_BYTES"]
 
@@ -236,11 +237,10 @@ async def serve(devices: list[tuple[int, str, int]]) -> ReferenceTarget:
             await hs.set("", health_pb2.HealthCheckResponse.SERVING)
             await hs.set("p4.v1.P4Runtime", health_pb2.HealthCheckResponse.SERVING)
             try:
-                bound = server.add_insecure_port(_join(host, port))
-            except RuntimeError as e:
-                raise OSError(f"device {device_id}: cannot listen on {_join(host, port)}: {e}") from None
-            if not bound:
-                raise OSError(f"device {device_id}: cannot listen on {_join(host, port)}")
+                bound = bind(server, _join(host, port))
+            except ListenError as e:
+                await server.stop(None)
+                raise ListenError(f"device {device_id}: {e}") from None
             await server.start()
             target.devices[device_id] = device
             target.ports[device_id] = bound
