@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import grpc
+from google.protobuf import descriptor as pb_descriptor
+from google.protobuf import message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -55,6 +59,98 @@ def bind(server: grpc.aio.Server, listen: str) -> int:
     if not port:
         raise ListenError(f"cannot listen on {listen}: {_bind_problem(listen)}")
     return port
+
+
+class UndecodableRequest(ValueError):
+    """A request whose bytes do not parse as the method's request message (a client error)."""
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    message: str
+
+
+def _deserializer(cls) -> Callable[[bytes], object]:
+    name = cls.DESCRIPTOR.full_name
+
+    def deserialize(data: bytes):
+        try:
+            return cls.FromString(data)
+        except Exception:  # noqa: BLE001 - DecodeError, or whatever the parser raises on hostile bytes
+            return _Undecodable(f"undecodable request: {len(data)} bytes that are not a {name} message")
+    return deserialize
+
+
+async def _checked(requests):
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise UndecodableRequest(request.message)
+        yield request
+
+
+def _guarded(method: pb_descriptor.MethodDescriptor, behavior):
+    """``behavior`` answering an undecodable request with INVALID_ARGUMENT (never UNKNOWN + traceback)."""
+    if not method.client_streaming and not method.server_streaming:
+        async def unary_unary(request, context):
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
+        return unary_unary
+    if not method.client_streaming:
+        async def unary_stream(request, context):
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            async for response in behavior(request, context):
+                yield response
+        return unary_stream
+
+    async def abort_undecodable(context, e: UndecodableRequest):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+    if not method.server_streaming:
+        async def stream_unary(requests, context):
+            try:
+                return await behavior(_checked(requests), context)
+            except UndecodableRequest as e:
+                await abort_undecodable(context, e)
+        return stream_unary
+
+    async def stream_stream(requests, context):
+        try:
+            async for response in behavior(_checked(requests), context):
+                yield response
+        except UndecodableRequest as e:
+            await abort_undecodable(context, e)
+    return stream_stream
+
+
+_HANDLER_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_servicer(server: grpc.aio.Server, servicer, service: pb_descriptor.ServiceDescriptor) -> None:
+    """Serve ``service`` with ``servicer`` (like the generated ``add_XServicer_to_server``), except that
+    undecodable request bytes get INVALID_ARGUMENT instead of grpc.aio's UNKNOWN and logged traceback.
+
+    A streaming servicer that reads requests outside the handler's own task sees
+    :class:`UndecodableRequest` raised by its request iterator and must answer it itself.
+    """
+    handlers = {}
+    for method in service.methods:
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        response_cls = message_factory.GetMessageClass(method.output_type)
+        factory = _HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(_guarded(method, getattr(servicer, method.name)),
+                                        request_deserializer=_deserializer(request_cls),
+                                        response_serializer=response_cls.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    if hasattr(server, "add_registered_method_handlers"):
+        server.add_registered_method_handlers(service.full_name, handlers)
 
 
 async def start_server(listen: str, register: Callable[[grpc.aio.Server], None], service_names: list[str],

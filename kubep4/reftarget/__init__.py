@@ -2,7 +2,9 @@
 
 Used by KubeP4's local stack and tests in place of BMv2 ``simple_switch_grpc``.
 It keeps the pipeline, table entries and arbitration state of each device in
-memory (a restart is a switch reboot) and forwards no packets.
+memory (a restart is a switch reboot) and forwards no packets.  Its bounds (table
+size 0 holds 1024 entries, 65,536 entries per device, 10,000 updates per Write)
+and its answers to hostile input are described in ``device.py`` and ``server.py``.
 """
 from kubep4.reftarget.device import Device, DeviceStats, P4RuntimeError
 from kubep4.reftarget.server import P4RuntimeServicer, ReferenceTarget, serve

@@ -10,6 +10,22 @@ when the request is refused, and leaves the state untouched in that case.  The
 gRPC layer (``server.py``) turns those errors into call statuses and delivers
 the arbitration updates returned by :meth:`Device.arbitrate` /
 :meth:`Device.close_session` onto the right streams.
+
+Bounds (attributes of each :class:`Device`, defaults from these constants):
+
+* a table holds at most its P4Info ``size`` entries; a table of size 0 (the
+  compiler gave none) holds :data:`DEFAULT_TABLE_SIZE` (1024), and all tables of
+  a device together at most :data:`MAX_DEVICE_ENTRIES` (65,536).  An INSERT
+  past either bound is refused with RESOURCE_EXHAUSTED (spec §12.3: "Table is
+  full"), other updates of the batch proceeding as the atomicity says;
+* a Write carries at most :data:`MAX_BATCH` (10,000) updates and a Read at most
+  :data:`MAX_BATCH` entities: a larger request is refused as a whole with
+  RESOURCE_EXHAUSTED before any update is tried (spec §12.3, an RPC-wide error
+  has no per-update details);
+* enum values the P4Runtime protos do not define (``Update.type``,
+  ``WriteRequest.atomicity``, ``SetForwardingPipelineConfigRequest.action``,
+  ``GetForwardingPipelineConfigRequest.response_type``, P4Info match types and
+  action scopes) are INVALID_ARGUMENT, as are negative table sizes.
 """
 from __future__ import annotations
 
@@ -22,7 +38,7 @@ from google.rpc import code_pb2, status_pb2
 from kubep4.p4 import MatchKind, P4InfoIndex, p4i, p4r
 
 __all__ = ["P4RuntimeError", "Session", "Device", "DeviceStats", "Pipeline", "election_id_of",
-           "uint128", "update_error"]
+           "uint128", "update_error", "DEFAULT_TABLE_SIZE", "MAX_DEVICE_ENTRIES", "MAX_BATCH"]
 
 Code = code_pb2
 SetAction = p4r.SetForwardingPipelineConfigRequest.Action
@@ -30,6 +46,10 @@ ResponseType = p4r.GetForwardingPipelineConfigRequest.ResponseType
 UpdateType = p4r.Update.Type
 Atomicity = p4r.WriteRequest.Atomicity
 Scope = p4i.ActionRef.Scope
+
+DEFAULT_TABLE_SIZE = 1024      # entries of a table whose P4Info size is 0
+MAX_DEVICE_ENTRIES = 65_536    # entries of all tables of a device together
+MAX_BATCH = 10_000             # updates of a Write, entities of a Read
 
 # Match kinds whose presence requires a priority (P4Runtime spec §9.1).
 _PRIORITY_KINDS = (MatchKind.TERNARY, MatchKind.RANGE, MatchKind.OPTIONAL)
@@ -47,6 +67,11 @@ class P4RuntimeError(Exception):
 
     def __repr__(self) -> str:
         return f"P4RuntimeError({code_pb2.Code.Name(self.code)}, {self.message!r})"
+
+
+def _q(name: str, limit: int = 80) -> str:
+    """A P4Info name as quoted in a message: a hostile 100k-character name becomes its two ends."""
+    return name if len(name) <= limit else f"{name[:limit // 2]}...{name[-(limit // 4):]}"
 
 
 def _fail(code: int, message: str) -> P4RuntimeError:
@@ -123,6 +148,7 @@ class _TableInfo:
     fields: dict[int, p4i.MatchField]
     action_scopes: dict[int, int]   # action id -> ActionRef.Scope
     needs_priority: bool
+    size: int                       # entries it holds at most
 
     @property
     def id(self) -> int:
@@ -130,13 +156,15 @@ class _TableInfo:
 
     @property
     def name(self) -> str:
-        return self.info.preamble.name
+        """The table's name, shortened for messages."""
+        return _q(self.info.preamble.name)
 
 
 class Pipeline:
     """A committed forwarding pipeline with the lookups the table store needs."""
 
-    def __init__(self, config: p4r.ForwardingPipelineConfig, index: P4InfoIndex):
+    def __init__(self, config: p4r.ForwardingPipelineConfig, index: P4InfoIndex,
+                 default_table_size: int = DEFAULT_TABLE_SIZE):
         self.config = config
         self.index = index
         self.tables: dict[int, _TableInfo] = {}
@@ -146,6 +174,7 @@ class Pipeline:
                 fields={m.id: m for m in t.match_fields},
                 action_scopes={r.id: r.scope for r in t.action_refs},
                 needs_priority=any(m.match_type in _PRIORITY_KINDS for m in t.match_fields),
+                size=t.size or default_table_size,
             )
         self.action_params: dict[int, dict[int, p4i.Action.Param]] = {
             a.preamble.id: {p.id: p for p in a.params} for a in config.p4info.actions
@@ -165,17 +194,24 @@ def validate_config(config: p4r.ForwardingPipelineConfig) -> P4InfoIndex:
     for i, t in enumerate(config.p4info.tables):
         for j, m in enumerate(t.match_fields):
             if m.match_type not in _KIND_NAMES and not m.other_match_type:
+                what = "has no match type" if m.match_type == MatchKind.UNSPECIFIED else \
+                    f"has an unknown match type {m.match_type}"
                 problems.append((f"tables[{i}].match_fields[{j}].match_type",
-                                 f"match field {m.name} of {t.preamble.name} has no match type"))
+                                 f"match field {_q(m.name)} of {_q(t.preamble.name)} {what}"))
             if m.id == 0:
-                problems.append((f"tables[{i}].match_fields[{j}].id", f"match field {m.name} has no id"))
+                problems.append((f"tables[{i}].match_fields[{j}].id", f"match field {_q(m.name)} has no id"))
         scopes = [r.id for r in t.action_refs]
         if len(scopes) != len(set(scopes)):
-            problems.append((f"tables[{i}].action_refs", f"duplicate action refs in {t.preamble.name}"))
+            problems.append((f"tables[{i}].action_refs", f"duplicate action refs in {_q(t.preamble.name)}"))
+        for j, r in enumerate(t.action_refs):
+            if r.scope not in Scope.values():
+                problems.append((f"tables[{i}].action_refs[{j}].scope", f"unknown action scope {r.scope}"))
+        if t.size < 0:
+            problems.append((f"tables[{i}].size", f"negative size {t.size}"))
     for i, a in enumerate(config.p4info.actions):
         pids = [p.id for p in a.params]
         if len(pids) != len(set(pids)) or 0 in pids:
-            problems.append((f"actions[{i}].params", f"bad or duplicate param ids in {a.preamble.name}"))
+            problems.append((f"actions[{i}].params", f"bad or duplicate param ids in {_q(a.preamble.name)}"))
     if problems:
         shown = "; ".join(f"{path}: {desc}" for path, desc in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
@@ -214,19 +250,19 @@ def _match_key(table: _TableInfo, matches: Iterable[p4r.FieldMatch], what: str =
             raise _fail(Code.INVALID_ARGUMENT,
                         f"{path}: table {table.name} has no match field id {fm.field_id}")
         if fm.field_id in seen:
-            raise _fail(Code.INVALID_ARGUMENT, f"{path}: match field {mf.name} given twice")
+            raise _fail(Code.INVALID_ARGUMENT, f"{path}: match field {_q(mf.name)} given twice")
         seen.add(fm.field_id)
         kind = fm.WhichOneof("field_match_type")
         expected = _KIND_NAMES.get(mf.match_type)
         if kind is None:
-            raise _fail(Code.INVALID_ARGUMENT, f"{path}: no match value for field {mf.name}")
+            raise _fail(Code.INVALID_ARGUMENT, f"{path}: no match value for field {_q(mf.name)}")
         if kind == "other" or expected is None:
-            raise _fail(Code.UNIMPLEMENTED, f"{path}: match kind of field {mf.name} is not supported")
+            raise _fail(Code.UNIMPLEMENTED, f"{path}: match kind of field {_q(mf.name)} is not supported")
         if kind != expected:
             raise _fail(Code.INVALID_ARGUMENT,
-                        f"{path}: field {mf.name} is matched by {expected}, not {kind}")
+                        f"{path}: field {_q(mf.name)} is matched by {expected}, not {kind}")
         w = mf.bitwidth
-        fp = f"{path} ({mf.name})"
+        fp = f"{path} ({_q(mf.name)})"
         if kind == "exact":
             _check_bytes(fm.exact.value, w, f"{fp}.exact.value")
             values: tuple[bytes, ...] = (fm.exact.value,)
@@ -238,7 +274,8 @@ def _match_key(table: _TableInfo, matches: Iterable[p4r.FieldMatch], what: str =
             if plen > w:
                 raise _fail(Code.INVALID_ARGUMENT, f"{fp}.lpm.prefix_len: {plen} exceeds bitwidth {w}")
             v = _check_bytes(fm.lpm.value, w, f"{fp}.lpm.value")
-            if v & ((1 << (w - plen)) - 1):
+            # the low (w - plen) bits must be 0: v's trailing zeros, without building a w-bit mask
+            if v and ((v & -v).bit_length() - 1) < w - plen:
                 raise _fail(Code.INVALID_ARGUMENT,
                             f"{fp}.lpm.value: bits are set beyond the /{plen} prefix")
             values = (fm.lpm.value, plen.to_bytes(4, "big"))
@@ -256,7 +293,7 @@ def _match_key(table: _TableInfo, matches: Iterable[p4r.FieldMatch], what: str =
             hi = _check_bytes(fm.range.high, w, f"{fp}.range.high")
             if lo > hi:
                 raise _fail(Code.INVALID_ARGUMENT, f"{fp}.range: low is greater than high")
-            if w and lo == 0 and hi == (1 << w) - 1:
+            if w and lo == 0 and hi.bit_length() == w and not (hi & (hi + 1)):  # hi is w one-bits
                 raise _fail(Code.INVALID_ARGUMENT,
                             f"{fp}.range: a don't-care range (full range) must be omitted")
             values = (fm.range.low, fm.range.high)
@@ -267,7 +304,7 @@ def _match_key(table: _TableInfo, matches: Iterable[p4r.FieldMatch], what: str =
     for mf in table.fields.values():
         if mf.match_type == MatchKind.EXACT and mf.id not in seen:
             raise _fail(Code.INVALID_ARGUMENT,
-                        f"{what}: exact match field {mf.name} of table {table.name} is mandatory")
+                        f"{what}: exact match field {_q(mf.name)} of table {table.name} is mandatory")
     out.sort()
     return tuple(out)
 
@@ -295,8 +332,12 @@ class _RoleState:
 class Device:
     """One P4Runtime device: pipeline, saved config, tables and arbitration."""
 
-    def __init__(self, device_id: int):
+    def __init__(self, device_id: int, default_table_size: int = DEFAULT_TABLE_SIZE,
+                 max_entries: int = MAX_DEVICE_ENTRIES, max_batch: int = MAX_BATCH):
         self.device_id = device_id
+        self.default_table_size = default_table_size
+        self.max_entries = max_entries
+        self.max_batch = max_batch
         self.pipeline: Pipeline | None = None
         self.saved: tuple[p4r.ForwardingPipelineConfig, P4InfoIndex] | None = None
         # table id -> entry key -> the TableEntry exactly as written
@@ -415,7 +456,7 @@ class Device:
             self._commit(saved_config, index)
         elif action == SetAction.RECONCILE_AND_COMMIT:
             index = validate_config(config)
-            new = Pipeline(_copy(config), index)
+            new = Pipeline(_copy(config), index, self.default_table_size)
             kept_entries, kept_defaults = self._reconcile(new)
             self.pipeline = new
             self.entries = kept_entries
@@ -427,7 +468,7 @@ class Device:
             raise _fail(Code.INVALID_ARGUMENT, f"unsupported SetForwardingPipelineConfig action {action}")
 
     def _commit(self, config: p4r.ForwardingPipelineConfig, index: P4InfoIndex) -> None:
-        self.pipeline = Pipeline(config, index)
+        self.pipeline = Pipeline(config, index, self.default_table_size)
         self.entries = {}
         self.defaults = {}
         self.saved = None
@@ -503,16 +544,19 @@ class Device:
         """
         pipeline = self._require_pipeline()
         updates = list(updates)
+        self._check_batch(len(updates), "Write", "updates")
         self.stats.write_requests += 1
         if atomicity == Atomicity.CONTINUE_ON_ERROR:
-            results = [self._try_update(pipeline, u, self.entries, self.defaults) for u in updates]
+            tally = [self.entry_count()]
+            results = [self._try_update(pipeline, u, self.entries, self.defaults, tally) for u in updates]
             self._count(updates, results)
             return results
         if atomicity not in (Atomicity.ROLLBACK_ON_ERROR, Atomicity.DATAPLANE_ATOMIC):
             raise _fail(Code.INVALID_ARGUMENT, f"unknown atomicity {atomicity}")
         entries = {tid: dict(es) for tid, es in self.entries.items()}
         defaults = dict(self.defaults)
-        results = [self._try_update(pipeline, u, entries, defaults) for u in updates]
+        tally = [self.entry_count()]
+        results = [self._try_update(pipeline, u, entries, defaults, tally) for u in updates]
         if any(r is not None for r in results):
             aborted = _fail(Code.ABORTED, "not applied: another update of the batch failed")
             results = [r if r is not None else aborted for r in results]
@@ -537,23 +581,25 @@ class Device:
 
     def _try_update(self, pipeline: Pipeline, update: p4r.Update,
                     entries: dict[int, dict[EntryKey, p4r.TableEntry]],
-                    defaults: dict[int, p4r.TableEntry]) -> P4RuntimeError | None:
+                    defaults: dict[int, p4r.TableEntry], tally: list[int]) -> P4RuntimeError | None:
         try:
-            self._apply_update(pipeline, update, entries, defaults)
+            self._apply_update(pipeline, update, entries, defaults, tally)
         except P4RuntimeError as e:
             return e
         return None
 
     def _apply_update(self, pipeline: Pipeline, update: p4r.Update,
                       entries: dict[int, dict[EntryKey, p4r.TableEntry]],
-                      defaults: dict[int, p4r.TableEntry]) -> None:
+                      defaults: dict[int, p4r.TableEntry], tally: list[int]) -> None:
+        """Apply one update to ``entries`` / ``defaults``; ``tally[0]`` counts the entries of all tables."""
         which = update.entity.WhichOneof("entity")
         if which is None:
             raise _fail(Code.INVALID_ARGUMENT, "update has no entity")
         if which != "table_entry":
             raise _fail(Code.UNIMPLEMENTED, f"writing {which} entities is not supported")
         if update.type not in (UpdateType.INSERT, UpdateType.MODIFY, UpdateType.DELETE):
-            raise _fail(Code.INVALID_ARGUMENT, "update type is UNSPECIFIED")
+            what = "UNSPECIFIED" if update.type == UpdateType.UNSPECIFIED else f"unknown ({update.type})"
+            raise _fail(Code.INVALID_ARGUMENT, f"update type is {what}")
         entry = update.entity.table_entry
         if entry.table_id == 0:
             raise _fail(Code.INVALID_ARGUMENT, "table_id 0 is not a table (wildcards are for reads)")
@@ -570,6 +616,7 @@ class Device:
             if key not in store:
                 raise _fail(Code.NOT_FOUND, f"no such entry in table {table.name}")
             del store[key]
+            tally[0] -= 1
             if not store:
                 del entries[table.id]
             return
@@ -578,9 +625,13 @@ class Device:
             if key in store:
                 raise _fail(Code.ALREADY_EXISTS, f"an entry with this match and priority already exists "
                                                  f"in table {table.name}")
-            size = table.info.size
-            if size and len(store) >= size:
-                raise _fail(Code.RESOURCE_EXHAUSTED, f"table {table.name} is full ({size} entries)")
+            if len(store) >= table.size:
+                bound = f"{table.size} entries" + ("" if table.info.size else ", the default bound of size 0")
+                raise _fail(Code.RESOURCE_EXHAUSTED, f"table {table.name} is full ({bound})")
+            if tally[0] >= self.max_entries:
+                raise _fail(Code.RESOURCE_EXHAUSTED, f"the device is full ({self.max_entries} entries "
+                                                     "in all tables)")
+            tally[0] += 1
         elif key not in store:
             raise _fail(Code.NOT_FOUND, f"no such entry in table {table.name}")
         entries.setdefault(table.id, store)[key] = _copy(entry)
@@ -624,9 +675,9 @@ class Device:
                 raise _fail(Code.INVALID_ARGUMENT, f"action.params[{i}]: action id {action.action_id} "
                                                    f"has no param id {prm.param_id}")
             if prm.param_id in given:
-                raise _fail(Code.INVALID_ARGUMENT, f"action.params[{i}]: param {spec.name} given twice")
+                raise _fail(Code.INVALID_ARGUMENT, f"action.params[{i}]: param {_q(spec.name)} given twice")
             given.add(prm.param_id)
-            _check_bytes(prm.value, spec.bitwidth, f"action.params[{i}] ({spec.name})")
+            _check_bytes(prm.value, spec.bitwidth, f"action.params[{i}] ({_q(spec.name)})")
         missing = [p.name for pid, p in params.items() if pid not in given]
         if missing:
             raise _fail(Code.INVALID_ARGUMENT, f"action id {action.action_id} is missing params "
@@ -637,6 +688,8 @@ class Device:
     def read(self, entities: Iterable[p4r.Entity]) -> Iterator[p4r.Entity]:
         """Resolve a Read request. Validation happens before the first entity is yielded."""
         pipeline = self._require_pipeline()
+        entities = list(entities)
+        self._check_batch(len(entities), "Read", "entities")
         plans = [self._plan_read(pipeline, e) for e in entities]
         return itertools.chain.from_iterable(plans)
 
@@ -683,6 +736,11 @@ class Device:
             raise _fail(Code.FAILED_PRECONDITION, f"no forwarding pipeline on device {self.device_id} "
                                                   "(SetForwardingPipelineConfig first)")
         return self.pipeline
+
+    def _check_batch(self, size: int, rpc: str, what: str) -> None:
+        if size > self.max_batch:
+            raise _fail(Code.RESOURCE_EXHAUSTED, f"{rpc} carries {size} {what}; this device takes at most "
+                                                 f"{self.max_batch} per request: split the batch")
 
     def entry_count(self) -> int:
         return sum(len(es) for es in self.entries.values())

@@ -3,7 +3,16 @@
 Each device gets its own gRPC server on its own port, serving ``p4.v1.P4Runtime``
 and ``grpc.health.v1.Health``.  All device state mutations happen on the event
 loop thread inside synchronous :class:`~kubep4.reftarget.device.Device` methods,
-so no locking is needed.  The port is exclusive (no SO_REUSEPORT).
+so no locking is needed.
+
+Client input never earns a traceback: request bytes that do not decode get
+INVALID_ARGUMENT (see :func:`kubep4.serving.add_servicer`), refused requests a
+one-line log at INFO, and every status fits the 8 KiB of trailers a default gRPC
+client accepts: messages are cut to :data:`MAX_STATUS_MESSAGE` characters, and
+the per-update ``p4.v1.Error`` details of a failed Write (spec §12.3: one per
+update, in order) are sent only while they fit :data:`MAX_STATUS_DETAILS_BYTES`;
+past that the status carries the count and the first failures in its message.
+The port is exclusive (no SO_REUSEPORT).
 """
 from __future__ import annotations
 
@@ -13,16 +22,16 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterable
 
 import grpc
-from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from kubep4.p4 import p4r, p4r_grpc
 from kubep4.reftarget.device import Device, Notification, P4RuntimeError, Session, update_error
-from kubep4.serving import ListenError, bind
+from kubep4.serving import ListenError, UndecodableRequest, add_servicer, bind
 
-__all__ = ["P4RuntimeServicer", "ReferenceTarget", "serve", "P4RUNTIME_API_VERSION", "MAX_MESSAGE_BYTES"]
+__all__ = ["P4RuntimeServicer", "ReferenceTarget", "serve", "P4RUNTIME_API_VERSION", "MAX_MESSAGE_BYTES",
+           "MAX_STATUS_MESSAGE", "MAX_STATUS_DETAILS_BYTES", "write_status"]
 
 log = logging.getLogger("kubep4.reftarget")
 
@@ -30,6 +39,15 @@ P4RUNTIME_API_VERSION = "1.4.0"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # Entities per ReadResponse message: keeps each message far below the size limit.
 READ_CHUNK = 1000
+# Bytes (UTF-8) of a status message, and of each per-update error message; the rest becomes "...".
+MAX_STATUS_MESSAGE = 1000
+PER_UPDATE_MESSAGE = 200
+# gRPC clients refuse trailers above 8 KiB by default (grpc.max_metadata_size) and report an
+# undeliverable status as RESOURCE_EXHAUSTED: a failed Write's grpc-message (percent-encoded) and
+# grpc-status-details-bin (the serialized google.rpc.Status) stay within this many bytes together.
+MAX_STATUS_DETAILS_BYTES = 7 * 1024
+# Failures quoted in the message when the details do not fit.
+QUOTED_FAILURES = 5
 
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -43,6 +61,55 @@ _GRPC_CODES = {c.value[0]: c for c in grpc.StatusCode}
 def grpc_code(code: int) -> grpc.StatusCode:
     """``google.rpc.Code`` value -> ``grpc.StatusCode``."""
     return _GRPC_CODES.get(code, grpc.StatusCode.UNKNOWN)
+
+
+def _cut(text: str, limit: int = MAX_STATUS_MESSAGE) -> str:
+    """``text`` in at most ``limit`` UTF-8 bytes."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:limit - 3].decode(errors="ignore") + "..."
+
+
+def _grpc_message_bytes(text: str) -> int:
+    """Length of ``text`` as the percent-encoded grpc-message trailer."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in text.encode())
+
+
+def _action_name(action: int) -> str:
+    """The name of a SetForwardingPipelineConfig action, also for values the enum does not know."""
+    try:
+        return p4r.SetForwardingPipelineConfigRequest.Action.Name(action)
+    except ValueError:
+        return f"action {action}"
+
+
+def write_status(results: list[P4RuntimeError | None]) -> status_pb2.Status:
+    """The UNKNOWN status of a Write some of whose updates failed (spec §12.3), always deliverable.
+
+    One ``p4.v1.Error`` per update, in order, messages cut to PER_UPDATE_MESSAGE bytes.  When those
+    details would pass MAX_STATUS_DETAILS_BYTES the status has none; its message then counts the
+    failures and quotes the first QUOTED_FAILURES.
+    """
+    failed = [(i, r) for i, r in enumerate(results) if r is not None]
+    message = f"{len(failed)} of {len(results)} updates failed"
+    status = status_pb2.Status(code=code_pb2.UNKNOWN, message=message)
+    size = status.ByteSize() + _grpc_message_bytes(message)
+    for r in results:
+        detail = status.details.add()
+        short = None if r is None else P4RuntimeError(r.code, _cut(r.message, PER_UPDATE_MESSAGE))
+        detail.Pack(update_error(short))
+        size += detail.ByteSize() + 4  # the field's tag and length
+        if size > MAX_STATUS_DETAILS_BYTES:
+            break
+    else:
+        return status
+    quoted = "; ".join(f"#{i}: {code_pb2.Code.Name(r.code)}: {_cut(r.message, PER_UPDATE_MESSAGE)}"
+                       for i, r in failed[:QUOTED_FAILURES])
+    more = f"; and {len(failed) - QUOTED_FAILURES} more" if len(failed) > QUOTED_FAILURES else ""
+    return status_pb2.Status(code=code_pb2.UNKNOWN, message=_cut(
+        f"{message} (per-update details omitted: {len(results)} p4.v1.Error would not fit in the "
+        f"status trailers): {quoted}{more}"))
 
 
 @dataclass
@@ -82,7 +149,7 @@ class P4RuntimeServicer(p4r_grpc.P4RuntimeServicer):
 
     @staticmethod
     async def _abort(context: grpc.aio.ServicerContext, err: P4RuntimeError) -> None:
-        await context.abort(grpc_code(err.code), err.message)
+        await context.abort(grpc_code(err.code), _cut(err.message))
 
     # ----------------------------------------------------------------- RPCs
 
@@ -96,10 +163,10 @@ class P4RuntimeServicer(p4r_grpc.P4RuntimeServicer):
             device.set_pipeline(request.action, request.config)
         except P4RuntimeError as e:
             log.info("device %s: SetForwardingPipelineConfig %s refused: %s", request.device_id,
-                     p4r.SetForwardingPipelineConfigRequest.Action.Name(request.action), e.message)
+                     _action_name(request.action), _cut(e.message))
             await self._abort(context, e)
         log.info("device %s: SetForwardingPipelineConfig %s done", request.device_id,
-                 p4r.SetForwardingPipelineConfigRequest.Action.Name(request.action))
+                 _action_name(request.action))
         return p4r.SetForwardingPipelineConfigResponse()
 
     async def GetForwardingPipelineConfig(self, request: p4r.GetForwardingPipelineConfigRequest, context):
@@ -116,16 +183,8 @@ class P4RuntimeServicer(p4r_grpc.P4RuntimeServicer):
             results = device.write(request.updates, request.atomicity)
         except P4RuntimeError as e:
             await self._abort(context, e)
-        failed = sum(r is not None for r in results)
-        if failed:
-            details = []
-            for r in results:
-                packed = any_pb2.Any()
-                packed.Pack(update_error(r))
-                details.append(packed)
-            status = status_pb2.Status(code=code_pb2.UNKNOWN,
-                                       message=f"{failed} of {len(results)} updates failed",
-                                       details=details)
+        if any(r is not None for r in results):
+            status = write_status(results)
             log.info("device %s: Write: %s", request.device_id, status.message)
             await context.abort_with_status(rpc_status.to_status(status))
         return p4r.WriteResponse()
@@ -177,6 +236,8 @@ class P4RuntimeServicer(p4r_grpc.P4RuntimeServicer):
                 # packet out, digest acks and others are accepted and ignored: no data plane here
         except P4RuntimeError as e:
             end = _End(e)
+        except UndecodableRequest as e:
+            end = _End(P4RuntimeError(code_pb2.INVALID_ARGUMENT, str(e)))
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the client went away mid-read, or a bug
@@ -231,7 +292,7 @@ async def serve(devices: list[tuple[int, str, int]]) -> ReferenceTarget:
         for device_id, host, port in devices:
             device = Device(device_id)
             server = grpc.aio.server(options=SERVER_OPTIONS)
-            p4r_grpc.add_P4RuntimeServicer_to_server(P4RuntimeServicer([device]), server)
+            add_servicer(server, P4RuntimeServicer([device]), p4r.DESCRIPTOR.services_by_name["P4Runtime"])
             hs = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(hs, server)
             await hs.set("", health_pb2.HealthCheckResponse.SERVING)
