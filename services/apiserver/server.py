@@ -2,18 +2,34 @@
 
 Nothing is written for a rejected request. Store errors map to status codes in
 one table (_CODES); admission violations become INVALID_ARGUMENT with BadRequest.
+A client never sees an internal endpoint, an exception class or a traceback: store
+and admission failures are logged here and answered in words of their own
+(docs/api-errors.md). Names and versions are checked before etcd sees them.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from kubep4 import conditions as cond
 from kubep4 import store as st
 from kubep4.config import GRPC_OPTIONS
-from kubep4.errors import Violation, plain_status, status_with_violations
+from kubep4.errors import (
+    MESSAGE_CHARS,
+    Violation,
+    count,
+    plain_status,
+    quoted,
+    status_with_violations,
+    truncate,
+)
 from kubep4.gen.kubep4.v1 import admission_pb2 as ka
 from kubep4.gen.kubep4.v1 import admission_pb2_grpc as ka_grpc
 from kubep4.gen.kubep4.v1 import api_pb2 as api
@@ -28,6 +44,13 @@ log = logging.getLogger(__name__)
 _tracer = tracer("kubep4.apiserver")
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["KubeP4"].full_name
 P4INFO_CACHE_SIZE = 256
+MAX_NAME = 253       # characters of a name (a DNS-1123 subdomain at most), checked before etcd
+MAX_NAMESPACE = 63   # a DNS-1123 label
+MAX_RESOURCE_VERSION = 2**63 - 2  # an etcd revision is an int64 and a watch starts one past it
+# A watch from a version etcd has not reached waits this long for it, then is answered like
+# kube-apiserver's "Too large resource version" (504 Timeout, cause ResourceVersionTooLarge).
+FUTURE_VERSION_WAIT = 3.0
+FUTURE_VERSION_RETRY = 1  # seconds, the RetryInfo of that answer (kube's Retry-After)
 
 _CODES = {
     st.NotFound: grpc.StatusCode.NOT_FOUND,
@@ -47,27 +70,89 @@ class _Rejected(Exception):
         self.code, self.message, self.violations = code, message, violations or []
 
 
+class _TooLargeVersion(Exception):
+    def __init__(self, requested: int, current: int):
+        super().__init__(f"Too large resource version: {requested}, current: {current}")
+
+
+def _store_message(exc: st.StoreError) -> str:
+    """What a client is told of a store error: the store's own words for outcomes about objects,
+    words of our own for etcd's (whose text names its endpoint and gRPC internals)."""
+    if isinstance(exc, st.Unavailable):
+        return "storage is unavailable; retry later"
+    if isinstance(exc, st.TooLarge):
+        if "space" in str(exc).lower():  # etcd's "mvcc: database space exceeded" (NOSPACE alarm)
+            return "storage is out of space (etcd quota exhausted): an operator must compact and defragment it"
+        return "the request is too large for storage"
+    if isinstance(exc, st.Rejected):
+        return "storage refused the request"
+    if isinstance(exc, st.Compacted):
+        return (f"too old resource version: oldest available is {exc.compact_revision}; "
+                "list again and watch from its resource_version")
+    return str(exc)
+
+
 async def _abort(context, exc: Exception):
     if isinstance(exc, _Rejected):
         if exc.violations:
             await context.abort_with_status(status_with_violations(exc.code, exc.message, exc.violations))
         await context.abort_with_status(plain_status(exc.code, exc.message))
+    if isinstance(exc, _TooLargeVersion):
+        await context.abort_with_status(_too_large_version(str(exc)))
     code = _CODES.get(type(exc))
     if code is None:
-        log.exception("internal error", exc_info=exc)
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
-    await context.abort_with_status(plain_status(code, str(exc)))
+        log.error("internal error", exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error (the apiserver logged it)")
+    message = _store_message(exc)
+    if message != str(exc):
+        log.warning("store error answered as %s: %s", code.name, exc)
+    await context.abort_with_status(plain_status(code, message))
+
+
+def _too_large_version(message: str) -> grpc.Status:
+    info, retry = any_pb2.Any(), any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="ResourceVersionTooLarge", domain="kubep4.io"))
+    retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=FUTURE_VERSION_RETRY)))
+    return rpc_status.to_status(status_pb2.Status(code=grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
+                                                  message=truncate(message, MESSAGE_CHARS),
+                                                  details=[info, retry]))
 
 
 def _guard(fn):
-    """Turn store / rejection errors into gRPC statuses (unary methods)."""
+    """Turn store / rejection errors into gRPC statuses (unary methods); anything else is INTERNAL
+    without its class or text (logged with its traceback)."""
     async def wrapper(self, request, context):
         try:
             return await fn(self, request, context)
-        except (st.StoreError, _Rejected) as e:
+        except grpc.aio.AbortError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the boundary: nothing unexpected reaches a client raw
             await _abort(context, e)
     wrapper.__name__ = fn.__name__
     return wrapper
+
+
+def _check_key(namespace: str, name: str | None = None, field: str = "name", prefix: str = "") -> None:
+    """A namespace and name etcd could hold, checked before etcd is asked (sizes, no key separator).
+    ``name`` None: a list (no name); "": a name is required."""
+    out: list[Violation] = []
+    for path, value, limit in ((prefix + "namespace", namespace, MAX_NAMESPACE), (field, name, MAX_NAME)):
+        if value is None:
+            continue
+        if len(value) > limit:
+            out.append(Violation(path, f"{quoted(value)} is longer than {limit} characters"))
+        elif "/" in value or "\0" in value:
+            out.append(Violation(path, f"{quoted(value)} contains '/' or NUL"))
+    if name == "":
+        out.append(Violation(field, "required"))
+    if out:
+        raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "invalid request: " + "; ".join(map(str, out)), out)
+
+
+def _check_version(value: int, field: str = "resource_version") -> None:
+    if not 0 <= value <= MAX_RESOURCE_VERSION:
+        v = Violation(field, f"{value} is out of range: a resource version is 0 (none) to {MAX_RESOURCE_VERSION}")
+        raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {v}", [v])
 
 
 @dataclass(frozen=True)
@@ -89,15 +174,23 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
     async def _review(self, op, **kw) -> ka.AdmissionResponse:
         try:
             resp = await self.admission.Review(ka.AdmissionReview(operation=op, **kw), timeout=10)
-        except grpc.aio.AioRpcError as e:
-            raise _Rejected(grpc.StatusCode.UNAVAILABLE, f"admission service: {e.code().name} {e.details()}")
+        except grpc.aio.AioRpcError as e:  # its text may name the admission address: logged only
+            log.warning("admission review failed: %s %s", e.code().name, e.details())
+            if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise _Rejected(e.code(), "admission did not answer in time; retry later") from None
+            raise _Rejected(grpc.StatusCode.UNAVAILABLE, "admission service is unavailable; retry later") from None
         if not resp.allowed:
             vs = [Violation(v.field, v.description) for v in resp.violations]
+            shown = "; ".join(truncate(str(v), 80) for v in vs[:3])
             raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT,
-                            f"rejected by admission: {len(vs)} violation(s): " + "; ".join(map(str, vs[:5])), vs)
+                            f"rejected by admission: {count(vs)} violation(s): {shown}", vs)
         return resp
 
     async def _pipeline_for_admission(self, namespace: str, name: str) -> kr.Pipeline | None:
+        try:
+            _check_key(namespace, name)  # else no such pipeline: admission says so, with the rest
+        except _Rejected:
+            return None
         try:
             p = await self.store.get(st.PIPELINES, namespace or "default", name)
         except st.NotFound:
@@ -136,16 +229,20 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
 
     @_guard
     async def GetPipeline(self, request, context):
+        _check_key(request.namespace, request.name)
         p = await self.store.get(st.PIPELINES, request.namespace or "default", request.name)
         return await self.store.load_artifacts(p)
 
     @_guard
     async def ListPipelines(self, request, context):
+        _check_key(request.namespace)
         items, rev = await self.store.list(st.PIPELINES, request.namespace or None)
         return api.PipelineList(items=_select(items, request.label_selector), resource_version=rev)
 
     @_guard
     async def DeletePipeline(self, request, context):
+        _check_key(request.namespace, request.name)
+        _check_version(request.resource_version)
         ns = request.namespace or "default"
         await self.store.get(st.PIPELINES, ns, request.name)
         for _ in range(10):
@@ -191,10 +288,12 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
 
     @_guard
     async def GetDeployment(self, request, context):
+        _check_key(request.namespace, request.name)
         return await self.store.get(st.DEPLOYMENTS, request.namespace or "default", request.name)
 
     @_guard
     async def ListDeployments(self, request, context):
+        _check_key(request.namespace)
         items, rev = await self.store.list(st.DEPLOYMENTS, request.namespace or None)
         return api.DeploymentList(items=_select(items, request.label_selector), resource_version=rev)
 
@@ -202,6 +301,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
     async def UpdateDeployment(self, request, context):
         d = request.deployment
         ns = d.metadata.namespace or "default"
+        _check_key(d.metadata.namespace, d.metadata.name, "metadata.name", "metadata.")
+        _check_version(d.metadata.resource_version, "metadata.resource_version")
         if not d.metadata.resource_version:
             raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "metadata.resource_version is required",
                             [Violation("metadata.resource_version", "required: the version you read")])
@@ -236,6 +337,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
 
     @_guard
     async def DeleteDeployment(self, request, context):
+        _check_key(request.namespace, request.name)
+        _check_version(request.resource_version)
         ns = request.namespace or "default"
         d = await self.store.get(st.DEPLOYMENTS, ns, request.name)
         if request.resource_version and request.resource_version != d.metadata.resource_version:
@@ -256,10 +359,12 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
     # ------------------------------------------------------------ nodes
     @_guard
     async def GetNode(self, request, context):
+        _check_key(request.namespace, request.name)
         return await self.store.get(st.NODES, "", request.name)
 
     @_guard
     async def ListNodes(self, request, context):
+        _check_key(request.namespace)
         items, rev = await self.store.list(st.NODES)
         return api.NodeList(items=_select(items, request.label_selector), resource_version=rev)
 
@@ -269,8 +374,12 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         ns = request.namespace or None
         name = request.name
         try:
+            _check_key(request.namespace, name or None)  # no name: every object
+            _check_version(request.resource_version)
             start = request.resource_version + 1
-            if request.resource_version == 0:
+            if request.resource_version:
+                await self._wait_for_version(request.resource_version)
+            else:
                 items, rev = await self.store.list(kind, ns)
                 for obj in items:
                     if not name or obj.metadata.name == name:
@@ -281,8 +390,19 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                 if name and ev.object.metadata.name != name:
                     continue
                 yield getattr(api, ev.type), ev.object, ev.revision
-        except (st.StoreError, _Rejected) as e:
+        except grpc.aio.AbortError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the boundary, as in _guard
             await _abort(context, e)
+
+    async def _wait_for_version(self, version: int) -> None:
+        """Return once etcd has reached ``version``; a version still in the future after
+        FUTURE_VERSION_WAIT is refused the way kube-apiserver refuses it (_TooLargeVersion)."""
+        deadline = time.monotonic() + FUTURE_VERSION_WAIT
+        while (current := await self.store.revision()) < version:
+            if time.monotonic() >= deadline:
+                raise _TooLargeVersion(version, current)
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
 def _select(items: list, selector) -> list:
