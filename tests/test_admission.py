@@ -109,6 +109,11 @@ def _entry(i: int, fn):
     return lambda d: fn(d.spec.table_entries[i])
 
 
+def _param(i: int, j: int, value: str):
+    """A case: param j of entry i set to value, refused at that param's path."""
+    return _entry(i, lambda e: setattr(e.params[j], "value", value)), f"spec.table_entries[{i}].params[{j}].value"
+
+
 def _expr(key="zone", op="In", values=("a",)):
     return lambda d: d.spec.selector.match_expressions.add(key=key, operator=op, values=list(values))
 
@@ -151,20 +156,15 @@ DEPLOYMENT_CASES = {
     "ternary value too wide": (_entry(2, lambda e: setattr(e.match[0].ternary, "value", "1.2.3.4.5")),
                                "spec.table_entries[2].match[0].ternary"),
     # strict value syntax: ASCII digits, no spaces, address forms only where the field fits them
-    "non-ASCII digit": (_entry(0, lambda e: setattr(e.params[1], "value", "\u0663")),
-                        "spec.table_entries[0].params[1].value"),
-    "surrounding spaces": (_entry(0, lambda e: setattr(e.params[1], "value", " 1 ")),
-                           "spec.table_entries[0].params[1].value"),
+    "non-ASCII digit": _param(0, 1, "\u0663"),
+    "surrounding spaces": _param(0, 1, " 1 "),
+    "hex with underscores": _param(0, 1, "0x0_1"),
+    "MAC in a 32-bit field": _param(2, 0, "00:00:00:00:00:07"),
+    "MAC octet of one digit": _param(0, 0, "0:0:0:0:1:1"),
     "IPv6 in a 32-bit field": (_entry(0, lambda e: setattr(e.match[0].lpm, "value", "::1")),
                                "spec.table_entries[0].match[0].lpm"),
     "IPv4 in a 9-bit field": (_entry(2, lambda e: setattr(e.match[1].exact, "value", "0.0.0.3")),
                               "spec.table_entries[2].match[1].exact"),
-    "MAC in a 32-bit field": (_entry(2, lambda e: setattr(e.params[0], "value", "00:00:00:00:00:07")),
-                              "spec.table_entries[2].params[0].value"),
-    "MAC octet of one digit": (_entry(0, lambda e: setattr(e.params[0], "value", "0:0:0:0:1:1")),
-                               "spec.table_entries[0].params[0].value"),
-    "hex with underscores": (_entry(0, lambda e: setattr(e.params[1], "value", "0x0_1")),
-                             "spec.table_entries[0].params[1].value"),
 }
 
 
