@@ -231,6 +231,10 @@ async def test_a_device_refusing_the_pipeline_fails_once_with_its_message(tmp_pa
             failed = await condition(c, d.metadata.name, "Ready", "False", "InstallFailed")
             assert failed.status.phase == "Failed"
             assert "duplicate action refs" in failed.status.replicas[0].message
+
+            async def node_says_why():
+                return "duplicate action refs" in (await c.list("nodes"))[0].status.devices[0].message
+            await eventually(node_says_why, 20, 0.1, "the node status to carry the device's answer")
             rev = await store.revision()
             await asyncio.sleep(3)  # an observation window of 6 resync periods
             assert log_text(s, "switch-0").count("VERIFY_AND_COMMIT refused") == 1, "no retry of a permanent refusal"

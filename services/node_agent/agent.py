@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent")
 meter = metrics.get_meter("kubep4.node_agent")
 PIPELINE_CACHE_SIZE = 32  # compiled/loaded pipelines kept in memory
+INSTALLING_AFTER = 0.05   # seconds a write may take before its placements are reported Installing
 
 
 @dataclass(frozen=True)
@@ -277,8 +278,12 @@ class NodeAgent:
         active = [p for p in active if p.spec.pipeline_digest == digest]
         cookie = cookie_for_digest(digest)
         stale = [p for p in active if not self._holds(p, cookie)]
-        # a new generation is part of its deployment's trace; a check or a repair is a trace of its own
-        with self._span("node_agent install", stale, name) if stale else contextlib.nullcontext():
+        # a generation installed for the first time is part of its deployment's trace; a check, or a
+        # repair (a device that lost what it held, a placement back from Unknown or NotPrimary), is
+        # a trace of its own
+        new = [p for p in stale if p.status.observed_generation != p.spec.deployment_generation
+               or p.status.cookie != cookie]
+        with self._span("node_agent install", new, name) if new else contextlib.nullcontext():
             pipeline = await self._pipeline(active[0])
             desired, rejected, claimed = self._device_entries(name, active, pipeline, cookie)
             # what the device should hold as far as we know: what we last wrote, or after a restart
@@ -288,7 +293,7 @@ class NodeAgent:
             push = dev.cookie != cookie
             plan = None if push else ent.plan(await conn.read_entries(default_tables), desired, expected)
             if push or plan.updates:
-                with contextlib.nullcontext() if stale else self._span("node_agent repair", active, name, link=True):
+                with contextlib.nullcontext() if new else self._span("node_agent repair", active, name, link=True):
                     if push:  # the device lacks the pipeline: no placement may claim Running meanwhile
                         await asyncio.gather(*(self._set_status(p, "Installing", "") for p in active))
                         dev.expected = dev.cookie = None
@@ -299,12 +304,15 @@ class NodeAgent:
                                         desired, expected)
                         if expected:  # it held our pipeline: a reboot, or someone else's push
                             plan.repairs[ent.PIPELINE] += 1
-                    installing = asyncio.gather(*(self._set_status(p, "Installing", "") for p in stale))
+                    # "Installing" only for a write that takes a while: one that is done in a few
+                    # milliseconds would have its status overwritten before anyone could read it
+                    installing = asyncio.create_task(self._installing_after(INSTALLING_AFTER, stale))
                     try:
                         dev.expected = None  # a failed write leaves the device somewhere in between
                         await conn.write(plan.updates)
                     finally:
-                        await installing
+                        installing.cancel()
+                        await asyncio.gather(installing, return_exceptions=True)
             dev.expected, dev.expected_cookie = ent.snapshot(desired), cookie
             self._record_repairs(name, plan.repairs)
         await self._release(leaving)
@@ -381,6 +389,10 @@ class NodeAgent:
         return delay
 
     # ------------------------------------------------------------ helpers
+    async def _installing_after(self, delay: float, placements: list[kr.Placement]) -> None:
+        await asyncio.sleep(delay)
+        await asyncio.gather(*(self._set_status(p, "Installing", "") for p in placements))
+
     @staticmethod
     def _holds(p: kr.Placement, cookie: int) -> bool:
         s = p.status
