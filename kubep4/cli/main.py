@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except manifest.ManifestError as e:
         print(f"Error: {e}", file=sys.stderr)
+        for field, description in e.problems[1:]:
+            print(f"  {field}: {description}" if field else f"  {description}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
