@@ -246,3 +246,87 @@ async def test_a_device_refusing_the_pipeline_fails_once_with_its_message(tmp_pa
             fixed.spec.pipeline = p.metadata.name
             await c.update(fixed)
             await running(c, d.metadata.name)
+
+
+async def test_an_entry_the_device_refuses_fails_its_placement_alone(tmp_path):
+    """A device-side refusal (the table is full) fails the deployment whose entry it is; the
+    neighbour on the same device stays Running, and the refused one leaves nothing behind."""
+    with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path),
+                    resync_seconds=0.5) as s:
+        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
+        async with AsyncClient(s.api) as c:
+            p, first = deployment("first")
+            from kubep4.p4 import p4i
+            info = p4i.P4Info()
+            info.ParseFromString(p.spec.artifacts.p4info)
+            info.tables[0].size = 2  # ipv4_lpm: room for first's two routes only
+            p.metadata.name = "small"
+            p.spec.artifacts.p4info = info.SerializeToString()
+            await c.apply(p)
+            first.spec.pipeline = second_pipeline = "small"
+            await c.create(first)
+            await running(c, "first")
+            _, second = deployment("second")
+            second.spec.pipeline = second_pipeline
+            second.spec.table_entries[0].match[0].lpm.value = "10.9.0.0"  # a third route: no room
+            del second.spec.table_entries[1]
+            second.spec.table_entries[1].match[0].ternary.value = "192.169.0.0"  # its acl entry fits
+            await c.create(second)
+            failed = await condition(c, "second", "Ready", "False", "InstallFailed")
+            assert "refused an entry: RESOURCE_EXHAUSTED" in failed.status.replicas[0].message
+            assert (await c.get("deployment", "first")).status.phase == "Running"
+            held = await reader.entries()
+            assert len(held) == 3, "first's three entries; nothing of second's (its acl entry was taken out)"
+            assert {e.match[0].lpm.value for e in held if e.match[0].HasField("lpm")} == {bytes([10, 0, 1, 0]),
+                                                                                          bytes([10, 0, 2, 0])}
+
+
+async def test_deployments_of_two_namespaces_clash_on_a_shared_device(tmp_path):
+    with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path),
+                    env={"KUBEP4_NAMESPACES": "team-a,team-b"}) as s:
+        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
+        async with AsyncClient(s.api) as c:
+            for ns, port in (("team-a", "1"), ("team-b", "9")):
+                p, d = deployment("web")
+                p.metadata.namespace = d.metadata.namespace = ns
+                del d.spec.table_entries[1:]
+                d.spec.table_entries[0].params[1].value = port
+                await c.apply(p)
+                await c.create(d)
+                if ns == "team-a":
+                    await c.wait_ready("web", namespace="team-a", timeout=30)
+            b = await eventually(lambda: _failed(c, "web", "team-b"), 30, 0.1, "team-b/web to fail")
+            assert "team-a/web" in b.status.replicas[0].message
+            held = await reader.entries()
+            assert [int.from_bytes(e.action.action.params[1].value, "big") for e in held] == [1]
+
+
+async def _failed(c: AsyncClient, name: str, ns: str):
+    d = await c.get("deployment", name, ns)
+    return d if d.status.phase == "Failed" else None
+
+
+async def test_a_default_action_set_by_a_deleted_deployment_is_reset(tmp_path):
+    with stack(tmp_path) as s:
+        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
+        async with AsyncClient(s.api) as c:
+            p, d = deployment()
+            default = d.spec.table_entries.add(table="BasicIngress.ipv4_lpm", action="BasicIngress.forward",
+                                               is_default_action=True)
+            default.params.add(name="next_hop_mac", value="00:00:00:00:09:09")
+            default.params.add(name="port", value="9")
+            await c.apply(p)
+            await c.create(d)
+            await running(c, d.metadata.name)
+            table_id = (await reader.entries())[0].table_id
+
+            async def default_action():
+                return await reader.default_entry(table_id)
+            assert (await default_action()).action.action.params[1].value == b"\x09"
+            await c.delete("deployment", d.metadata.name)
+
+            async def reset():
+                got = await default_action()
+                return got is not None and not got.action.action.params
+            await eventually(reset, 30, 0.1, "the program's default action back")
+            assert await reader.entries() == []

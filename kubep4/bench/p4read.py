@@ -44,6 +44,22 @@ class DeviceReader:
             return out
 
 
+    async def default_entry(self, table_id: int) -> p4r.TableEntry | None:
+        """The table's default entry (None when no pipeline is installed)."""
+        async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as ch:
+            req = p4r.ReadRequest(device_id=self.device_id)
+            req.entities.add().table_entry.CopyFrom(p4r.TableEntry(table_id=table_id, is_default_action=True))
+            try:
+                async for resp in p4r_grpc.P4RuntimeStub(ch).Read(req, timeout=self.timeout):
+                    for e in resp.entities:
+                        return e.table_entry
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return None
+                raise
+        return None
+
+
 def stack_readers(device_ports: dict[str, list[int]], host: str = "127.0.0.1") -> dict[tuple[str, str], DeviceReader]:
     """(node, device name) -> reader, for a LocalStack's ``device_ports`` (devices dev0, dev1... numbered
     from device id 1 in node order, as LocalStack lays them out)."""

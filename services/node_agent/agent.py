@@ -22,6 +22,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import grpc
+from google.rpc import code_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
@@ -36,7 +38,7 @@ from services.node_agent import entries as ent
 from services.node_agent import faults
 from services.node_agent.compiler import CompileError, Compiler
 from services.node_agent.node_status import NOT_PRIMARY, REACHABLE, UNREACHABLE, NodeStatusReporter
-from services.node_agent.p4runtime_client import PRIMARY, DeviceConnection, P4RuntimeError
+from services.node_agent.p4runtime_client import NO_PRIMARY, PRIMARY, DeviceConnection, P4RuntimeError
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent")
@@ -71,6 +73,7 @@ class _Pipeline:
     p4info: bytes
     device_config: bytes
     index: P4InfoIndex
+    protected_tables: frozenset[int] = frozenset()  # const tables and tables with initial entries
 
 
 @dataclass
@@ -85,6 +88,9 @@ class _Device:
     fault: faults.Fault | None = None
     retry_at: float = 0.0
     unreachable_since: float | None = None
+    failing_since: float | None = None          # first failure since the last success
+    protected: frozenset[int] = frozenset()     # tables of its pipeline whose entries the program installs
+    refused: dict = field(default_factory=dict)  # placement key -> (spec, why): an entry the device refused
 
 
 class NodeAgent:
@@ -105,7 +111,7 @@ class NodeAgent:
                                    indexes={"device": lambda p: p.spec.device})
         self.status = NodeStatusReporter(store, self.node, list(self.devices), settings.status_report_seconds)
         self._where: dict[tuple[str, str], str] = {}  # placement key -> device, for placements on this node
-        self._own_writes: dict[tuple[str, str], int] = {}  # placement key -> revision of our status write
+        self._seen: dict[tuple[str, str], tuple] = {}  # placement key -> (spec, leaving) last queued for
         self._delivered: dict[tuple[str, str], str] = {}  # placement key -> written-at stamp recorded
         self._pipelines: OrderedDict[str, _Pipeline] = OrderedDict()  # by digest, least recently used first
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
@@ -174,21 +180,25 @@ class NodeAgent:
             self.queue.add(before)  # it left that device: its entries must go
         if here is None:
             self._delivered.pop(key, None)
-            self._own_writes.pop(key, None)
+            self._seen.pop(key, None)
             return
         written = p.metadata.trace_context.get(WRITTEN_AT)
         if etype != "SYNC" and written and self._delivered.get(key) != written:
             self._delivered[key] = written
             record_delivery(tracer, p.metadata.trace_context, time.time_ns(), "etcd watch delivery",
                             {"kubep4.watcher": f"node-agent {self.node}", "kubep4.kind": "placement"})
-        if self._own_writes.pop(key, None) == p.metadata.resource_version:
-            return  # our own status write coming back: nothing new for the device
+        seen = (p.spec.SerializeToString(deterministic=True), p.metadata.HasField("deletion_timestamp"))
+        if self._seen.get(key) == seen and etype != "SYNC":
+            return  # only its status changed (our own writes): nothing new for the device
+        self._seen[key] = seen
         self.queue.add(here)
 
     def _on_stream(self, name: str, event: str) -> None:
         """The device's stream broke or mastership changed: verify the device again."""
-        if event == PRIMARY:  # what we waited for: try at once
-            dev = self._dev[name]
+        dev = self._dev[name]
+        if event == NO_PRIMARY:  # nobody holds the device: take it with an election id above the last
+            dev.conn.raise_election_id(dev.conn.primary_election_id or 0)
+        if event in (PRIMARY, NO_PRIMARY):  # what we waited for: try at once
             dev.failed = None
             dev.backoff.reset()
         self.queue.add(name)
@@ -241,24 +251,27 @@ class NodeAgent:
         wanted = tuple(sorted((p.metadata.namespace, p.metadata.name, p.spec.SerializeToString(deterministic=True),
                                p.metadata.HasField("deletion_timestamp")) for p in mine))
         if dev.failed == wanted:  # this very state failed before: wait out its backoff
-            if dev.fault.permanent:
+            if dev.fault.permanent and not any(p.metadata.HasField("deletion_timestamp") for p in mine):
                 return None  # until the spec changes
             wait = dev.retry_at - time.monotonic()
             if wait > 0:
                 return wait
+        # the placements the device already runs come first (they win a clash), then the oldest
         active = sorted((p for p in mine if not p.metadata.HasField("deletion_timestamp")),
-                        key=lambda p: p.metadata.creation_timestamp.ToNanoseconds())
+                        key=lambda p: (p.status.phase != "Running", p.metadata.creation_timestamp.ToNanoseconds()))
         leaving = [p for p in mine if p.metadata.HasField("deletion_timestamp")]
         try:
             if active:
                 await self._converge(name, dev, active, leaving)
             else:
                 await self._clear(name, dev, leaving)
-        except (P4RuntimeError, CompileError, EntryError, st.NotFound, st.Unavailable) as e:
+        except Exception as e:  # classified: temporary faults back off, permanent ones wait for a new spec
+            if not isinstance(e, (P4RuntimeError, CompileError, EntryError, st.StoreError)):
+                log.exception("device %s: unexpected failure", name)
             return await self._failed(name, dev, wanted, active, leaving, faults.classify(e))
         dev.failed = dev.fault = None
         dev.backoff.reset()
-        dev.unreachable_since = None
+        dev.unreachable_since = dev.failing_since = None
         self.status.set(name, REACHABLE, dev.cookie, len(active), verified=True)
         return None
 
@@ -285,36 +298,38 @@ class NodeAgent:
                or p.status.cookie != cookie]
         with self._span("node_agent install", new, name) if new else contextlib.nullcontext():
             pipeline = await self._pipeline(active[0])
-            desired, rejected, claimed = self._device_entries(name, active, pipeline, cookie)
-            # what the device should hold as far as we know: what we last wrote, or after a restart
-            # of ours what the placements claiming Running say
-            expected = dev.expected if dev.expected is not None and dev.expected_cookie == cookie else claimed
-            default_tables = {e.table_id for e in desired if e.is_default_action}
+            protected = dev.protected = pipeline.protected_tables
             push = dev.cookie != cookie
-            plan = None if push else ent.plan(await conn.read_entries(default_tables), desired, expected)
-            if push or plan.updates:
+            repairs = None
+            for _ in range(3):  # again after a Write that some updates failed (each time fewer)
+                desired, rejected, claimed, owner_of = self._device_entries(name, active, pipeline, cookie, dev)
+                # what the device should hold as far as we know: what we last wrote, or after a
+                # restart of ours what the placements claiming Running say
+                expected = dev.expected if dev.expected is not None and dev.expected_cookie == cookie else claimed
+                # read the defaults we set or were set before (one no longer wanted is reset)
+                default_tables = {e.table_id for e in desired if e.is_default_action} | _defaults_in(expected)
+                plan = None if push else ent.plan(await conn.read_entries(default_tables), desired, expected,
+                                                  protected)
+                if not push and not plan.updates:
+                    break
                 with contextlib.nullcontext() if new else self._span("node_agent repair", active, name, link=True):
                     if push:  # the device lacks the pipeline: no placement may claim Running meanwhile
                         await asyncio.gather(*(self._set_status(p, "Installing", "") for p in active))
                         dev.expected = dev.cookie = None
                         await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
-                        dev.cookie = cookie
+                        dev.cookie, push = cookie, False
                         # VERIFY_AND_COMMIT left every table empty, with the P4Info's default actions
                         plan = ent.plan(await conn.read_entries(default_tables) if default_tables else [],
-                                        desired, expected)
+                                        desired, expected, protected)
                         if expected:  # it held our pipeline: a reboot, or someone else's push
                             plan.repairs[ent.PIPELINE] += 1
-                    # "Installing" only for a write that takes a while: one that is done in a few
-                    # milliseconds would have its status overwritten before anyone could read it
-                    installing = asyncio.create_task(self._installing_after(INSTALLING_AFTER, stale))
-                    try:
-                        dev.expected = None  # a failed write leaves the device somewhere in between
-                        await conn.write(plan.updates)
-                    finally:
-                        installing.cancel()
-                        await asyncio.gather(installing, return_exceptions=True)
+                    repairs = plan.repairs if repairs is None else repairs
+                    if await self._write(name, dev, plan, stale, owner_of):
+                        break
+            else:
+                raise P4RuntimeError(f"device {name}: writes kept failing in part", grpc.StatusCode.ABORTED)
             dev.expected, dev.expected_cookie = ent.snapshot(desired), cookie
-            self._record_repairs(name, plan.repairs)
+            self._record_repairs(name, repairs or {})
         await self._release(leaving)
         for p in active:
             why = rejected.get((p.metadata.namespace, p.metadata.name))
@@ -322,6 +337,39 @@ class NodeAgent:
                 await self._set_status(p, "Failed", why[1], reason=why[0])
             else:
                 await self._set_status(p, "Running", "", cookie)
+
+    async def _write(self, name: str, dev: _Device, plan: ent.Plan, stale: list[kr.Placement],
+                     owner_of: dict[tuple, kr.Placement]) -> bool:
+        """Write the plan. False when some updates failed for a reason worth another pass: a race
+        with another writer (read again), or an entry the device refuses for what it is (its
+        placement is refused alone, and the device converged without it)."""
+        # "Installing" only for a write that takes a while: one that is done in a few
+        # milliseconds would have its status overwritten before anyone could read it
+        installing = asyncio.create_task(self._installing_after(INSTALLING_AFTER, stale))
+        try:
+            dev.expected = None  # a failed write leaves the device somewhere in between
+            await dev.conn.write(plan.updates)
+            return True
+        except P4RuntimeError as e:
+            if len(e.errors) != len(plan.updates):
+                raise
+            refused: dict[tuple[str, str], tuple[bytes, str]] = {}
+            for upd, err in zip(plan.updates, e.errors):
+                if err.canonical_code in (code_pb2.OK, code_pb2.ALREADY_EXISTS, code_pb2.NOT_FOUND):
+                    continue  # done, or a race: the next pass reads the device again
+                owner = owner_of.get(ent.entry_key(upd.entity.table_entry))
+                if owner is None or not faults.refused_for_itself(err.canonical_code):
+                    raise  # not one placement's own entry: the device's fault
+                refused[(owner.metadata.namespace, owner.metadata.name)] = (
+                    owner.spec.SerializeToString(deterministic=True),
+                    f"device {name} refused an entry: {code_pb2.Code.Name(err.canonical_code)}: {err.message}")
+            for key, (_, why) in refused.items():
+                log.warning("placement %s/%s: %s", *key, why)
+            dev.refused.update(refused)
+            return False
+        finally:
+            installing.cancel()
+            await asyncio.gather(installing, return_exceptions=True)
 
     async def _clear(self, name: str, dev: _Device, leaving: list[kr.Placement]) -> None:
         """No placement wants the device: delete every entry on it, then let the placements go."""
@@ -331,7 +379,9 @@ class NodeAgent:
             if not conn.connected:
                 await conn.connect()
             dev.cookie = await conn.get_cookie()
-            plan = ent.plan(await conn.read_entries(), [], dev.expected or {})
+            expected = dev.expected or {}
+            plan = ent.plan(await conn.read_entries(_defaults_in(expected)), [], expected,
+                            dev.protected if dev.expected_cookie == dev.cookie else frozenset())
             if plan.updates:
                 repair = contextlib.nullcontext() if leaving else self._span("node_agent repair", [], name, link=True)
                 with repair:
@@ -345,8 +395,13 @@ class NodeAgent:
                       leaving: list[kr.Placement], fault: faults.Fault) -> float | None:
         now = time.monotonic()
         first = dev.failed != wanted or dev.fault != fault
+        if dev.failed != wanted:
+            dev.backoff.reset()  # a new desired state starts afresh
         dev.failed, dev.fault = wanted, fault
+        dev.failing_since = dev.failing_since or now
         delay = dev.backoff.next()
+        if fault.unreachable:  # probing a device that is down costs nothing: notice its return soon
+            delay = min(delay, max(self.settings.resync_seconds, self.settings.retry_initial))
         (log.warning if first else log.info)("device %s: %s: %s%s", name, fault.reason, fault.message,
                                              "" if fault.permanent else f"; next try in {delay:.1f}s")
         if fault.reason == faults.NOT_PRIMARY:
@@ -363,28 +418,30 @@ class NodeAgent:
             self.status.set(name, UNREACHABLE, None, len(active), fault.message)
             waited = now - since
             if waited >= self.settings.device_patience:
+                # the message stays the same from try to try: a retry writes nothing to etcd
                 for p in active:
-                    await self._set_status(p, "Unknown", f"device {name} on node {self.node} does not answer "
-                                                         f"(for {waited:.0f}s): {fault.message}",
-                                           reason=fault.reason)
+                    await self._set_status(p, "Unknown", f"device {name} on node {self.node} does not answer: "
+                                                         f"{fault.message}", reason=fault.reason)
             else:
                 delay = min(delay, self.settings.device_patience - waited)
-            if leaving and waited >= self.settings.release_unreachable_after:
-                # an unreachable device must not hold deletions hostage: let the placements go;
-                # the device is cleared when it answers again (every check reads it whole)
-                log.warning("device %s: unreachable; released %d placement(s), will clear it when it is back",
-                            name, len(leaving))
-                await self._release(leaving)
-            elif leaving:
-                delay = min(delay, self.settings.release_unreachable_after - waited)
         else:
             self.status.set(name, REACHABLE, dev.cookie, len(active), fault.message)
             reason = faults.INSTALL_RETRYING if fault.reason == faults.INSTALL_FAILED and not fault.permanent \
                 else fault.reason
             for p in active:
                 await self._set_status(p, "Failed", fault.message, reason=reason)
-            if fault.permanent:
-                return None  # until the placements' spec changes
+        if leaving:
+            waited = now - dev.failing_since
+            if waited >= self.settings.release_unreachable_after:
+                # a device that does not take our writes must not hold deletions hostage: let the
+                # placements go; the device is cleared when it does (every check reads it whole)
+                log.warning("device %s: %s; released %d placement(s), will clear it when it is back",
+                            name, fault.reason, len(leaving))
+                await self._release(leaving)
+            else:
+                delay = min(delay, self.settings.release_unreachable_after - waited)
+        if fault.permanent and not leaving:
+            return None  # until the placements' spec changes
         dev.retry_at = now + delay
         return delay
 
@@ -435,22 +492,32 @@ class NodeAgent:
                 result = await self.compiler.compile(pl.spec.source, pl.status.digest, pl.spec.arch,
                                                      pl.spec.target)
                 p4info, config = result.p4info, result.device_config
-            out = _Pipeline(pl.status.digest, p4info, config, P4InfoIndex(parse_p4info(p4info)))
+            info = parse_p4info(p4info)
+            out = _Pipeline(pl.status.digest, p4info, config, P4InfoIndex(info), frozenset(
+                t.preamble.id for t in info.tables if t.is_const_table or t.has_initial_entries))
         self._pipelines[out.digest] = out
         while len(self._pipelines) > PIPELINE_CACHE_SIZE:
             self._pipelines.popitem(last=False)
         return out
 
-    def _device_entries(self, device: str, active: list[kr.Placement], pipeline: _Pipeline, cookie: int
-                        ) -> tuple[list, dict[tuple[str, str], tuple[str, str]], dict[tuple, bytes]]:
+    def _device_entries(self, device: str, active: list[kr.Placement], pipeline: _Pipeline, cookie: int,
+                        dev: _Device) -> tuple[list, dict[tuple[str, str], tuple[str, str]], dict[tuple, bytes],
+                                                dict[tuple, kr.Placement]]:
         """The union of the placements' entries; the placements refused, with reason and message (an
         entry that does not fit the pipeline, or one whose match another deployment on the device
         already uses with another action: a refused placement fails alone, its neighbours are
-        installed); and the entries that placements claiming Running say the device holds."""
+        installed, and so is one whose entry the device itself refused); the entries that placements
+        claiming Running say the device holds; and the placement owning each entry."""
         owners: dict[tuple, tuple[kr.Placement, object]] = {}
         rejected: dict[tuple[str, str], tuple[str, str]] = {}
         claimed: dict[tuple, bytes] = {}
         for p in active:
+            key = (p.metadata.namespace, p.metadata.name)
+            refused = dev.refused.get(key)
+            if refused is not None and refused[0] == p.spec.SerializeToString(deterministic=True):
+                rejected[key] = (faults.INSTALL_FAILED, refused[1])
+                continue
+            dev.refused.pop(key, None)  # its spec changed: a new try
             try:
                 mine = self._entries(p, pipeline)
             except EntryError as e:
@@ -458,18 +525,20 @@ class NodeAgent:
                 continue
             for e in mine:
                 other = owners.get(ent.entry_key(e))
-                if other is not None and other[0].spec.deployment != p.spec.deployment and \
+                if other is not None and (other[0].metadata.namespace, other[0].spec.deployment) != \
+                        (p.metadata.namespace, p.spec.deployment) and \
                         ent.action_bytes(other[1]) != ent.action_bytes(e):
                     rejected[(p.metadata.namespace, p.metadata.name)] = ("EntryConflict", (
                         f"an entry of table id {e.table_id} has the same match as one of deployment "
-                        f"{other[0].spec.deployment} on device {device}, with another action"))
+                        f"{other[0].metadata.namespace}/{other[0].spec.deployment} on device {device}, "
+                        "with another action"))
                     break
             else:
                 for e in mine:
                     owners.setdefault(ent.entry_key(e), (p, e))
                 if self._holds(p, cookie):
                     claimed.update(ent.snapshot(mine))
-        return [e for _, e in owners.values()], rejected, claimed
+        return [e for _, e in owners.values()], rejected, claimed, {k: p for k, (p, _) in owners.items()}
 
     @staticmethod
     def _entries(p: kr.Placement, pipeline: _Pipeline) -> list:
@@ -513,8 +582,12 @@ class NodeAgent:
             updated = await self.store.mutate(st.PLACEMENTS, p.metadata.namespace, p.metadata.name, update,
                                               shard=self.node, current=cached)
         if updated is not None:
-            self._own_writes[(p.metadata.namespace, p.metadata.name)] = updated.metadata.resource_version
             self.placements.observe(updated)
+
+
+def _defaults_in(entries: dict[tuple, bytes]) -> set[int]:
+    """Tables whose default entry is among these (by entries.entry_key)."""
+    return {k[0] for k in entries if k[1:] == ("default",)}
 
 
 def _copy(m):

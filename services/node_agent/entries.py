@@ -17,6 +17,41 @@ MISSING, MODIFIED, EXTRANEOUS, DEFAULT_ACTION, PIPELINE = (
     "missing", "modified", "extraneous", "default_action", "pipeline")
 
 
+def _canon(value: bytes) -> bytes:
+    """P4Runtime's canonical byte string: no leading zero bytes (older PI and Stratum pad them)."""
+    return value.lstrip(b"\x00") or b"\x00"
+
+
+def _canon_match(m: p4r.FieldMatch) -> bytes | None:
+    """A match field as bytes that do not depend on how a device spells it; None: a don't-care."""
+    c = p4r.FieldMatch(field_id=m.field_id)
+    kind = m.WhichOneof("field_match_type")
+    if kind == "exact":
+        c.exact.value = _canon(m.exact.value)
+    elif kind == "lpm":
+        if m.lpm.prefix_len == 0:
+            return None
+        c.lpm.value, c.lpm.prefix_len = _canon(m.lpm.value), m.lpm.prefix_len
+    elif kind == "ternary":
+        if not m.ternary.mask.strip(b"\x00"):
+            return None
+        c.ternary.value, c.ternary.mask = _canon(m.ternary.value), _canon(m.ternary.mask)
+    elif kind == "range":
+        c.range.low, c.range.high = _canon(m.range.low), _canon(m.range.high)
+    elif kind == "optional":
+        c.optional.value = _canon(m.optional.value)
+    else:
+        c.CopyFrom(m)
+    return c.SerializeToString(deterministic=True)
+
+
+def _canon_action(a: p4r.Action) -> p4r.Action:
+    out = p4r.Action(action_id=a.action_id)
+    for prm in sorted(a.params, key=lambda x: x.param_id):  # devices answer in P4Info order
+        out.params.add(param_id=prm.param_id, value=_canon(prm.value))
+    return out
+
+
 def entry_key(e: p4r.TableEntry) -> tuple:
     """Identity of a table entry: table, priority and match (canonical, order-independent).
 
@@ -24,12 +59,23 @@ def entry_key(e: p4r.TableEntry) -> tuple:
     """
     if e.is_default_action:
         return (e.table_id, "default")
-    return (e.table_id, e.priority, tuple(sorted((m.field_id, m.SerializeToString(deterministic=True))
-                                                 for m in e.match)))
+    fields = (_canon_match(m) for m in e.match)
+    return (e.table_id, e.priority, tuple(sorted(f for f in fields if f is not None)))
 
 
 def action_bytes(e: p4r.TableEntry) -> bytes:
-    return e.action.SerializeToString(deterministic=True)
+    """The entry's action, canonical: the same bytes however the device orders or pads it."""
+    t = p4r.TableAction()
+    kind = e.action.WhichOneof("type")
+    if kind == "action":
+        t.action.CopyFrom(_canon_action(e.action.action))
+    elif kind == "action_profile_action_set":
+        for pa in e.action.action_profile_action_set.action_profile_actions:
+            t.action_profile_action_set.action_profile_actions.add(
+                action=_canon_action(pa.action), weight=pa.weight, watch_port=pa.watch_port)
+    elif kind is not None:
+        t.CopyFrom(e.action)
+    return t.SerializeToString(deterministic=True)
 
 
 def snapshot(entries: list[p4r.TableEntry]) -> dict[tuple, bytes]:
@@ -48,20 +94,29 @@ def _update(kind: int, e: p4r.TableEntry) -> p4r.Update:
 
 
 def plan(actual: list[p4r.TableEntry], desired: list[p4r.TableEntry],
-         expected: dict[tuple, bytes]) -> Plan:
+         expected: dict[tuple, bytes], protected_tables: frozenset[int] = frozenset()) -> Plan:
     """Updates that make ``actual`` (match entries and the default entries read) equal ``desired``.
 
-    Default entries are only ever modified (a table always has one); match entries are
-    inserted, modified or deleted. Deletes come first, so a re-keyed entry never collides.
+    Default entries are only ever modified (a table always has one): one that was set (it is in
+    ``expected``) and is no longer desired is reset to the program's default with a MODIFY that
+    carries no action. Match entries are inserted, modified or deleted, except those the program
+    itself installs (``is_const``, or any in ``protected_tables``: const tables and tables with
+    initial entries), which are never deleted. Deletes come first, so a re-keyed entry never collides.
     """
     out = Plan()
     have = {entry_key(e): e for e in actual}
     want = {entry_key(e): e for e in desired}
     for k, e in have.items():
-        if k not in want and not e.is_default_action:
-            out.updates.append(_update(p4r.Update.DELETE, e))
-            if k not in expected:
-                out.repairs[EXTRANEOUS] += 1
+        if k in want or e.is_const or e.table_id in protected_tables:
+            continue
+        if e.is_default_action:
+            if k in expected:  # a default we set that nobody wants any more: the program's again
+                out.updates.append(_update(p4r.Update.MODIFY, p4r.TableEntry(table_id=e.table_id,
+                                                                             is_default_action=True)))
+            continue
+        out.updates.append(_update(p4r.Update.DELETE, e))
+        if k not in expected:
+            out.repairs[EXTRANEOUS] += 1
     for k, e in want.items():
         cur = have.get(k)
         if cur is None and not e.is_default_action:

@@ -21,11 +21,18 @@ DEVICE_UNREACHABLE, NOT_PRIMARY, INSTALL_FAILED, INSTALL_RETRYING = (
     "DeviceUnreachable", "NotPrimary", "InstallFailed", "InstallRetrying")
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
-# the request itself is wrong for this device: asking again gets the same answer
+# the request itself is wrong for this device: asking again gets the same answer (NOT_FOUND: the
+# device has no such device_id). A call-level RESOURCE_EXHAUSTED is not here: a device out of
+# connections, or an answer over a size limit, may well pass next time.
 _PERMANENT = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED,
-              grpc.StatusCode.RESOURCE_EXHAUSTED}
+              grpc.StatusCode.NOT_FOUND}
 _PERMANENT_UPDATE = {code_pb2.INVALID_ARGUMENT, code_pb2.OUT_OF_RANGE, code_pb2.UNIMPLEMENTED,
                      code_pb2.RESOURCE_EXHAUSTED, code_pb2.PERMISSION_DENIED}
+
+
+def refused_for_itself(code: int) -> bool:
+    """A Write's per-update error (google.rpc.Code) that the same update would get again."""
+    return code in _PERMANENT_UPDATE
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,6 @@ def classify(e: Exception) -> Fault:
         return Fault("InvalidEntry", str(e), permanent=True)
     if isinstance(e, st.NotFound):
         return Fault("PipelineNotFound", str(e), permanent=True)
-    if isinstance(e, st.Unavailable):
+    if isinstance(e, st.StoreError):
         return Fault(INSTALL_FAILED, f"etcd: {e}")
-    raise e
+    return Fault(INSTALL_FAILED, f"{type(e).__name__}: {e}")  # unforeseen: retried with back-off

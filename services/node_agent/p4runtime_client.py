@@ -65,10 +65,11 @@ def _uint128(v: p4r.Uint128) -> int:
 # A silent peer (a hung switch, a dead link) is noticed by keepalive pings: unacknowledged for
 # KEEPALIVE_TIMEOUT_MS, the transport closes and the stream fails. Pings stay within what a
 # server's default policy accepts, because the periodic device checks send data between them.
-KEEPALIVE_MS = (10_000, 5_000)  # ping after this long, give up on it after that long
+KEEPALIVE_MS = (10_000, 5_000)
+MAX_METADATA = 16 << 20  # ping after this long, give up on it after that long
 
 # What the stream reports to ``on_event``
-BROKEN, PRIMARY, NOT_PRIMARY = "broken", "primary", "not-primary"
+BROKEN, PRIMARY, NOT_PRIMARY, NO_PRIMARY = "broken", "primary", "not-primary", "no-primary"
 
 
 class DeviceConnection:
@@ -103,7 +104,13 @@ class DeviceConnection:
     def connected(self) -> bool:
         return self.stream_open and self.is_primary
 
-    async def connect(self, timeout: float = 5.0) -> None:
+    def raise_election_id(self, above: int) -> None:
+        """Arbitrate next with an election id above ``above`` (taking a primary nobody holds)."""
+        if above >= _uint128(self.election_id):
+            eid = above + 1
+            self.election_id = p4r.Uint128(high=eid >> 64, low=eid & ((1 << 64) - 1))
+
+    async def connect(self, timeout: float = 5.0, _retry: bool = True) -> None:
         """Open a new stream and become primary for (device_id, role).
 
         Raises NotPrimary (the stream stays open, waiting for a mastership change) or
@@ -117,7 +124,10 @@ class DeviceConnection:
             self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS + [
                 ("grpc.keepalive_time_ms", self.keepalive_ms[0]), ("grpc.keepalive_timeout_ms", self.keepalive_ms[1]),
                 # gRPC core (1.6x+) times an unanswered ping out by this one (default 1 min), not the above
-                ("grpc.http2.ping_timeout_ms", self.keepalive_ms[1])])
+                ("grpc.http2.ping_timeout_ms", self.keepalive_ms[1]),
+                # a failed Write carries one p4.v1.Error per update in its trailer: far over gRPC's
+                # default 8 KiB for a large batch
+                ("grpc.max_metadata_size", MAX_METADATA)])
             self._stub = p4r_grpc.P4RuntimeStub(self._channel)
             self._stream = self._stub.StreamChannel()
             self._first = asyncio.get_running_loop().create_future()
@@ -143,10 +153,14 @@ class DeviceConnection:
                 raise P4RuntimeError(f"{self.address}: arbitration failed: {e!r}",
                                      grpc.StatusCode.UNAVAILABLE) from None
             if not self.is_primary:
+                if first.status.code == code_pb2.NOT_FOUND and _retry:  # nobody is primary (Stratum):
+                    self.raise_election_id(_uint128(first.election_id))  # claim it above the last one
+                    return await self.connect(timeout, _retry=False)
                 raise NotPrimary(self.address, self.device_id, _uint128(first.election_id))
 
     async def _read(self, stream: grpc.aio.StreamStreamCall, first: asyncio.Future) -> None:
         """The only reader of the stream: mastership updates until the stream ends."""
+        code = grpc.StatusCode.UNAVAILABLE
         try:
             while True:
                 msg = await stream.read()
@@ -159,13 +173,14 @@ class DeviceConnection:
             return  # closed by us: nothing to report
         except grpc.aio.AioRpcError as e:
             self.broken_reason = f"{e.code().name}: {e.details()}"
+            code = e.code()
         except Exception as e:  # a reader that dies must still say the stream is gone
             log.exception("%s stream reader failed", self.address)
             self.broken_reason = repr(e)
         self.is_primary = False
-        if not first.done():
+        if not first.done():  # the device refused the arbitration (a wrong device id...) or went away
             first.set_exception(P4RuntimeError(f"{self.address}: stream ended during arbitration "
-                                               f"({self.broken_reason})", grpc.StatusCode.UNAVAILABLE))
+                                               f"({self.broken_reason})", code))
             return  # connect() reports it
         log.info("%s: stream broken: %s", self.address, self.broken_reason)
         self._notify(BROKEN)
@@ -180,6 +195,11 @@ class DeviceConnection:
             log.info("%s: %s (primary election id %s)", self.address,
                      "became primary" if self.is_primary else "lost primary", self.primary_election_id)
             self._notify(PRIMARY if self.is_primary else NOT_PRIMARY)
+        elif not self.is_primary and arb.status.code == code_pb2.NOT_FOUND:
+            # the primary left and the device elects nobody by itself (Stratum, P4Runtime >= 1.3): a
+            # backup becomes primary by arbitrating again with an election id above the last one
+            log.info("%s: no primary any more (last election id %s)", self.address, self.primary_election_id)
+            self._notify(NO_PRIMARY)
 
     def _notify(self, event: str) -> None:
         if self.on_event is not None:

@@ -60,3 +60,33 @@ def test_match_order_does_not_change_the_key():
     f.match.add(field_id=2).exact.value = b"\x02"
     f.match.add(field_id=1).exact.value = b"\x01"
     assert ent.entry_key(e) == ent.entry_key(f)
+
+
+def test_a_device_that_orders_params_its_way_and_pads_bytes_matches():
+    """PI and Stratum answer params in P4Info order, older ones with zero-padded bytes."""
+    written = lpm_entry(0x0A000000, 8, port=3)
+    written.action.action.params.reverse()
+    answered = lpm_entry(0x0A000000, 8, port=3)
+    answered.match[0].lpm.value = b"\x00" * 2 + answered.match[0].lpm.value
+    for prm in answered.action.action.params:
+        prm.value = b"\x00" + prm.value
+    assert ent.entry_key(written) == ent.entry_key(answered)
+    assert ent.plan([answered], [written], ent.snapshot([written])).updates == []
+
+
+def test_entries_the_program_installs_are_never_deleted():
+    const = lpm_entry(0x0E000000, 24)
+    const.is_const = True
+    initial = lpm_entry(0x0D000000, 24)
+    initial.table_id = 77  # a table with initial entries
+    plan = ent.plan(actual=[const, initial, C], desired=[], expected={}, protected_tables=frozenset({77}))
+    assert [u.type for u in plan.updates] == [p4r.Update.DELETE] and plan.updates[0].entity.table_entry == C
+
+
+def test_a_default_we_set_and_nobody_wants_is_reset():
+    was = default(A.table_id, 7)
+    plan = ent.plan(actual=[was], desired=[], expected=ent.snapshot([was]))
+    assert len(plan.updates) == 1
+    reset = plan.updates[0]
+    assert reset.type == p4r.Update.MODIFY and reset.entity.table_entry.is_default_action
+    assert not reset.entity.table_entry.HasField("action"), "no action: back to the program's default"
