@@ -11,6 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+import grpc
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
@@ -39,6 +40,11 @@ class EntryError(ValueError):
 MAX_TEXT_DEPTH = 64  # nested messages in a text P4Info; the binary parser (upb) stops at 100
 _TEXT_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*|[{}<>]')
 
+
+
+# What a device with no pipeline answers a Read or GetForwardingPipelineConfig with: the
+# reference target and PI say FAILED_PRECONDITION, some servers NOT_FOUND.
+NO_PIPELINE = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 
 def text_depth(text: str) -> int:
     """The deepest message nesting of a protobuf text, ignoring strings and comments."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import grpc
 
 from kubep4.config import GRPC_OPTIONS
-from kubep4.p4 import p4r, p4r_grpc
+from kubep4.p4 import NO_PIPELINE, p4r, p4r_grpc
 
 
 class DeviceReader:
@@ -23,7 +23,7 @@ class DeviceReader:
                         device_id=self.device_id, response_type=p4r.GetForwardingPipelineConfigRequest.ALL),
                     timeout=self.timeout)
             except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                if e.code() in NO_PIPELINE:
                     return None
                 raise
             return r.config
@@ -38,7 +38,7 @@ class DeviceReader:
                 async for resp in p4r_grpc.P4RuntimeStub(ch).Read(req, timeout=self.timeout):
                     out += [e.table_entry for e in resp.entities]
             except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                if e.code() in NO_PIPELINE:
                     return []
                 raise
             return out
@@ -54,7 +54,7 @@ class DeviceReader:
                     for e in resp.entities:
                         return e.table_entry
             except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                if e.code() in NO_PIPELINE:
                     return None
                 raise
         return None

@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from kubep4 import store as st
+from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class NodeStatusReporter:
             self._changed.set()
 
     async def run(self) -> None:
+        backoff = Backoff(initial=0.5, cap=10.0)
         while True:
             try:
                 await asyncio.wait_for(self._changed.wait(), self.report_seconds)
@@ -49,10 +51,11 @@ class NodeStatusReporter:
             self._changed.clear()
             try:
                 await self.write()
-            except (st.Unavailable, st.Conflict) as e:
+                backoff.reset()
+            except st.StoreError as e:  # etcd down, or the Node deleted under us: try again later
                 log.warning("node status: %s", e)
                 self._changed.set()
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(backoff.next())
 
     async def write(self) -> None:
         def update(n: kr.Node) -> kr.Node:

@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 from opentelemetry import trace
 
 from kubep4.config import GRPC_OPTIONS
-from kubep4.p4 import p4r, p4r_grpc
+from kubep4.p4 import NO_PIPELINE, p4r, p4r_grpc
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent.p4runtime")
@@ -225,7 +225,7 @@ class DeviceConnection:
                 device_id=self.device_id,
                 response_type=p4r.GetForwardingPipelineConfigRequest.COOKIE_ONLY), timeout=10)
         except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+            if e.code() in NO_PIPELINE:
                 return None
             raise _error(f"{self.address} GetForwardingPipelineConfig", e) from None
         if not r.config.HasField("cookie") and not r.config.p4info.tables:
@@ -275,7 +275,7 @@ class DeviceConnection:
             async for resp in self._stub.Read(req, timeout=30):
                 out += [e.table_entry for e in resp.entities if e.HasField("table_entry")]
         except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            if e.code() in NO_PIPELINE:
                 return []
             raise _error(f"{self.address} Read", e) from None
         return out
