@@ -7,11 +7,10 @@ so no locking is needed.
 
 Client input never earns a traceback: request bytes that do not decode get
 INVALID_ARGUMENT (see :func:`kubep4.serving.add_servicer`), refused requests a
-one-line log at INFO, and every status fits the 8 KiB of trailers a default gRPC
-client accepts: messages are cut to :data:`MAX_STATUS_MESSAGE` characters, and
-the per-update ``p4.v1.Error`` details of a failed Write (spec §12.3: one per
-update, in order) are sent only while they fit :data:`MAX_STATUS_DETAILS_BYTES`;
-past that the status carries the count and the first failures in its message.
+one-line log at INFO; messages are cut to :data:`MAX_STATUS_MESSAGE` characters.
+A failed Write carries one per-update ``p4.v1.Error`` per update, in order (spec
+§12.3), as PI does: past a few hundred updates that needs a client whose
+``grpc.max_metadata_size`` is above gRPC's default 8 KiB.
 The port is exclusive (no SO_REUSEPORT).
 """
 from __future__ import annotations
@@ -31,7 +30,7 @@ from kubep4.reftarget.device import Device, Notification, P4RuntimeError, Sessio
 from kubep4.serving import ListenError, UndecodableRequest, add_servicer, bind
 
 __all__ = ["P4RuntimeServicer", "ReferenceTarget", "serve", "P4RUNTIME_API_VERSION", "MAX_MESSAGE_BYTES",
-           "MAX_STATUS_MESSAGE", "MAX_STATUS_DETAILS_BYTES", "write_status"]
+           "MAX_STATUS_MESSAGE", "write_status"]
 
 log = logging.getLogger("kubep4.reftarget")
 
@@ -42,12 +41,6 @@ READ_CHUNK = 1000
 # Bytes (UTF-8) of a status message, and of each per-update error message; the rest becomes "...".
 MAX_STATUS_MESSAGE = 1000
 PER_UPDATE_MESSAGE = 200
-# gRPC clients refuse trailers above 8 KiB by default (grpc.max_metadata_size) and report an
-# undeliverable status as RESOURCE_EXHAUSTED: a failed Write's grpc-message (percent-encoded) and
-# grpc-status-details-bin (the serialized google.rpc.Status) stay within this many bytes together.
-MAX_STATUS_DETAILS_BYTES = 7 * 1024
-# Failures quoted in the message when the details do not fit.
-QUOTED_FAILURES = 5
 
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -71,11 +64,6 @@ def _cut(text: str, limit: int = MAX_STATUS_MESSAGE) -> str:
     return data[:limit - 3].decode(errors="ignore") + "..."
 
 
-def _grpc_message_bytes(text: str) -> int:
-    """Length of ``text`` as the percent-encoded grpc-message trailer."""
-    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in text.encode())
-
-
 def _action_name(action: int) -> str:
     """The name of a SetForwardingPipelineConfig action, also for values the enum does not know."""
     try:
@@ -85,31 +73,19 @@ def _action_name(action: int) -> str:
 
 
 def write_status(results: list[P4RuntimeError | None]) -> status_pb2.Status:
-    """The UNKNOWN status of a Write some of whose updates failed (spec §12.3), always deliverable.
+    """The UNKNOWN status of a Write some of whose updates failed (spec §12.3): one ``p4.v1.Error``
+    per update, in order, as PI sends it, each message cut to PER_UPDATE_MESSAGE bytes.
 
-    One ``p4.v1.Error`` per update, in order, messages cut to PER_UPDATE_MESSAGE bytes.  When those
-    details would pass MAX_STATUS_DETAILS_BYTES the status has none; its message then counts the
-    failures and quotes the first QUOTED_FAILURES.
+    For a large batch that is more than the 8 KiB of trailers a gRPC client accepts by default: a
+    client raises ``grpc.max_metadata_size`` to read it (the node agent does), as it must with PI.
+    The batch bound (MAX_BATCH updates) keeps it far below what such a client accepts.
     """
-    failed = [(i, r) for i, r in enumerate(results) if r is not None]
-    message = f"{len(failed)} of {len(results)} updates failed"
-    status = status_pb2.Status(code=code_pb2.UNKNOWN, message=message)
-    size = status.ByteSize() + _grpc_message_bytes(message)
+    failed = sum(r is not None for r in results)
+    status = status_pb2.Status(code=code_pb2.UNKNOWN, message=f"{failed} of {len(results)} updates failed")
     for r in results:
-        detail = status.details.add()
         short = None if r is None else P4RuntimeError(r.code, _cut(r.message, PER_UPDATE_MESSAGE))
-        detail.Pack(update_error(short))
-        size += detail.ByteSize() + 4  # the field's tag and length
-        if size > MAX_STATUS_DETAILS_BYTES:
-            break
-    else:
-        return status
-    quoted = "; ".join(f"#{i}: {code_pb2.Code.Name(r.code)}: {_cut(r.message, PER_UPDATE_MESSAGE)}"
-                       for i, r in failed[:QUOTED_FAILURES])
-    more = f"; and {len(failed) - QUOTED_FAILURES} more" if len(failed) > QUOTED_FAILURES else ""
-    return status_pb2.Status(code=code_pb2.UNKNOWN, message=_cut(
-        f"{message} (per-update details omitted: {len(results)} p4.v1.Error would not fit in the "
-        f"status trailers): {quoted}{more}"))
+        status.details.add().Pack(update_error(short))
+    return status
 
 
 @dataclass

@@ -130,7 +130,9 @@ class P4RTClient:
         self.election_id = 0
         self.channel = grpc.aio.insecure_channel(address, options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # a failed Write's status has one p4.v1.Error per update: more than gRPC's default 8 KiB
+            ("grpc.max_metadata_size", 16 << 20)])
         self.stub = p4r_grpc.P4RuntimeStub(self.channel)
         self.stream: grpc.aio.StreamStreamCall | None = None
 
