@@ -138,7 +138,8 @@ async def test_a_node_sees_only_its_own_placements_and_a_move_is_one_delete_and_
         moved.CopyFrom(created)
         moved.spec.node = "b"
         stored = await store.move(st.PLACEMENTS, moved, from_shard="a")
-        await eventually(lambda: ("ADDED", "p-0") in seen["b"], what="the move to reach node b")
+        await eventually(lambda: ("ADDED", "p-0") in seen["b"] and ("DELETED", "p-0") in seen["a"],
+                         what="the move to reach both nodes' watches")
         assert seen["a"] == [("ADDED", "p-0"), ("DELETED", "p-0")]  # nothing of b's five
         assert [e for e in seen["b"] if e[1] == "p-0"] == [("ADDED", "p-0")]
         assert (await store.get(st.PLACEMENTS, "default", "p-0", shard="b")).spec.node == "b"
