@@ -302,9 +302,7 @@ class Store:
                 raise NotFound(f"{kind.name[:-1]} {_ident(obj.metadata)} not found")
             raise Conflict(f"{kind.name[:-1]} {_ident(obj.metadata)} was modified "
                            f"(resource_version {rv} is stale)")
-        out = _copy(obj)
-        out.metadata.resource_version = resp.header.revision
-        return out
+        return _written(obj, resp.header.revision)
 
     async def mutate(self, kind: Kind[T], namespace: str, name: str, fn: Callable[[T], T | None],
                      shard: str | None = None, attempts: int = 20, current: T | None = None) -> T | None:
@@ -352,9 +350,7 @@ class Store:
                 raise AlreadyExists(f"{kind.name[:-1]} {_ident(md)} already exists under {new.decode()}")
             raise Conflict(f"{kind.name[:-1]} {_ident(md)} was modified "
                            f"(resource_version {md.resource_version} is stale)")
-        out = _copy(obj)
-        out.metadata.resource_version = resp.header.revision
-        return out
+        return _written(obj, resp.header.revision)
 
     async def delete(self, kind: Kind[T], namespace: str, name: str, resource_version: int = 0,
                      shard: str | None = None, quiet_prefix: tuple[str, int] | None = None) -> int:
@@ -540,6 +536,13 @@ def _from_key(kind: Kind[T], key: str, revision: int) -> T:
         obj.metadata.namespace = rest[-2]
     obj.metadata.resource_version = revision
     return obj
+
+
+def _written(obj: T, revision: int) -> T:
+    """A copy of ``obj`` as stored at ``revision``."""
+    out = _copy(obj)
+    out.metadata.resource_version = revision
+    return out
 
 
 def _copy(obj: T) -> T:
