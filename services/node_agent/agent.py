@@ -123,10 +123,6 @@ class NodeAgent:
             "kubep4_device_drift_repairs_total", unit="1",
             description="Changes made to a device that differed from what the agent last verified on it")
 
-    @property
-    def connections(self) -> dict[str, DeviceConnection]:
-        return {name: d.conn for name, d in self._dev.items()}
-
     # ------------------------------------------------------------ registration and heartbeat
     async def register(self) -> None:
         node = kr.Node()
