@@ -12,10 +12,23 @@ import urllib.request
 from dataclasses import dataclass, field
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free now, and never one this process handed out before.
+
+    Callers pick several ports before any of their servers binds (a whole local stack): once
+    closed, a port can come back from the kernel at once, and two servers would be given the
+    same one (servers bind exclusively, so the second would stop at start).
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass
