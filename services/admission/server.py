@@ -25,6 +25,10 @@ class AdmissionServicer(ka_grpc.AdmissionServicer):
         which = request.WhichOneof("object")
         if which is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "review carries no object")
+        if request.operation not in ka.Operation.values():  # an open enum: any int32 arrives
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"operation: unknown value {request.operation} "
+                                f"(known: {', '.join(ka.Operation.keys())})")
         with _tracer.start_as_current_span("admission review") as span:
             span.set_attribute("kubep4.kind", which)
             span.set_attribute("kubep4.operation", ka.Operation.Name(request.operation))
