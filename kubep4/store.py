@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
@@ -65,6 +65,11 @@ class NotLeader(StoreError):
 
 class Missing(StoreError):
     """An object the write depends on does not exist (any more)."""
+
+
+class Crowded(Conflict):
+    """A create guarded by ``no_new_since`` lost: another object appeared under the prefix since the
+    caller counted it (a quota decided on that count must be decided again)."""
 
 
 class TooLarge(StoreError):
@@ -172,6 +177,7 @@ class Store:
         # (key, lease id): when set, every transaction also compares that the key is held under that
         # lease — a controller's writes are fenced by its leadership
         self.fence: tuple[str, int] | None = None
+        self._releasing: set[asyncio.Future] = set()  # releases of creates whose caller was cancelled
         self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port or 2379), timeout=timeout,
                                     options={"grpc.max_receive_message_length": 64 << 20})
 
@@ -243,16 +249,45 @@ class Store:
     def _get_op(key: bytes) -> rpc.RequestOp:
         return rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
 
+    @staticmethod
+    def _count_op(key: bytes, range_end: bytes = b"", min_mod_revision: int = 0) -> rpc.RequestOp:
+        return rpc.RequestOp(request_range=rpc.RangeRequest(key=key, range_end=range_end, count_only=True,
+                                                            min_mod_revision=min_mod_revision))
+
+    async def count(self, kind: Kind[T], namespace: str | None = None) -> tuple[int, int]:
+        """How many objects are under the prefix, and the revision counted at."""
+        prefix = kind.prefix(namespace).encode()
+        await self.connect()
+        try:
+            r = await self._client.kvstub.Range(rpc.RangeRequest(key=prefix, range_end=_range_end(prefix),
+                                                                 count_only=True),
+                                                timeout=self._client._timeout)
+        except rpc.AioRpcError as e:
+            raise _rpc_error(self.endpoint, e) from e
+        return r.count, r.header.revision
+
+    async def db_size(self) -> int:
+        """The size of etcd's database (what its --quota-backend-bytes limits), from Maintenance Status."""
+        await self.connect()
+        try:
+            r = await self._client.maintenancestub.Status(rpc.StatusRequest(), timeout=self._client._timeout)
+        except rpc.AioRpcError as e:
+            raise _rpc_error(self.endpoint, e) from e
+        return r.dbSize
+
     async def revision(self) -> int:
         r = await self._range(f"{ROOT}/".encode(), keys_only=True)
         return r.header.revision
 
     # ------------------------------------------------------------------ objects
-    async def create(self, kind: Kind[T], obj: T, lease: int = 0, requires: str = "") -> T:
+    async def create(self, kind: Kind[T], obj: T, lease: int = 0, requires: str | Sequence[str] = "",
+                     no_new_since: tuple[str, int] | None = None) -> T:
         """Create if absent; sets uid, generation 1 and creation time. Returns the stored object.
 
-        ``requires``: a key that must exist in the same transaction (a Deployment's Pipeline), else
-        Missing.
+        ``requires``: a key (or keys) that must exist in the same transaction (a Deployment's
+        Pipeline, a Pipeline's artifact chunks), else Missing. ``no_new_since`` (prefix, revision): no
+        key under the prefix was created after that revision, else Crowded ("the namespace still holds
+        what I counted").
         """
         obj = _copy(obj)
         md = obj.metadata
@@ -262,17 +297,26 @@ class Store:
         if not md.HasField("creation_timestamp"):
             md.creation_timestamp.GetCurrentTime()
         key = kind.key(obj).encode()
+        needed = [k for k in ([requires] if isinstance(requires, str) else requires) if k]
         cmp = [self._cmp_absent(key)]
-        if requires:
-            cmp.append(rpc.Compare(key=requires.encode(), target=rpc.Compare.CREATE,
-                                   result=rpc.Compare.GREATER, create_revision=0))
+        cmp += [rpc.Compare(key=k.encode(), target=rpc.Compare.CREATE, result=rpc.Compare.GREATER,
+                            create_revision=0) for k in needed]
+        if no_new_since is not None:
+            prefix = no_new_since[0].encode()
+            cmp.append(rpc.Compare(key=prefix, range_end=_range_end(prefix), target=rpc.Compare.CREATE,
+                                   result=rpc.Compare.LESS, create_revision=no_new_since[1] + 1))
         with tracer.start_as_current_span("etcd txn create", attributes={"etcd.key": key.decode()}):
-            resp = await self._txn(cmp, [self._put(key, _encode(obj), lease)], [self._get_op(key)])
+            resp = await self._txn(cmp, [self._put(key, _encode(obj), lease)],
+                                   [self._count_op(key)] + [self._count_op(k.encode()) for k in needed])
         if not resp.succeeded:
-            if resp.responses[0].response_range.kvs:
+            if resp.responses[0].response_range.count:
                 raise AlreadyExists(f"{kind.name[:-1]} {_ident(md)} already exists")
-            raise Missing(f"{requires.rsplit('/', 3)[-3][:-1]} {'/'.join(requires.rsplit('/', 2)[-2:])} "
-                          "no longer exists")
+            for k, r in zip(needed, resp.responses[1:]):
+                if not r.response_range.count:
+                    raise Missing(f"{k.rsplit('/', 3)[-3][:-1]} {'/'.join(k.rsplit('/', 2)[-2:])} "
+                                  "no longer exists")
+            raise Crowded(f"{kind.name[:-1]} {_ident(md)}: another object was created under "
+                          f"{no_new_since[0] if no_new_since else ''} meanwhile; retry")
         md.resource_version = resp.header.revision
         return obj
 
@@ -466,15 +510,21 @@ class Store:
         Always written, even when present: the fresh mod_revision tells the artifact collector that
         the blob is wanted again (a collection racing with this write then leaves it alone).
         """
+        return (await self._write_blob(data))[0]
+
+    async def _write_blob(self, data: bytes) -> tuple[kr.ArtifactRef, int]:
+        """put_blob, and the revision of its last chunk write."""
         digest = digest_of(data)
         chunks = max(1, -(-len(data) // CHUNK_SIZE))
         ref = kr.ArtifactRef(digest=digest, size=len(data), chunks=chunks)
         base = f"{BLOBS}{digest}/"
+        revision = 0
         with tracer.start_as_current_span("etcd put blob", attributes={"blob.size": len(data)}):
             for i in range(chunks):
-                await self._txn([], [self._put(f"{base}{i:06d}".encode(),
-                                               data[i * CHUNK_SIZE:(i + 1) * CHUNK_SIZE])])
-        return ref
+                resp = await self._txn([], [self._put(f"{base}{i:06d}".encode(),
+                                                      data[i * CHUNK_SIZE:(i + 1) * CHUNK_SIZE])])
+                revision = resp.header.revision
+        return ref, revision
 
     async def get_blob(self, ref: kr.ArtifactRef) -> bytes:
         base = f"{BLOBS}{ref.digest}/".encode()
@@ -497,26 +547,120 @@ class Store:
     async def delete_blob(self, digest: str, unchanged_since: int = 0) -> bool:
         """Delete an artifact's chunks; with ``unchanged_since``, only if none was written after that
         revision (in the same transaction). Returns whether it was deleted."""
+        return await self._delete_blob(digest, unchanged_since) == "deleted"
+
+    async def _delete_blob(self, digest: str, unchanged_since: int = 0, pipelines_since: int = 0) -> str:
+        """delete_blob; with ``pipelines_since``, also only if no Pipeline was written after that
+        revision. "deleted", "recheck" (a Pipeline was written: references must be read again) or
+        "spared" (a chunk was written again: the blob is wanted)."""
         base = f"{BLOBS}{digest}/".encode()
         end = _range_end(base)
         cmp = [rpc.Compare(key=base, range_end=end, target=rpc.Compare.MOD, result=rpc.Compare.LESS,
                            mod_revision=unchanged_since + 1)] if unchanged_since else []
+        failure = []
+        if pipelines_since:
+            p = PIPELINES.prefix().encode()
+            cmp.append(rpc.Compare(key=p, range_end=_range_end(p), target=rpc.Compare.MOD,
+                                   result=rpc.Compare.LESS, mod_revision=pipelines_since + 1))
+            failure.append(self._count_op(p, _range_end(p), min_mod_revision=pipelines_since + 1))
         resp = await self._txn(cmp, [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(
-            key=base, range_end=end))])
-        return resp.succeeded
+            key=base, range_end=end))], failure)
+        if resp.succeeded:
+            return "deleted"
+        return "recheck" if pipelines_since and resp.responses[0].response_range.count else "spared"
+
+    async def referenced_digests(self) -> tuple[set[str], int]:
+        """The artifact digests committed Pipelines reference, and the revision they were read at."""
+        pipelines, revision = await self.list(PIPELINES)
+        return {ref.digest for p in pipelines for ref in (p.spec.p4info_ref, p.spec.device_config_ref)
+                if ref.digest}, revision
+
+    async def collect_blobs(self, unchanged_since: int, digests: Iterable[str] | None = None,
+                            attempts: int = 5) -> tuple[list[str], int]:
+        """Delete the blobs no committed Pipeline references and none of whose chunks was written
+        after ``unchanged_since`` (the artifact collector's previous mark; a failed create's own last
+        write). ``digests``: only these (default: every stored blob). Each delete is conditional in
+        etcd: the chunks unchanged since then (a concurrent create of the same artifact re-wrote them:
+        spared) and no Pipeline written since the references were read (else they are read again).
+        Returns the deleted digests and the revision the blobs were listed at (the next mark)."""
+        referenced, seen = await self.referenced_digests()
+        if digests is None:
+            blobs, revision = await self.blob_digests()
+            todo = [d for d, written in blobs.items() if written <= unchanged_since]
+        else:
+            todo, revision = list(dict.fromkeys(digests)), seen
+        deleted: list[str] = []
+        if not unchanged_since:  # nothing was written "before never": the first collection only marks
+            return deleted, revision
+        for attempt in range(attempts):
+            recheck = []
+            for digest in todo:
+                if digest in referenced:
+                    continue
+                outcome = await self._delete_blob(digest, unchanged_since, pipelines_since=seen)
+                if outcome == "deleted":
+                    deleted.append(digest)
+                elif outcome == "recheck":
+                    recheck.append(digest)
+            if not recheck or attempt == attempts - 1:
+                break
+            todo = recheck
+            referenced, seen = await self.referenced_digests()
+        return deleted, revision
 
     # ------------------------------------------------------------------ pipelines
-    async def create_pipeline(self, pipeline: kr.Pipeline) -> kr.Pipeline:
-        """Store the artifacts as blobs, then the pipeline object referencing them."""
+    async def create_pipeline(self, pipeline: kr.Pipeline, no_new_since: tuple[str, int] | None = None,
+                              attempts: int = 3) -> kr.Pipeline:
+        """Store the artifacts as blobs, then the pipeline object referencing them, committed only
+        while every chunk is still there (a collection that took one in between: written again).
+
+        Nothing stays behind a create that fails: the blobs it wrote that no committed Pipeline
+        references and nobody wrote since are deleted (collect_blobs) before the error is raised.
+        ``no_new_since``: as for create (a quota counted at that revision).
+        """
         p = _copy(pipeline)
         key = PIPELINES.key(p).encode()
         if (await self._range(key, keys_only=True)).kvs:  # before writing any artifact
             raise AlreadyExists(f"pipeline {_ident(p.metadata)} already exists")
-        if p.spec.HasField("artifacts"):
-            p.spec.p4info_ref.CopyFrom(await self.put_blob(p.spec.artifacts.p4info))
-            p.spec.device_config_ref.CopyFrom(await self.put_blob(p.spec.artifacts.device_config))
-            p.spec.artifacts.Clear()
-        return await self.create(PIPELINES, p)
+        if not p.spec.HasField("artifacts"):
+            return await self.create(PIPELINES, p, no_new_since=no_new_since)
+        written: dict[str, int] = {}  # digest -> revision of this create's last write of it
+        try:
+            for _ in range(attempts):
+                refs = []
+                for data in (p.spec.artifacts.p4info, p.spec.artifacts.device_config):
+                    ref, revision = await self._write_blob(data)
+                    written[ref.digest] = revision
+                    refs.append(ref)
+                obj = _copy(p)
+                obj.spec.artifacts.Clear()
+                obj.spec.p4info_ref.CopyFrom(refs[0])
+                obj.spec.device_config_ref.CopyFrom(refs[1])
+                chunks = [f"{BLOBS}{r.digest}/{i:06d}" for r in refs for i in range(r.chunks)]
+                try:
+                    return await self.create(PIPELINES, obj, requires=chunks, no_new_since=no_new_since)
+                except Missing:
+                    continue
+            raise Conflict(f"pipeline {_ident(p.metadata)}: its artifacts were collected while it was "
+                           "being created; retry")
+        except BaseException as e:
+            if written:
+                release = self._release(written)
+                if isinstance(e, asyncio.CancelledError):  # the caller is gone: finish without it
+                    task = asyncio.ensure_future(release)
+                    self._releasing.add(task)
+                    task.add_done_callback(self._releasing.discard)
+                else:
+                    await release
+            raise
+
+    async def _release(self, written: dict[str, int]) -> None:
+        """Delete what a failed create wrote, unless referenced or written again since."""
+        try:
+            for digest, revision in written.items():
+                await self.collect_blobs(revision, [digest])
+        except StoreError as e:  # left to the artifact collector
+            log.warning("could not release the artifacts of a failed create: %s", e)
 
     async def load_artifacts(self, pipeline: kr.Pipeline) -> kr.Pipeline:
         """A copy of the pipeline with spec.artifacts filled from the blobs."""

@@ -173,17 +173,11 @@ class Controller:
                 log.warning("artifact collection: %s", e)
 
     async def collect_artifacts(self) -> list[str]:
-        """Delete artifact blobs no Pipeline references. A blob must be unreferenced and unwritten since
-        the previous collection, so one stored just before its Pipeline is never taken. Returns the digests."""
-        pipelines, _ = await self.store.list(st.PIPELINES)
-        referenced = {ref.digest for p in pipelines for ref in (p.spec.p4info_ref, p.spec.device_config_ref)}
-        blobs, revision = await self.store.blob_digests()
-        candidates = [d for d, written in blobs.items() if d not in referenced and written <= self._gc_mark]
-        doomed = []
-        with tracer.start_as_current_span("artifact collection", attributes={"kubep4.blobs": len(blobs)}):
-            for digest in candidates:  # a blob re-written since the mark is wanted again: the txn spares it
-                if await self.store.delete_blob(digest, unchanged_since=self._gc_mark):
-                    doomed.append(digest)
+        """Delete artifact blobs no Pipeline references (Store.collect_blobs). A blob must be unreferenced
+        and unwritten since the previous collection, so one stored just before its Pipeline is never taken.
+        Returns the digests."""
+        with tracer.start_as_current_span("artifact collection"):
+            doomed, revision = await self.store.collect_blobs(self._gc_mark)
         if doomed:
             log.info("collected %d unreferenced artifact(s)", len(doomed))
         self._gc_mark = revision
