@@ -28,13 +28,23 @@ def main(argv: list[str] | None = None) -> None:
          help="deepest message nesting of a text P4Info")
     flag(p, "--max-review-seconds", "KUBEP4_MAX_REVIEW_SECONDS", Policy.max_review_seconds, type=float,
          help="time a review may spend checking table entries")
+    flag(p, "--quota-name", "KUBEP4_QUOTA_NAME", Policy.quota_name,
+         help="the quota's name in 'exceeded quota' errors")
+    for field, what in (("max_pipelines", "Pipelines per namespace"), ("max_deployments", "Deployments per namespace"),
+                        ("max_artifact_bytes", "P4Info and device config bytes of a namespace's Pipelines"),
+                        ("max_table_entries", "table entries per Deployment")):
+        flag(p, "--" + field.replace("_", "-"), "KUBEP4_" + field.upper(), getattr(Policy, field), type=int,
+             help=f"quota: {what} (0: no limit)")
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
     policy = Policy(namespaces=frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()),
                     max_replicas=args.max_replicas, max_device_config_bytes=args.max_device_config_bytes,
                     max_bitwidth=args.max_bitwidth, max_p4info_bytes=args.max_p4info_bytes,
-                    max_p4info_depth=args.max_p4info_depth, max_review_seconds=args.max_review_seconds)
+                    max_p4info_depth=args.max_p4info_depth, max_review_seconds=args.max_review_seconds,
+                    quota_name=args.quota_name, max_pipelines=args.max_pipelines,
+                    max_deployments=args.max_deployments, max_artifact_bytes=args.max_artifact_bytes,
+                    max_table_entries=args.max_table_entries)
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-admission")

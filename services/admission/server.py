@@ -10,7 +10,13 @@ from kubep4.gen.kubep4.v1 import admission_pb2 as ka
 from kubep4.gen.kubep4.v1 import admission_pb2_grpc as ka_grpc
 from kubep4.serving import start_server
 from kubep4.telemetry import Telemetry, tracer
-from services.admission.validation import Policy, review_deployment, review_pipeline
+from services.admission.validation import (
+    QUOTA_EXCEEDED,
+    Policy,
+    quota_violations,
+    review_deployment,
+    review_pipeline,
+)
 
 _tracer = tracer("kubep4.admission")
 SERVICE_NAME = ka.DESCRIPTOR.services_by_name["Admission"].full_name
@@ -39,11 +45,15 @@ class AdmissionServicer(ka_grpc.AdmissionServicer):
                 ref = request.referenced_pipeline if request.HasField("referenced_pipeline") else None
                 obj, violations = await asyncio.to_thread(review_deployment, request.deployment, ref,
                                                           self.policy)
+            reason = ""
+            if not violations and request.HasField("usage"):  # quotas, as kube's, for valid objects only
+                violations = quota_violations(obj, request.usage, request.operation == ka.CREATE, self.policy)
+                reason = QUOTA_EXCEEDED if violations else ""
             span.set_attribute("kubep4.allowed", not violations)
             span.set_attribute("kubep4.violations", len(violations))
             violations = bounded(violations, self.policy.max_violations, FIELD_CHARS, DESCRIPTION_CHARS)
         resp = ka.AdmissionResponse(allowed=not violations, violations=[
-            ka.FieldViolation(field=v.field, description=v.description) for v in violations])
+            ka.FieldViolation(field=v.field, description=v.description, reason=reason) for v in violations])
         if not violations:
             getattr(resp, which).CopyFrom(obj)
         return resp

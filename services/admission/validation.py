@@ -37,6 +37,12 @@ class Policy:
     max_p4info_depth: int = MAX_TEXT_DEPTH
     max_violations: int = 100        # reported per review; the last one counts the rest
     max_review_seconds: float = 5.0  # converting entries stops there (the apiserver waits 10 s)
+    # per-namespace quotas (0: no limit), checked against the usage the apiserver counted
+    quota_name: str = "kubep4-quota"
+    max_pipelines: int = 100
+    max_deployments: int = 1000
+    max_artifact_bytes: int = 1 << 30   # etcd's default quota is 2 GiB for everything
+    max_table_entries: int = 10_000     # per deployment
 
 
 KEY_CHARS = 64  # of a map key echoed in a field path
@@ -241,6 +247,35 @@ def _entries(entries, index: P4InfoIndex, policy: Policy, out: list[Violation]) 
             to_p4_entry(entry, index)
         except EntryError as e:
             out.append(Violation(f"spec.table_entries[{i}].{e.field}", e.description))
+
+
+QUOTA_EXCEEDED = "QuotaExceeded"  # the reason of a quota violation (a FieldViolation's reason)
+
+
+def quota_violations(obj: kr.Pipeline | kr.Deployment, usage, creating: bool, policy: Policy
+                     ) -> list[Violation]:
+    """The namespace quotas ``obj`` would exceed, given the namespace's ``usage`` (a NamespaceUsage
+    the apiserver counted): one violation in Kubernetes ResourceQuota words, or none."""
+    if isinstance(obj, kr.Pipeline):
+        a = obj.spec.artifacts
+        checks = [("pipelines", int(creating), usage.pipelines, policy.max_pipelines, True),
+                  ("artifacts.bytes", len(a.p4info) + len(a.device_config) if creating else 0,
+                   usage.artifact_bytes, policy.max_artifact_bytes, True)]
+    else:
+        checks = [("deployments", int(creating), usage.deployments, policy.max_deployments, True),
+                  # per deployment: what it would hold against the limit (used: what it holds now)
+                  ("deployment.table_entries", len(obj.spec.table_entries), usage.table_entries,
+                   policy.max_table_entries, False)]
+    over = [(name, req, used, limit) for name, req, used, limit, cumulative in checks
+            if limit > 0 and req > 0 and (used + req if cumulative else req) > limit]
+    if not over:
+        return []
+    field = "spec.table_entries" if over[0][0] == "deployment.table_entries" else "metadata.namespace"
+
+    def joined(i: int) -> str:
+        return ",".join(f"{o[0]}={o[i]}" for o in sorted(over))
+    return [Violation(field, f"exceeded quota: {policy.quota_name}, requested: {joined(1)}, "
+                             f"used: {joined(2)}, limited: {joined(3)}")]
 
 
 def _copy(m):

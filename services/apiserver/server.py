@@ -61,7 +61,10 @@ _CODES = {
     st.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     st.Missing: grpc.StatusCode.FAILED_PRECONDITION,
     st.Rejected: grpc.StatusCode.INVALID_ARGUMENT,
+    st.Crowded: grpc.StatusCode.ABORTED,
 }
+QUOTA_ATTEMPTS = 5  # a create counted, reviewed and written again when the namespace grew meanwhile
+QUOTA_EXCEEDED = "QuotaExceeded"  # admission's reason for a quota violation
 
 
 class _Rejected(Exception):
@@ -161,12 +164,18 @@ class Settings:
     etcd: str
     admission: str
     token: str = ""
+    # writes (creates, updates) are refused while etcd's database is above this fraction of its
+    # quota (etcd's --quota-backend-bytes): before etcd's own NOSPACE alarm stops every write
+    etcd_quota_bytes: int = 2 << 30
+    storage_guard: float = 0.8
 
 
 class KubeP4Servicer(api_grpc.KubeP4Servicer):
-    def __init__(self, store: st.Store, admission: ka_grpc.AdmissionStub):
+    def __init__(self, store: st.Store, admission: ka_grpc.AdmissionStub, etcd_quota_bytes: int = 2 << 30,
+                 storage_guard: float = 0.8):
         self.store = store
         self.admission = admission
+        self.etcd_quota_bytes, self.storage_guard = etcd_quota_bytes, storage_guard
         # digest -> P4Info bytes: content-addressed, so never stale; bounded, oldest dropped first
         self._p4info_cache: dict[str, bytes] = {}
 
@@ -181,10 +190,46 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
             raise _Rejected(grpc.StatusCode.UNAVAILABLE, "admission service is unavailable; retry later") from None
         if not resp.allowed:
             vs = [Violation(v.field, v.description) for v in resp.violations]
+            if resp.violations[0].reason == QUOTA_EXCEEDED:  # kube's 403 Forbidden for a quota
+                obj = getattr(kw.get("pipeline") or kw.get("deployment"), "metadata", None)
+                what = f"{'pipelines' if 'pipeline' in kw else 'deployments'} {quoted(obj.name if obj else '')}"
+                raise _Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{what} is forbidden: {resp.violations[0].description}", vs)
             shown = "; ".join(truncate(str(v), 80) for v in vs[:3])
             raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT,
                             f"rejected by admission: {count(vs)} violation(s): {shown}", vs)
         return resp
+
+    async def _check_storage(self, incoming: int) -> None:
+        """Refuse a write while etcd's database (with ``incoming`` bytes more) is above the guard
+        fraction of its quota: etcd's own NOSPACE alarm would stop every write, deletes included."""
+        if self.storage_guard <= 0 or self.etcd_quota_bytes <= 0:
+            return
+        size = await self.store.db_size()
+        limit = int(self.etcd_quota_bytes * self.storage_guard)
+        if size + incoming > limit:
+            mib = 1 << 20
+            raise _Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"storage is nearly full: etcd's database is {size / mib:.1f} MiB of its "
+                            f"{self.etcd_quota_bytes / mib:.0f} MiB quota and writes stop at "
+                            f"{self.storage_guard:.0%}; delete unused deployments and pipelines (deletes "
+                            "still pass), then have an operator compact and defragment etcd, or raise its "
+                            "--quota-backend-bytes and the apiserver's --etcd-quota-bytes")
+
+    async def _usage(self, kind: st.Kind, namespace: str, entries: int = 0
+                     ) -> tuple[ka.NamespaceUsage | None, int]:
+        """What the namespace holds of ``kind`` for admission's quotas, and the revision it was counted
+        at; None for a namespace etcd could not hold (admission refuses it)."""
+        try:
+            _check_key(namespace)
+        except _Rejected:
+            return None, 0
+        if kind is st.PIPELINES:
+            items, rev = await self.store.list(st.PIPELINES, namespace)
+            return ka.NamespaceUsage(pipelines=len(items), artifact_bytes=sum(
+                p.spec.p4info_ref.size + p.spec.device_config_ref.size for p in items)), rev
+        n, rev = await self.store.count(st.DEPLOYMENTS, namespace)
+        return ka.NamespaceUsage(deployments=n, table_entries=entries), rev
 
     async def _pipeline_for_admission(self, namespace: str, name: str) -> kr.Pipeline | None:
         try:
@@ -209,23 +254,31 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
     # ------------------------------------------------------------ pipelines
     @_guard
     async def CreatePipeline(self, request, context):
-        resp = await self._review(ka.CREATE, pipeline=request.pipeline)
-        p = resp.pipeline
-        p.ClearField("status")
-        s = p.spec
-        if s.HasField("artifacts"):
-            p.status.digest = digest_of(s.artifacts.p4info, s.artifacts.device_config,
-                                        s.arch.encode(), s.target.encode())
-            p.status.phase = "Ready"
-        else:
-            src = s.source
-            p.status.digest = digest_of(src.program.encode(), src.backend.encode(), s.arch.encode(),
-                                        s.target.encode(), "\0".join(src.options).encode())
-            p.status.phase = "Ready"
-        p.status.observed_generation = 1
-        stamp_write(p.metadata.trace_context)
-        stored = await self.store.create_pipeline(p)
-        return stored
+        await self._check_storage(request.ByteSize())
+        ns = request.pipeline.metadata.namespace or "default"
+        for _ in range(QUOTA_ATTEMPTS):
+            usage, counted = await self._usage(st.PIPELINES, ns)
+            resp = await self._review(ka.CREATE, pipeline=request.pipeline, usage=usage)
+            p = resp.pipeline
+            p.ClearField("status")
+            s = p.spec
+            if s.HasField("artifacts"):
+                p.status.digest = digest_of(s.artifacts.p4info, s.artifacts.device_config,
+                                            s.arch.encode(), s.target.encode())
+                p.status.phase = "Ready"
+            else:
+                src = s.source
+                p.status.digest = digest_of(src.program.encode(), src.backend.encode(), s.arch.encode(),
+                                            s.target.encode(), "\0".join(src.options).encode())
+                p.status.phase = "Ready"
+            p.status.observed_generation = 1
+            stamp_write(p.metadata.trace_context)
+            try:  # only while the namespace holds what the quota was decided on
+                return await self.store.create_pipeline(p, no_new_since=(
+                    st.PIPELINES.prefix(p.metadata.namespace), counted) if usage is not None else None)
+            except st.Crowded:
+                continue
+        raise st.Conflict(f"pipelines keep being created in {ns}; retry")
 
     @_guard
     async def GetPipeline(self, request, context):
@@ -269,22 +322,31 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
     # ------------------------------------------------------------ deployments
     @_guard
     async def CreateDeployment(self, request, context):
+        await self._check_storage(request.ByteSize())
         d = request.deployment
         ns = d.metadata.namespace or "default"
         pipeline = await self._pipeline_for_admission(ns, d.spec.pipeline) if d.spec.pipeline else None
         kw = {"referenced_pipeline": pipeline} if pipeline is not None else {}
-        resp = await self._review(ka.CREATE, deployment=d, **kw)
-        d = resp.deployment
-        d.ClearField("status")
-        d.metadata.ClearField("deletion_timestamp")
-        d.metadata.generation = 1
-        cond.initial_deployment_status(d.status)
-        d.status.pipeline_digest = pipeline.status.digest if pipeline is not None else ""
-        stamp_write(d.metadata.trace_context)
-        with _tracer.start_as_current_span("etcd create deployment"):
-            # atomically with its pipeline still there (a concurrent DeletePipeline loses, or we do)
-            return await self.store.create(st.DEPLOYMENTS, d, requires=st.PIPELINES.key_for(
-                d.metadata.namespace, d.spec.pipeline))
+        for _ in range(QUOTA_ATTEMPTS):
+            usage, counted = await self._usage(st.DEPLOYMENTS, ns)
+            resp = await self._review(ka.CREATE, deployment=request.deployment, usage=usage, **kw)
+            d = resp.deployment
+            d.ClearField("status")
+            d.metadata.ClearField("deletion_timestamp")
+            d.metadata.generation = 1
+            cond.initial_deployment_status(d.status)
+            d.status.pipeline_digest = pipeline.status.digest if pipeline is not None else ""
+            stamp_write(d.metadata.trace_context)
+            with _tracer.start_as_current_span("etcd create deployment"):
+                # atomically with its pipeline still there (a concurrent DeletePipeline loses, or we do),
+                # and with the namespace holding what the quota was decided on
+                try:
+                    return await self.store.create(st.DEPLOYMENTS, d, requires=st.PIPELINES.key_for(
+                        d.metadata.namespace, d.spec.pipeline), no_new_since=(
+                        st.DEPLOYMENTS.prefix(d.metadata.namespace), counted) if usage is not None else None)
+                except st.Crowded:
+                    continue
+        raise st.Conflict(f"deployments keep being created in {ns}; retry")
 
     @_guard
     async def GetDeployment(self, request, context):
@@ -313,9 +375,11 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                               f"current is {current.metadata.resource_version})")
         if current.metadata.HasField("deletion_timestamp"):
             raise _Rejected(grpc.StatusCode.FAILED_PRECONDITION, "deployment is being deleted")
+        await self._check_storage(request.ByteSize())
         pipeline = await self._pipeline_for_admission(ns, d.spec.pipeline) if d.spec.pipeline else None
         kw = {"referenced_pipeline": pipeline} if pipeline is not None else {}
-        resp = await self._review(ka.UPDATE, deployment=d, **kw)
+        usage = ka.NamespaceUsage(table_entries=len(current.spec.table_entries))
+        resp = await self._review(ka.UPDATE, deployment=d, usage=usage, **kw)
         new = resp.deployment
         # identity and status are the server's; the user owns spec and labels
         md = new.metadata
@@ -417,7 +481,8 @@ async def create_server(settings: Settings, telemetry: Telemetry | None = None
     store = st.Store(settings.etcd)
     interceptors = telemetry.client_interceptors() if telemetry else []
     channel = grpc.aio.insecure_channel(settings.admission, options=GRPC_OPTIONS, interceptors=interceptors)
-    servicer = KubeP4Servicer(store, ka_grpc.AdmissionStub(channel))
+    servicer = KubeP4Servicer(store, ka_grpc.AdmissionStub(channel), settings.etcd_quota_bytes,
+                              settings.storage_guard)
     server_interceptors = list(telemetry.server_interceptors() if telemetry else [])
     if settings.token:
         server_interceptors.append(TokenAuthInterceptor(settings.token))

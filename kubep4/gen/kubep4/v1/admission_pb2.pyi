@@ -20,24 +20,40 @@ UPDATE: Operation
 DELETE: Operation
 
 class AdmissionReview(_message.Message):
-    __slots__ = ("operation", "pipeline", "deployment", "referenced_pipeline")
+    __slots__ = ("operation", "pipeline", "deployment", "referenced_pipeline", "usage")
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     REFERENCED_PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     operation: Operation
     pipeline: _resources_pb2.Pipeline
     deployment: _resources_pb2.Deployment
     referenced_pipeline: _resources_pb2.Pipeline
-    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ..., referenced_pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ...) -> None: ...
+    usage: NamespaceUsage
+    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ..., referenced_pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., usage: _Optional[_Union[NamespaceUsage, _Mapping]] = ...) -> None: ...
+
+class NamespaceUsage(_message.Message):
+    __slots__ = ("pipelines", "deployments", "artifact_bytes", "table_entries")
+    PIPELINES_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TABLE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    pipelines: int
+    deployments: int
+    artifact_bytes: int
+    table_entries: int
+    def __init__(self, pipelines: _Optional[int] = ..., deployments: _Optional[int] = ..., artifact_bytes: _Optional[int] = ..., table_entries: _Optional[int] = ...) -> None: ...
 
 class FieldViolation(_message.Message):
-    __slots__ = ("field", "description")
+    __slots__ = ("field", "description", "reason")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     field: str
     description: str
-    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AdmissionResponse(_message.Message):
     __slots__ = ("allowed", "violations", "pipeline", "deployment")
