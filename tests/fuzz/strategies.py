@@ -16,6 +16,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
+from kubep4.gen.p4.config.v1 import p4info_pb2 as p4i
 from tests.conftest import example_objects
 
 MAX_DEPTH = 6      # nesting of generated messages
@@ -98,10 +99,19 @@ def _strings(field: pb.FieldDescriptor) -> st.SearchStrategy[str]:
     return st.one_of(*choices)
 
 
+def p4infos() -> st.SearchStrategy[bytes]:
+    """Serialized P4Infos: generated from the P4Info descriptor, or the example's with generated
+    tables, actions, widths and ids merged in (what admission parses and indexes)."""
+    example = p4i.P4Info.FromString(_P4INFO)
+    return st.one_of(patched(example), messages(p4i.P4Info.DESCRIPTOR)).map(lambda m: m.SerializeToString())
+
+
 def _bytes(field: pb.FieldDescriptor) -> st.SearchStrategy[bytes]:
     choices = [st.sampled_from(EDGE_BYTES), st.binary(max_size=64)]
     if field.name in PLAUSIBLE_BYTES:
         choices.insert(0, st.sampled_from(PLAUSIBLE_BYTES[field.name]))
+    if field.name == "p4info":
+        choices.insert(1, st.deferred(p4infos))
     return st.one_of(*choices)
 
 
@@ -190,6 +200,38 @@ def merged(base: Message, patch: Message) -> Message:
 def patched(base: Message) -> st.SearchStrategy[Message]:
     """A valid message with generated fields merged into it: close to what admission accepts."""
     return messages(base.DESCRIPTOR).map(lambda p: merged(base, p))
+
+
+def _leaf_paths(desc: pb.Descriptor, prefix: tuple = (), depth: int = 0):
+    for f in desc.fields:
+        if f.is_repeated:  # repeated and map fields: patched() covers them
+            continue
+        if f.message_type is None:
+            yield (*prefix, f)
+        elif depth < 3:
+            yield from _leaf_paths(f.message_type, (*prefix, f), depth + 1)
+
+
+def changes(desc: pb.Descriptor) -> st.SearchStrategy[tuple[tuple[pb.FieldDescriptor, ...], Any]]:
+    """(path, value): one singular scalar field of ``desc`` (nested up to 3 deep) and a new value."""
+    paths = list(_leaf_paths(desc))
+    return st.sampled_from(paths).flatmap(lambda path: st.tuples(st.just(path), scalar(path[-1])))
+
+
+def changed(base: Message, change: tuple[tuple[pb.FieldDescriptor, ...], Any]) -> Message:
+    """A copy of ``base`` with one field changed: the nearest to valid a generated message gets."""
+    path, value = change
+    out = type(base)()
+    out.CopyFrom(base)
+    target = out
+    for f in path[:-1]:
+        target = getattr(target, f.name)
+    setattr(target, path[-1].name, value)
+    return out
+
+
+def one_field_changed(base: Message) -> st.SearchStrategy[Message]:
+    return changes(base.DESCRIPTOR).map(lambda c: changed(base, c))
 
 
 def example_pipeline() -> Message:

@@ -30,7 +30,16 @@ from services.apiserver import server as apiserver
 
 from ..conftest import Front
 from .settings import fuzz
-from .strategies import example_deployment, example_pipeline, merged, messages, patched
+from .strategies import (
+    changed,
+    changes,
+    example_deployment,
+    example_pipeline,
+    merged,
+    messages,
+    one_field_changed,
+    patched,
+)
 
 SERVICE = api.DESCRIPTOR.services_by_name["KubeP4"]
 METHODS = {m.name: m for m in SERVICE.methods}
@@ -125,22 +134,24 @@ async def world(etcd, monkeypatch):
 
 def requests(method: str) -> st.SearchStrategy:
     """(how, message): "raw" requests are sent as generated; "current" patches are merged into the
-    stored example deployment at send time (its resource_version is only known then)."""
+    stored example deployment at send time (its resource_version is only known then), a
+    "current-one" change sets one of its fields."""
     m = METHODS[method]
     raw = messages(m.input_type).map(lambda r: ("raw", r))
     if method == "CreatePipeline":
-        return st.one_of(raw, patched(example_pipeline()).map(
+        return st.one_of(raw, st.one_of(patched(example_pipeline()), one_field_changed(example_pipeline())).map(
             lambda p: ("raw", api.CreatePipelineRequest(pipeline=p))))
     if method == "CreateDeployment":
-        return st.one_of(raw, patched(example_deployment()).map(
+        return st.one_of(raw, st.one_of(patched(example_deployment()), one_field_changed(example_deployment())).map(
             lambda d: ("raw", api.CreateDeploymentRequest(deployment=d))))
     if method == "UpdateDeployment":
-        return st.one_of(raw, messages(example_deployment().DESCRIPTOR).map(lambda d: ("current", d)))
+        return st.one_of(raw, messages(example_deployment().DESCRIPTOR).map(lambda d: ("current", d)),
+                         changes(example_deployment().DESCRIPTOR).map(lambda c: ("current-one", c)))
     return raw
 
 
 # examples per RPC in the normal suite: the writes and watches cost most
-EXAMPLES = {"CreatePipeline": 30, "CreateDeployment": 30, "UpdateDeployment": 30, "WatchPipelines": 12,
+EXAMPLES = {"CreatePipeline": 40, "CreateDeployment": 40, "UpdateDeployment": 30, "WatchPipelines": 12,
             "WatchDeployments": 12}
 
 
@@ -152,6 +163,9 @@ def _rpc_test(method: str):
         if how == "current":
             current = await world.stub.GetDeployment(api.GetRequest(namespace="default", name="basic"))
             msg = api.UpdateDeploymentRequest(deployment=merged(current, msg))
+        elif how == "current-one":
+            current = await world.stub.GetDeployment(api.GetRequest(namespace="default", name="basic"))
+            msg = api.UpdateDeploymentRequest(deployment=changed(current, msg))
         await world.call(method, msg)
 
     test.__name__ = test.__qualname__ = f"test_{method}_answers_clearly_and_writes_nothing_when_it_refuses"
