@@ -87,6 +87,7 @@ class Controller:
         self._delivered: dict[tuple, str] = {}  # watch deliveries already traced (by write time)
         self._nodes_seen: dict[str, tuple] = {}  # node -> (spec, phase) last acted on
         self._lock = asyncio.Lock()  # scheduling decisions are serialised so they see each other
+        self._assumed: dict[tuple[str, str], tuple[str, str, str]] = {}  # placement -> (node, device, digest)
 
     # ---------------------------------------------------------------- events
     def _on_deployment(self, etype: str, d: kr.Deployment) -> None:
@@ -212,8 +213,13 @@ class Controller:
         return None
 
     def _device_states(self) -> list:
-        devices = sched.devices_from(self.nodes.items(), [
-            (p.spec.node, p.spec.device, p.spec.pipeline_digest) for p in self.placements.items()])
+        """Every device with the slots its placements use, those decided but not yet written included."""
+        used = [(p.spec.node, p.spec.device, p.spec.pipeline_digest) for p in self.placements.items()]
+        for (ns, name), where in self._assumed.items():
+            cached = self.placements.get((ns, name))
+            if cached is None or (cached.spec.node, cached.spec.device) != where[:2]:
+                used.append(where)
+        devices = sched.devices_from(self.nodes.items(), used)
         for d in devices:
             d.node_ready = self._node_ready(d.node)
         return devices
@@ -243,8 +249,7 @@ class Controller:
                                                       "kubep4.generation": d.metadata.generation}):
             if d.metadata.HasField("deletion_timestamp"):
                 return await self._finalize(d, placements)
-            async with self._lock:
-                unschedulable = await self._schedule(d, placements)
+            unschedulable = await self._schedule(d, placements)
             key = ("deployment", ns, name)
             if unschedulable:
                 self._waiting.add(key)
@@ -257,7 +262,6 @@ class Controller:
     async def _schedule(self, d: kr.Deployment, placements: list[kr.Placement]) -> list[str]:
         ns, name = d.metadata.namespace, d.metadata.name
         by_replica = {p.spec.replica: p for p in placements}
-        devices = None
         messages: list[str] = []
         for p in placements:
             if p.spec.replica >= d.spec.replicas:  # scaled down
@@ -272,28 +276,37 @@ class Controller:
                 del by_replica[i]
             move = p is not None and (not self._device_exists(p) or self._pipeline_blocked(d, p))
             if p is None or move:
-                if devices is None:
-                    devices = self._device_states()
                 others = frozenset(q.spec.node for r, q in by_replica.items() if r != i)
                 exclude = frozenset({(p.spec.node, p.spec.device)}) if move else frozenset()
                 request = sched.Request(namespace=ns, deployment=name, replica=i, target=d.spec.target,
                                         arch=d.spec.arch, selector=d.spec.selector,
                                         pipeline_digest=d.status.pipeline_digest, avoid_nodes=others,
                                         exclude_devices=exclude)
-                with tracer.start_as_current_span("schedule") as span:
-                    decision = await self.placer.place(request, devices)
-                    span.set_attributes({
-                        "kubep4.replica": i, "scheduler.candidates": decision.candidates,
-                        "scheduler.feasible": decision.feasible,
-                        "scheduler.filtered": ", ".join(f"{k}={v}" for k, v in sorted(decision.filtered.items())),
-                        "scheduler.chosen": f"{decision.device.node}/{decision.device.device}"
-                        if decision.device else "", "scheduler.score": float(decision.score)})
+                key = (ns, placement_name(name, i))
+                # kube-scheduler's assume: the lock covers only deciding and reserving the slot in
+                # memory; the etcd write happens outside it, and a failed write forgets the slot
+                async with self._lock:
+                    with tracer.start_as_current_span("schedule") as span:
+                        decision = await self.placer.place(request, self._device_states())
+                        if decision.scheduled:
+                            self._assumed[key] = (decision.device.node, decision.device.device,
+                                                  d.status.pipeline_digest)
+                        span.set_attributes({
+                            "kubep4.replica": i, "scheduler.candidates": decision.candidates,
+                            "scheduler.feasible": decision.feasible,
+                            "scheduler.filtered": ", ".join(
+                                f"{k}={v}" for k, v in sorted(decision.filtered.items())),
+                            "scheduler.chosen": f"{decision.device.node}/{decision.device.device}"
+                            if decision.device else "", "scheduler.score": float(decision.score)})
                 if not decision.scheduled:
                     if decision.failure != "Pending":  # Pending: a placer still waiting (kube-scheduler)
                         messages.append(decision.message)
                     continue  # a placement that cannot move stays where it is
                 chosen = decision.device
-                by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p)
+                try:
+                    by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p)
+                finally:  # written (and in the informer's cache) or failed: no longer an assumption
+                    self._assumed.pop(key, None)
             elif (p.spec.deployment_generation != d.metadata.generation
                   or p.spec.pipeline_digest != d.status.pipeline_digest):
                 if self._rollout_budget(d, by_replica) <= 0:
