@@ -52,7 +52,7 @@ def load(path) -> list | manifest.ManifestError:
     return objs
 
 
-@fuzz(150)
+@fuzz(100)
 @given(content=texts)
 def test_manifest_load_returns_objects_or_names_the_problem(workdir, content):
     path = write(workdir, content)
