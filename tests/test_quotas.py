@@ -3,6 +3,8 @@ admission in Kubernetes ResourceQuota words, decided on the usage the apiserver 
 updates refused before etcd's own NOSPACE alarm, deletes still passing."""
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -161,3 +163,21 @@ async def test_writes_are_refused_when_storage_is_nearly_full_and_deletes_pass(q
 async def test_writes_pass_below_the_guard(quota_front, store):
     await quota_front.CreatePipeline(api.CreatePipelineRequest(pipeline=_pipeline("basic")))
     assert 0 < await store.db_size() < (64 << 30) * 0.8
+
+
+async def test_without_a_quota_concurrent_creates_do_not_wait_for_each_other(front):
+    """No limit set (the default): creates in one namespace commit without the quota's
+    count-and-compare, so 24 at once all succeed instead of crowding each other out."""
+    from kubep4.client import AsyncClient
+    pipeline, template = example_objects()
+    async with AsyncClient(front.api) as c:
+        await c.apply(pipeline)
+
+        async def create(i: int):
+            d = type(template)()
+            d.CopyFrom(template)
+            d.metadata.name = f"many-{i:02d}"
+            return await c.create(d)
+        made = await asyncio.gather(*(create(i) for i in range(24)))
+        assert len({d.metadata.uid for d in made}) == 24
+        assert len(await c.list("deployments")) == 24

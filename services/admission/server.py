@@ -13,6 +13,7 @@ from kubep4.telemetry import Telemetry, tracer
 from services.admission.validation import (
     QUOTA_EXCEEDED,
     Policy,
+    namespace_quota_applies,
     quota_violations,
     review_deployment,
     review_pipeline,
@@ -46,13 +47,16 @@ class AdmissionServicer(ka_grpc.AdmissionServicer):
                 obj, violations = await asyncio.to_thread(review_deployment, request.deployment, ref,
                                                           self.policy)
             reason = ""
+            counted = False
             if not violations and request.HasField("usage"):  # quotas, as kube's, for valid objects only
-                violations = quota_violations(obj, request.usage, request.operation == ka.CREATE, self.policy)
+                creating = request.operation == ka.CREATE
+                violations = quota_violations(obj, request.usage, creating, self.policy)
                 reason = QUOTA_EXCEEDED if violations else ""
+                counted = namespace_quota_applies(obj, creating, self.policy)
             span.set_attribute("kubep4.allowed", not violations)
             span.set_attribute("kubep4.violations", len(violations))
             violations = bounded(violations, self.policy.max_violations, FIELD_CHARS, DESCRIPTION_CHARS)
-        resp = ka.AdmissionResponse(allowed=not violations, violations=[
+        resp = ka.AdmissionResponse(allowed=not violations, quota_counted=counted, violations=[
             ka.FieldViolation(field=v.field, description=v.description, reason=reason) for v in violations])
         if not violations:
             getattr(resp, which).CopyFrom(obj)

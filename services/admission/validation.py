@@ -39,10 +39,11 @@ class Policy:
     max_review_seconds: float = 5.0  # converting entries stops there (the apiserver waits 10 s)
     # per-namespace quotas (0: no limit), checked against the usage the apiserver counted
     quota_name: str = "kubep4-quota"
-    max_pipelines: int = 100
-    max_deployments: int = 1000
-    max_artifact_bytes: int = 1 << 30   # etcd's default quota is 2 GiB for everything
-    max_table_entries: int = 10_000     # per deployment
+    # (off by default, as Kubernetes has no ResourceQuota until one is created)
+    max_pipelines: int = 0
+    max_deployments: int = 0
+    max_artifact_bytes: int = 0
+    max_table_entries: int = 0          # per deployment
 
 
 KEY_CHARS = 64  # of a map key echoed in a field path
@@ -250,6 +251,15 @@ def _entries(entries, index: P4InfoIndex, policy: Policy, out: list[Violation]) 
 
 
 QUOTA_EXCEEDED = "QuotaExceeded"  # the reason of a quota violation (a FieldViolation's reason)
+
+
+def namespace_quota_applies(obj: kr.Pipeline | kr.Deployment, creating: bool, policy: Policy) -> bool:
+    """A limit on what the whole namespace holds decides this request (not only the object itself)."""
+    if not creating:
+        return False
+    if isinstance(obj, kr.Pipeline):
+        return policy.max_pipelines > 0 or policy.max_artifact_bytes > 0
+    return policy.max_deployments > 0
 
 
 def quota_violations(obj: kr.Pipeline | kr.Deployment, usage, creating: bool, policy: Policy

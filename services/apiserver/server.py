@@ -275,7 +275,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
             stamp_write(p.metadata.trace_context)
             try:  # only while the namespace holds what the quota was decided on
                 return await self.store.create_pipeline(p, no_new_since=(
-                    st.PIPELINES.prefix(p.metadata.namespace), counted) if usage is not None else None)
+                    st.PIPELINES.prefix(p.metadata.namespace), counted) if resp.quota_counted else None)
             except st.Crowded:
                 continue
         raise st.Conflict(f"pipelines keep being created in {ns}; retry")
@@ -343,7 +343,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                 try:
                     return await self.store.create(st.DEPLOYMENTS, d, requires=st.PIPELINES.key_for(
                         d.metadata.namespace, d.spec.pipeline), no_new_since=(
-                        st.DEPLOYMENTS.prefix(d.metadata.namespace), counted) if usage is not None else None)
+                        st.DEPLOYMENTS.prefix(d.metadata.namespace), counted) if resp.quota_counted else None)
                 except st.Crowded:
                     continue
         raise st.Conflict(f"deployments keep being created in {ns}; retry")
