@@ -47,16 +47,20 @@ class AdmissionServicer(ka_grpc.AdmissionServicer):
                 obj, violations = await asyncio.to_thread(review_deployment, request.deployment, ref,
                                                           self.policy)
             reason = ""
-            counted = False
-            if not violations and request.HasField("usage"):  # quotas, as kube's, for valid objects only
+            counted = needed = False
+            if not violations:  # quotas, as kube's, for valid objects only
                 creating = request.operation == ka.CREATE
-                violations = quota_violations(obj, request.usage, creating, self.policy)
-                reason = QUOTA_EXCEEDED if violations else ""
-                counted = namespace_quota_applies(obj, creating, self.policy)
+                namespace_wide = namespace_quota_applies(obj, creating, self.policy)
+                if request.HasField("usage") or not namespace_wide:  # per-object limits need no count
+                    violations = quota_violations(obj, request.usage, creating, self.policy)
+                    reason = QUOTA_EXCEEDED if violations else ""
+                    counted = namespace_wide
+                else:
+                    needed = True  # the apiserver counts the namespace and asks again
             span.set_attribute("kubep4.allowed", not violations)
             span.set_attribute("kubep4.violations", len(violations))
             violations = bounded(violations, self.policy.max_violations, FIELD_CHARS, DESCRIPTION_CHARS)
-        resp = ka.AdmissionResponse(allowed=not violations, quota_counted=counted, violations=[
+        resp = ka.AdmissionResponse(allowed=not violations, quota_counted=counted, usage_needed=needed, violations=[
             ka.FieldViolation(field=v.field, description=v.description, reason=reason) for v in violations])
         if not violations:
             getattr(resp, which).CopyFrom(obj)

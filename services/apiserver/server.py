@@ -216,6 +216,15 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                             "still pass), then have an operator compact and defragment etcd, or raise its "
                             "--quota-backend-bytes and the apiserver's --etcd-quota-bytes")
 
+    async def _counted_review(self, kind: st.Kind, namespace: str, review) -> tuple[ka.AdmissionResponse, int]:
+        """``review(usage)``, first without counts; when admission says a namespace quota applies, the
+        namespace is counted and reviewed again. Returns the answer and the revision counted at."""
+        resp = await review(None)
+        if not resp.usage_needed:
+            return resp, 0
+        usage, counted = await self._usage(kind, namespace)
+        return await review(usage), counted
+
     async def _usage(self, kind: st.Kind, namespace: str, entries: int = 0
                      ) -> tuple[ka.NamespaceUsage | None, int]:
         """What the namespace holds of ``kind`` for admission's quotas, and the revision it was counted
@@ -257,8 +266,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         await self._check_storage(request.ByteSize())
         ns = request.pipeline.metadata.namespace or "default"
         for _ in range(QUOTA_ATTEMPTS):
-            usage, counted = await self._usage(st.PIPELINES, ns)
-            resp = await self._review(ka.CREATE, pipeline=request.pipeline, usage=usage)
+            resp, counted = await self._counted_review(st.PIPELINES, ns, lambda usage: self._review(
+                ka.CREATE, pipeline=request.pipeline, usage=usage))
             p = resp.pipeline
             p.ClearField("status")
             s = p.spec
@@ -328,8 +337,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         pipeline = await self._pipeline_for_admission(ns, d.spec.pipeline) if d.spec.pipeline else None
         kw = {"referenced_pipeline": pipeline} if pipeline is not None else {}
         for _ in range(QUOTA_ATTEMPTS):
-            usage, counted = await self._usage(st.DEPLOYMENTS, ns)
-            resp = await self._review(ka.CREATE, deployment=request.deployment, usage=usage, **kw)
+            resp, counted = await self._counted_review(st.DEPLOYMENTS, ns, lambda usage: self._review(
+                ka.CREATE, deployment=request.deployment, usage=usage, **kw))
             d = resp.deployment
             d.ClearField("status")
             d.metadata.ClearField("deletion_timestamp")

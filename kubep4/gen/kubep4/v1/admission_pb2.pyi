@@ -56,15 +56,17 @@ class FieldViolation(_message.Message):
     def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AdmissionResponse(_message.Message):
-    __slots__ = ("allowed", "violations", "pipeline", "deployment", "quota_counted")
+    __slots__ = ("allowed", "violations", "pipeline", "deployment", "quota_counted", "usage_needed")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     QUOTA_COUNTED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_NEEDED_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     violations: _containers.RepeatedCompositeFieldContainer[FieldViolation]
     pipeline: _resources_pb2.Pipeline
     deployment: _resources_pb2.Deployment
     quota_counted: bool
-    def __init__(self, allowed: _Optional[bool] = ..., violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ..., pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ..., quota_counted: _Optional[bool] = ...) -> None: ...
+    usage_needed: bool
+    def __init__(self, allowed: _Optional[bool] = ..., violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ..., pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ..., quota_counted: _Optional[bool] = ..., usage_needed: _Optional[bool] = ...) -> None: ...
