@@ -60,8 +60,10 @@ class AdmissionServicer(ka_grpc.AdmissionServicer):
             span.set_attribute("kubep4.allowed", not violations)
             span.set_attribute("kubep4.violations", len(violations))
             violations = bounded(violations, self.policy.max_violations, FIELD_CHARS, DESCRIPTION_CHARS)
-        resp = ka.AdmissionResponse(allowed=not violations, quota_counted=counted, usage_needed=needed, violations=[
-            ka.FieldViolation(field=v.field, description=v.description, reason=reason) for v in violations])
+        resp = ka.AdmissionResponse(
+            allowed=not violations, quota_counted=counted, usage_needed=needed,
+            violations=[ka.FieldViolation(field=v.field, description=v.description, reason=reason)
+                        for v in violations])
         if not violations:
             getattr(resp, which).CopyFrom(obj)
         return resp
