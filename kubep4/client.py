@@ -137,16 +137,23 @@ class AsyncClient:
         method = {"pipeline": "WatchPipelines", "deployment": "WatchDeployments"}.get(k)
         if method is None:
             raise errors.InvalidArgument("nodes cannot be watched yet; list them")
-        call = getattr(self._stub, method)(api.WatchRequest(namespace=namespace, name=name,
-                                                            resource_version=resource_version),
-                                           metadata=self._metadata)
-        try:
-            async for ev in call:
-                yield EVENT_NAMES.get(ev.type, "UNKNOWN"), ev.object, ev.resource_version
-        except grpc.aio.AioRpcError as e:
-            raise errors.from_rpc_error(e) from None
-        finally:
-            call.cancel()
+        while True:
+            call = getattr(self._stub, method)(api.WatchRequest(namespace=namespace, name=name,
+                                                                resource_version=resource_version),
+                                               metadata=self._metadata)
+            try:
+                async for ev in call:
+                    resource_version = ev.resource_version
+                    yield EVENT_NAMES.get(ev.type, "UNKNOWN"), ev.object, ev.resource_version
+            except grpc.aio.AioRpcError as e:
+                # a watcher that fell behind is closed by the apiserver: go on from what it got
+                if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "watch too slow" in (e.details() or "") \
+                        and resource_version:
+                    continue
+                raise errors.from_rpc_error(e) from None
+            finally:
+                call.cancel()
+            return
 
     async def wait_ready(self, name: str, namespace: str = "default", timeout: float = 30.0,
                          condition: str = cond.READY) -> kr.Deployment:

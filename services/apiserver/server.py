@@ -63,6 +63,7 @@ _CODES = {
     st.Rejected: grpc.StatusCode.INVALID_ARGUMENT,
     st.Crowded: grpc.StatusCode.ABORTED,
 }
+WATCH_BUFFER = 1000  # events one watcher may fall behind before it is closed (it resumes)
 QUOTA_ATTEMPTS = 5  # a create counted, reviewed and written again when the namespace grew meanwhile
 QUOTA_EXCEEDED = "QuotaExceeded"  # admission's reason for a quota violation
 
@@ -459,14 +460,61 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                         yield api.ADDED, obj, obj.metadata.resource_version
                 yield api.SYNCED, kind.message(), rev
                 start = rev + 1
-            async for ev in self.store.watch(kind, ns, start_revision=start):
-                if name and ev.object.metadata.name != name:
-                    continue
+            async for ev in self._buffered(kind, ns, name, start):
                 yield getattr(api, ev.type), ev.object, ev.revision
         except grpc.aio.AbortError:
             raise
         except Exception as e:  # noqa: BLE001 - the boundary, as in _guard
             await _abort(context, e)
+
+    async def _buffered(self, kind: st.Kind, ns: str | None, name: str, start: int):
+        """etcd's events for one watcher through a buffer of WATCH_BUFFER events. A watcher that
+        falls that far behind (it does not read) gets what the buffer holds, then RESOURCE_EXHAUSTED
+        "watch too slow: resume from resource_version N"; its etcd watch is closed at once, so
+        nothing piles up for it (the SDK resumes from the last version it got)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        ended, failure = asyncio.Event(), []
+
+        async def pump() -> None:
+            try:
+                async for ev in self.store.watch(kind, ns, start_revision=start):
+                    if name and ev.object.metadata.name != name:
+                        continue
+                    if queue.qsize() >= WATCH_BUFFER:
+                        failure.append(_Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "watch too slow"))
+                        return
+                    queue.put_nowait(ev)
+                failure.append(st.Unavailable("watch ended"))
+            except Exception as e:  # handed to the watcher, after what it has not read yet
+                failure.append(e)
+            finally:
+                ended.set()
+
+        task = asyncio.create_task(pump())
+        last = start - 1
+        try:
+            while True:
+                if queue.empty():
+                    if ended.is_set():
+                        e = failure[0]
+                        if isinstance(e, _Rejected):
+                            e.message = f"watch too slow: resume from resource_version {last}"
+                        raise e
+                    getter = asyncio.ensure_future(queue.get())
+                    stop = asyncio.ensure_future(ended.wait())
+                    await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    stop.cancel()
+                    if not getter.done():
+                        getter.cancel()
+                        continue
+                    ev = getter.result()
+                else:
+                    ev = queue.get_nowait()
+                last = ev.revision
+                yield ev
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _wait_for_version(self, version: int) -> None:
         """Return once etcd has reached ``version``; a version still in the future after

@@ -1,0 +1,72 @@
+"""A watcher that does not read cannot make the apiserver hold its updates: past WATCH_BUFFER
+events it is closed with RESOURCE_EXHAUSTED saying where to resume, and the SDK resumes there
+without losing or repeating an event."""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from kubep4.client import AsyncClient
+from kubep4.gen.kubep4.v1 import api_pb2 as api
+from kubep4.gen.kubep4.v1 import api_pb2_grpc as api_grpc
+from services.apiserver import server as apiserver
+
+from .conftest import eventually, example_objects
+
+BIG = "x" * 200_000  # a 200 KB annotation: a few updates fill gRPC's flow-control window
+
+
+async def updates(c: AsyncClient, d, n: int) -> list[int]:
+    versions = []
+    for i in range(n):
+        d.metadata.annotations["note"] = f"{i}{BIG}"
+        d = await c.update(d)
+        versions.append(d.metadata.resource_version)
+    return versions
+
+
+async def test_a_watcher_that_does_not_read_is_closed_with_where_to_resume(front, monkeypatch):
+    monkeypatch.setattr(apiserver, "WATCH_BUFFER", 4)
+    async with AsyncClient(front.api) as c:
+        p, d = example_objects()
+        await c.apply(p)
+        d = await c.create(d)
+        async with grpc.aio.insecure_channel(front.api, options=[
+                ("grpc.max_receive_message_length", 64 << 20)]) as ch:
+            call = api_grpc.KubeP4Stub(ch).WatchDeployments(api.WatchRequest(
+                namespace="default", resource_version=d.metadata.resource_version))
+            await updates(c, d, 60)  # nobody reads meanwhile
+            got = []
+            try:
+                async for ev in call:
+                    got.append(ev.resource_version)
+                raise AssertionError("the watch ended without an error")
+            except grpc.aio.AioRpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+                assert e.details() == f"watch too slow: resume from resource_version {got[-1]}"
+            assert 0 < len(got) < 60 and got == sorted(got)
+
+
+async def test_the_sdk_resumes_a_slow_watch_without_a_gap(front, monkeypatch):
+    monkeypatch.setattr(apiserver, "WATCH_BUFFER", 4)
+    async with AsyncClient(front.api) as c:
+        p, d = example_objects()
+        await c.apply(p)
+        d = await c.create(d)
+        seen: list[int] = []
+        written = asyncio.Event()
+
+        async def slow_reader():
+            async for _, _, rv in c.watch("deployment", "default", resource_version=d.metadata.resource_version):
+                seen.append(rv)
+                if len(seen) == 1:
+                    await written.wait()  # stalls until all 60 are written: far past the buffer
+        reader = asyncio.create_task(slow_reader())
+        try:
+            versions = await updates(c, d, 60)
+            written.set()
+            await eventually(lambda: seen[-1:] == versions[-1:], 30, 0.1, "the reader to catch up")
+            assert seen == versions, "every update once, in order, across the resumes"
+        finally:
+            reader.cancel()
