@@ -129,6 +129,10 @@ class Kind(Generic[T]):
         return self.prefix(namespace if self.namespaced else None, shard) + name
 
 
+# keys per etcd range of a list: with objects of up to ~1 MiB, a page stays far below the
+# client's 256 MiB message limit and etcd's own request bounds
+LIST_PAGE = 100
+
 PIPELINES: Kind[kr.Pipeline] = Kind("pipelines", kr.Pipeline, True)
 DEPLOYMENTS: Kind[kr.Deployment] = Kind("deployments", kr.Deployment, True)
 NODES: Kind[kr.Node] = Kind("nodes", kr.Node, False)
@@ -223,12 +227,12 @@ class Store:
         return resp
 
     async def _range(self, key: bytes, range_end: bytes | None = None, revision: int = 0,
-                     keys_only: bool = False) -> rpc.RangeResponse:
+                     keys_only: bool = False, limit: int = 0) -> rpc.RangeResponse:
         await self.connect()
         try:
             return await self._client.kvstub.Range(
                 rpc.RangeRequest(key=key, range_end=range_end or b"", revision=revision,
-                                 keys_only=keys_only),
+                                 keys_only=keys_only, limit=limit),
                 timeout=self._client._timeout)
         except rpc.AioRpcError as e:
             raise _rpc_error(self.endpoint, e) from e
@@ -328,11 +332,22 @@ class Store:
         return _decode(kind, r.kvs[0].value, r.kvs[0].mod_revision)
 
     async def list(self, kind: Kind[T], namespace: str | None = None,
-                   shard: str | None = None) -> tuple[list[T], int]:
-        """All objects under the prefix, and the etcd revision they were read at."""
+                   shard: str | None = None, page: int = LIST_PAGE) -> tuple[list[T], int]:
+        """All objects under the prefix, and the etcd revision they were read at.
+
+        Read ``page`` keys at a time, every page at the first page's revision (one consistent
+        view, as a Kubernetes list with ``continue``): no answer from etcd outgrows the message
+        limit however much the prefix holds.
+        """
         prefix = kind.prefix(namespace, shard).encode()
-        r = await self._range(prefix, _range_end(prefix))
-        return [_decode(kind, kv.value, kv.mod_revision) for kv in r.kvs], r.header.revision
+        end, key, revision, out = _range_end(prefix), prefix, 0, []
+        while True:
+            r = await self._range(key, end, revision=revision, limit=page)
+            revision = revision or r.header.revision
+            out += [_decode(kind, kv.value, kv.mod_revision) for kv in r.kvs]
+            if not r.more or not r.kvs:
+                return out, revision
+            key = r.kvs[-1].key + b"\0"
 
     async def update(self, kind: Kind[T], obj: T, lease: int = 0) -> T:
         """Write obj if its resource_version is still the stored mod_revision, else Conflict."""

@@ -175,3 +175,29 @@ async def test_indexes_follow_every_change_of_the_cache(store):
         assert inf.by("device", ("x", "none")) == []
     finally:
         task.cancel()
+
+
+async def test_a_list_reads_in_pages_at_one_revision(store):
+    """Store.list pages through etcd (no answer outgrows a message) and every page is read at the
+    first page's revision: a write between pages is not half-seen."""
+    for i in range(7):
+        await store.create(st.PLACEMENTS, on("n", f"p-{i}"))
+    items, rev = await store.list(st.PLACEMENTS, page=2)
+    assert [p.metadata.name for p in items] == [f"p-{i}" for i in range(7)]
+    assert rev == await store.revision() and all(p.metadata.resource_version <= rev for p in items)
+
+    real_range = store._range
+    written = []
+
+    async def range_then_write(*a, **kw):  # another writer gets in between two pages
+        r = await real_range(*a, **kw)
+        if not written:
+            written.append(await store.create(st.PLACEMENTS, on("n", "p-9")))
+        return r
+    store._range = range_then_write
+    try:
+        items, rev2 = await store.list(st.PLACEMENTS, page=3)
+    finally:
+        store._range = real_range
+    assert rev2 == rev and len(items) == 7 and "p-9" not in {p.metadata.name for p in items}
+    assert len((await store.list(st.PLACEMENTS))[0]) == 8
