@@ -82,8 +82,14 @@ class AsyncClient:
     async def list(self, kind: str, namespace: str = "", labels: dict[str, str] | None = None) -> list[Message]:
         k = kind_of(kind)
         method = {"pipeline": "ListPipelines", "deployment": "ListDeployments", "node": "ListNodes"}[k]
-        resp = await self._call(method, api.ListRequest(namespace=namespace, label_selector=labels or {}))
-        return list(resp.items)
+        items, token = [], ""
+        while True:  # every page, following the continue tokens
+            resp = await self._call(method, api.ListRequest(namespace=namespace, label_selector=labels or {},
+                                                            continue_token=token))
+            items += resp.items
+            token = resp.continue_token
+            if not token:
+                return items
 
     async def update(self, deployment: kr.Deployment) -> kr.Deployment:
         return await self._call("UpdateDeployment", api.UpdateDeploymentRequest(deployment=deployment))

@@ -349,6 +349,24 @@ class Store:
                 return out, revision
             key = r.kvs[-1].key + b"\0"
 
+    async def list_page(self, kind: Kind[T], namespace: str | None, after: bytes = b"", revision: int = 0,
+                        limit: int = LIST_PAGE, max_bytes: int = 0) -> tuple[list[T], int, bytes]:
+        """One page of a list: up to ``limit`` objects (and, with ``max_bytes``, about that many bytes)
+        after the key ``after``, read at ``revision`` (0: now). Returns the objects, the revision read
+        at, and the key to continue after (b"" on the last page)."""
+        prefix = kind.prefix(namespace).encode()
+        start = after + b"\0" if after else prefix
+        if not start.startswith(prefix):
+            raise Rejected("the continue token is not for this list")
+        r = await self._range(start, _range_end(prefix), revision=revision, limit=limit)
+        out, size, last = [], 0, b""
+        for kv in r.kvs:
+            if out and max_bytes and size + len(kv.value) > max_bytes:
+                return out, revision or r.header.revision, last
+            out.append(_decode(kind, kv.value, kv.mod_revision))
+            size, last = size + len(kv.value), kv.key
+        return out, revision or r.header.revision, last if r.more else b""
+
     async def update(self, kind: Kind[T], obj: T, lease: int = 0) -> T:
         """Write obj if its resource_version is still the stored mod_revision, else Conflict."""
         key = kind.key(obj).encode()

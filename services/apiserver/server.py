@@ -9,6 +9,9 @@ and admission failures are logged here and answered in words of their own
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -63,6 +66,8 @@ _CODES = {
     st.Rejected: grpc.StatusCode.INVALID_ARGUMENT,
     st.Crowded: grpc.StatusCode.ABORTED,
 }
+LIST_MAX_ITEMS = 500                  # objects per list page, at most (the client may ask for fewer)
+LIST_MAX_BYTES = 16 << 20             # and about this many bytes: far below any message limit
 WATCH_BUFFER = 1000  # events one watcher may fall behind before it is closed (it resumes)
 QUOTA_ATTEMPTS = 5  # a create counted, reviewed and written again when the namespace grew meanwhile
 QUOTA_EXCEEDED = "QuotaExceeded"  # admission's reason for a quota violation
@@ -298,9 +303,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
 
     @_guard
     async def ListPipelines(self, request, context):
-        _check_key(request.namespace)
-        items, rev = await self.store.list(st.PIPELINES, request.namespace or None)
-        return api.PipelineList(items=_select(items, request.label_selector), resource_version=rev)
+        items, rev, token = await self._list(st.PIPELINES, request, request.namespace or None)
+        return api.PipelineList(items=items, resource_version=rev, continue_token=token)
 
     @_guard
     async def DeletePipeline(self, request, context):
@@ -365,9 +369,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
 
     @_guard
     async def ListDeployments(self, request, context):
-        _check_key(request.namespace)
-        items, rev = await self.store.list(st.DEPLOYMENTS, request.namespace or None)
-        return api.DeploymentList(items=_select(items, request.label_selector), resource_version=rev)
+        items, rev, token = await self._list(st.DEPLOYMENTS, request, request.namespace or None)
+        return api.DeploymentList(items=items, resource_version=rev, continue_token=token)
 
     @_guard
     async def UpdateDeployment(self, request, context):
@@ -438,9 +441,24 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
 
     @_guard
     async def ListNodes(self, request, context):
+        items, rev, token = await self._list(st.NODES, request, None)
+        return api.NodeList(items=items, resource_version=rev, continue_token=token)
+
+    async def _list(self, kind: st.Kind, request: api.ListRequest, ns: str | None) -> tuple[list, int, str]:
+        """One page of a list (Kubernetes' limit / continue), and the token for the next ("" when done)."""
         _check_key(request.namespace)
-        items, rev = await self.store.list(st.NODES)
-        return api.NodeList(items=_select(items, request.label_selector), resource_version=rev)
+        if request.limit < 0:
+            raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "limit: must not be negative")
+        after, revision = _parse_token(request.continue_token) if request.continue_token else (b"", 0)
+        try:
+            items, rev, last = await self.store.list_page(
+                kind, ns, after, revision, min(request.limit or LIST_MAX_ITEMS, LIST_MAX_ITEMS), LIST_MAX_BYTES)
+        except st.Rejected as e:
+            if revision and "compacted" in str(e):
+                raise _Rejected(grpc.StatusCode.OUT_OF_RANGE, "the continue token has expired (its resource "
+                                f"version {revision} was compacted): list again from the start") from None
+            raise
+        return _select(items, request.label_selector), rev, _token(last, rev) if last else ""
 
     # ------------------------------------------------------------ watch
     async def _watch(self, kind: st.Kind, request: api.WatchRequest, context):
@@ -524,6 +542,23 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
             if time.monotonic() >= deadline:
                 raise _TooLargeVersion(version, current)
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def _token(after: bytes, revision: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps(
+        {"rv": revision, "after": base64.b64encode(after).decode()}).encode()).decode()
+
+
+def _parse_token(token: str) -> tuple[bytes, int]:
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token.encode()))
+        after, revision = base64.b64decode(doc["after"]), int(doc["rv"])
+        if revision <= 0 or not after:
+            raise ValueError
+        return after, revision
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+        raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "continue_token: not a token this apiserver gave") \
+            from None
 
 
 def _select(items: list, selector) -> list:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kubep4.gen.kubep4.v1 import resources_pb2 as kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekubep4/gen/kubep4/v1/api.proto\x12\tkubep4.v1\x1a$kubep4/gen/kubep4/v1/resources.proto\"H\n\x15\x43reatePipelineRequest\x12/\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.kubep4.v1.PipelineR\x08pipeline\"P\n\x17\x43reateDeploymentRequest\x12\x35\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.kubep4.v1.DeploymentR\ndeployment\"P\n\x17UpdateDeploymentRequest\x12\x35\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.kubep4.v1.DeploymentR\ndeployment\">\n\nGetRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\"\xbf\x01\n\x0bListRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12P\n\x0elabel_selector\x18\x02 \x03(\x0b\x32).kubep4.v1.ListRequest.LabelSelectorEntryR\rlabelSelector\x1a@\n\x12LabelSelectorEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"l\n\rDeleteRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12)\n\x10resource_version\x18\x03 \x01(\x03R\x0fresourceVersion\"\x10\n\x0e\x44\x65leteResponse\"k\n\x0cWatchRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12)\n\x10resource_version\x18\x03 \x01(\x03R\x0fresourceVersion\"d\n\x0cPipelineList\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x13.kubep4.v1.PipelineR\x05items\x12)\n\x10resource_version\x18\x02 \x01(\x03R\x0fresourceVersion\"h\n\x0e\x44\x65ploymentList\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x15.kubep4.v1.DeploymentR\x05items\x12)\n\x10resource_version\x18\x02 \x01(\x03R\x0fresourceVersion\"\\\n\x08NodeList\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x0f.kubep4.v1.NodeR\x05items\x12)\n\x10resource_version\x18\x02 \x01(\x03R\x0fresourceVersion\"\x91\x01\n\rPipelineEvent\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x14.kubep4.v1.EventTypeR\x04type\x12+\n\x06object\x18\x02 \x01(\x0b\x32\x13.kubep4.v1.PipelineR\x06object\x12)\n\x10resource_version\x18\x03 \x01(\x03R\x0fresourceVersion\"\x95\x01\n\x0f\x44\x65ploymentEvent\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x14.kubep4.v1.EventTypeR\x04type\x12-\n\x06object\x18\x02 \x01(\x0b\x32\x15.kubep4.v1.DeploymentR\x06object\x12)\n\x10resource_version\x18\x03 \x01(\x03R\x0fresourceVersion*Y\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\n\n\x06SYNCED\x10\x04\x32\x80\x07\n\x06KubeP4\x12G\n\x0e\x43reatePipeline\x12 .kubep4.v1.CreatePipelineRequest\x1a\x13.kubep4.v1.Pipeline\x12\x39\n\x0bGetPipeline\x12\x15.kubep4.v1.GetRequest\x1a\x13.kubep4.v1.Pipeline\x12@\n\rListPipelines\x12\x16.kubep4.v1.ListRequest\x1a\x17.kubep4.v1.PipelineList\x12\x45\n\x0e\x44\x65letePipeline\x12\x18.kubep4.v1.DeleteRequest\x1a\x19.kubep4.v1.DeleteResponse\x12\x45\n\x0eWatchPipelines\x12\x17.kubep4.v1.WatchRequest\x1a\x18.kubep4.v1.PipelineEvent0\x01\x12M\n\x10\x43reateDeployment\x12\".kubep4.v1.CreateDeploymentRequest\x1a\x15.kubep4.v1.Deployment\x12=\n\rGetDeployment\x12\x15.kubep4.v1.GetRequest\x1a\x15.kubep4.v1.Deployment\x12\x44\n\x0fListDeployments\x12\x16.kubep4.v1.ListRequest\x1a\x19.kubep4.v1.DeploymentList\x12M\n\x10UpdateDeployment\x12\".kubep4.v1.UpdateDeploymentRequest\x1a\x15.kubep4.v1.Deployment\x12G\n\x10\x44\x65leteDeployment\x12\x18.kubep4.v1.DeleteRequest\x1a\x19.kubep4.v1.DeleteResponse\x12I\n\x10WatchDeployments\x12\x17.kubep4.v1.WatchRequest\x1a\x1a.kubep4.v1.DeploymentEvent0\x01\x12\x31\n\x07GetNode\x12\x15.kubep4.v1.GetRequest\x1a\x0f.kubep4.v1.Node\x12\x38\n\tListNodes\x12\x16.kubep4.v1.ListRequest\x1a\x13.kubep4.v1.NodeListb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekubep4/gen/kubep4/v1/api.proto\x12\tkubep4.v1\x1a$kubep4/gen/kubep4/v1/resources.proto\"H\n\x15\x43reatePipelineRequest\x12/\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.kubep4.v1.PipelineR\x08pipeline\"P\n\x17\x43reateDeploymentRequest\x12\x35\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.kubep4.v1.DeploymentR\ndeployment\"P\n\x17UpdateDeploymentRequest\x12\x35\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.kubep4.v1.DeploymentR\ndeployment\">\n\nGetRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\"\xfc\x01\n\x0bListRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12P\n\x0elabel_selector\x18\x02 \x03(\x0b\x32).kubep4.v1.ListRequest.LabelSelectorEntryR\rlabelSelector\x12\x14\n\x05limit\x18\x03 \x01(\x03R\x05limit\x12%\n\x0e\x63ontinue_token\x18\x04 \x01(\tR\rcontinueToken\x1a@\n\x12LabelSelectorEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"l\n\rDeleteRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12)\n\x10resource_version\x18\x03 \x01(\x03R\x0fresourceVersion\"\x10\n\x0e\x44\x65leteResponse\"k\n\x0cWatchRequest\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12)\n\x10resource_version\x18\x03 \x01(\x03R\x0fresourceVersion\"\x8b\x01\n\x0cPipelineList\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x13.kubep4.v1.PipelineR\x05items\x12)\n\x10resource_version\x18\x02 \x01(\x03R\x0fresourceVersion\x12%\n\x0e\x63ontinue_token\x18\x03 \x01(\tR\rcontinueToken\"\x8f\x01\n\x0e\x44\x65ploymentList\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x15.kubep4.v1.DeploymentR\x05items\x12)\n\x10resource_version\x18\x02 \x01(\x03R\x0fresourceVersion\x12%\n\x0e\x63ontinue_token\x18\x03 \x01(\tR\rcontinueToken\"\x83\x01\n\x08NodeList\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x0f.kubep4.v1.NodeR\x05items\x12)\n\x10resource_version\x18\x02 \x01(\x03R\x0fresourceVersion\x12%\n\x0e\x63ontinue_token\x18\x03 \x01(\tR\rcontinueToken\"\x91\x01\n\rPipelineEvent\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x14.kubep4.v1.EventTypeR\x04type\x12+\n\x06object\x18\x02 \x01(\x0b\x32\x13.kubep4.v1.PipelineR\x06object\x12)\n\x10resource_version\x18\x03 \x01(\x03R\x0fresourceVersion\"\x95\x01\n\x0f\x44\x65ploymentEvent\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x14.kubep4.v1.EventTypeR\x04type\x12-\n\x06object\x18\x02 \x01(\x0b\x32\x15.kubep4.v1.DeploymentR\x06object\x12)\n\x10resource_version\x18\x03 \x01(\x03R\x0fresourceVersion*Y\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\n\n\x06SYNCED\x10\x04\x32\x80\x07\n\x06KubeP4\x12G\n\x0e\x43reatePipeline\x12 .kubep4.v1.CreatePipelineRequest\x1a\x13.kubep4.v1.Pipeline\x12\x39\n\x0bGetPipeline\x12\x15.kubep4.v1.GetRequest\x1a\x13.kubep4.v1.Pipeline\x12@\n\rListPipelines\x12\x16.kubep4.v1.ListRequest\x1a\x17.kubep4.v1.PipelineList\x12\x45\n\x0e\x44\x65letePipeline\x12\x18.kubep4.v1.DeleteRequest\x1a\x19.kubep4.v1.DeleteResponse\x12\x45\n\x0eWatchPipelines\x12\x17.kubep4.v1.WatchRequest\x1a\x18.kubep4.v1.PipelineEvent0\x01\x12M\n\x10\x43reateDeployment\x12\".kubep4.v1.CreateDeploymentRequest\x1a\x15.kubep4.v1.Deployment\x12=\n\rGetDeployment\x12\x15.kubep4.v1.GetRequest\x1a\x15.kubep4.v1.Deployment\x12\x44\n\x0fListDeployments\x12\x16.kubep4.v1.ListRequest\x1a\x19.kubep4.v1.DeploymentList\x12M\n\x10UpdateDeployment\x12\".kubep4.v1.UpdateDeploymentRequest\x1a\x15.kubep4.v1.Deployment\x12G\n\x10\x44\x65leteDeployment\x12\x18.kubep4.v1.DeleteRequest\x1a\x19.kubep4.v1.DeleteResponse\x12I\n\x10WatchDeployments\x12\x17.kubep4.v1.WatchRequest\x1a\x1a.kubep4.v1.DeploymentEvent0\x01\x12\x31\n\x07GetNode\x12\x15.kubep4.v1.GetRequest\x1a\x0f.kubep4.v1.Node\x12\x38\n\tListNodes\x12\x16.kubep4.v1.ListRequest\x1a\x13.kubep4.v1.NodeListb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTREQUEST_LABELSELECTORENTRY']._loaded_options = None
   _globals['_LISTREQUEST_LABELSELECTORENTRY']._serialized_options = b'8\001'
-  _globals['_EVENTTYPE']._serialized_start=1418
-  _globals['_EVENTTYPE']._serialized_end=1507
+  _globals['_EVENTTYPE']._serialized_start=1599
+  _globals['_EVENTTYPE']._serialized_end=1688
   _globals['_CREATEPIPELINEREQUEST']._serialized_start=83
   _globals['_CREATEPIPELINEREQUEST']._serialized_end=155
   _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=157
@@ -45,25 +45,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETREQUEST']._serialized_start=321
   _globals['_GETREQUEST']._serialized_end=383
   _globals['_LISTREQUEST']._serialized_start=386
-  _globals['_LISTREQUEST']._serialized_end=577
-  _globals['_LISTREQUEST_LABELSELECTORENTRY']._serialized_start=513
-  _globals['_LISTREQUEST_LABELSELECTORENTRY']._serialized_end=577
-  _globals['_DELETEREQUEST']._serialized_start=579
-  _globals['_DELETEREQUEST']._serialized_end=687
-  _globals['_DELETERESPONSE']._serialized_start=689
-  _globals['_DELETERESPONSE']._serialized_end=705
-  _globals['_WATCHREQUEST']._serialized_start=707
-  _globals['_WATCHREQUEST']._serialized_end=814
-  _globals['_PIPELINELIST']._serialized_start=816
-  _globals['_PIPELINELIST']._serialized_end=916
-  _globals['_DEPLOYMENTLIST']._serialized_start=918
-  _globals['_DEPLOYMENTLIST']._serialized_end=1022
-  _globals['_NODELIST']._serialized_start=1024
-  _globals['_NODELIST']._serialized_end=1116
-  _globals['_PIPELINEEVENT']._serialized_start=1119
-  _globals['_PIPELINEEVENT']._serialized_end=1264
-  _globals['_DEPLOYMENTEVENT']._serialized_start=1267
-  _globals['_DEPLOYMENTEVENT']._serialized_end=1416
-  _globals['_KUBEP4']._serialized_start=1510
-  _globals['_KUBEP4']._serialized_end=2406
+  _globals['_LISTREQUEST']._serialized_end=638
+  _globals['_LISTREQUEST_LABELSELECTORENTRY']._serialized_start=574
+  _globals['_LISTREQUEST_LABELSELECTORENTRY']._serialized_end=638
+  _globals['_DELETEREQUEST']._serialized_start=640
+  _globals['_DELETEREQUEST']._serialized_end=748
+  _globals['_DELETERESPONSE']._serialized_start=750
+  _globals['_DELETERESPONSE']._serialized_end=766
+  _globals['_WATCHREQUEST']._serialized_start=768
+  _globals['_WATCHREQUEST']._serialized_end=875
+  _globals['_PIPELINELIST']._serialized_start=878
+  _globals['_PIPELINELIST']._serialized_end=1017
+  _globals['_DEPLOYMENTLIST']._serialized_start=1020
+  _globals['_DEPLOYMENTLIST']._serialized_end=1163
+  _globals['_NODELIST']._serialized_start=1166
+  _globals['_NODELIST']._serialized_end=1297
+  _globals['_PIPELINEEVENT']._serialized_start=1300
+  _globals['_PIPELINEEVENT']._serialized_end=1445
+  _globals['_DEPLOYMENTEVENT']._serialized_start=1448
+  _globals['_DEPLOYMENTEVENT']._serialized_end=1597
+  _globals['_KUBEP4']._serialized_start=1691
+  _globals['_KUBEP4']._serialized_end=2587
 # @@protoc_insertion_point(module_scope)

@@ -48,7 +48,7 @@ class GetRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("namespace", "label_selector")
+    __slots__ = ("namespace", "label_selector", "limit", "continue_token")
     class LabelSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,9 +58,13 @@ class ListRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     label_selector: _containers.ScalarMap[str, str]
-    def __init__(self, namespace: _Optional[str] = ..., label_selector: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    limit: int
+    continue_token: str
+    def __init__(self, namespace: _Optional[str] = ..., label_selector: _Optional[_Mapping[str, str]] = ..., limit: _Optional[int] = ..., continue_token: _Optional[str] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("namespace", "name", "resource_version")
@@ -87,28 +91,34 @@ class WatchRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., resource_version: _Optional[int] = ...) -> None: ...
 
 class PipelineList(_message.Message):
-    __slots__ = ("items", "resource_version")
+    __slots__ = ("items", "resource_version", "continue_token")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Pipeline]
     resource_version: int
-    def __init__(self, items: _Optional[_Iterable[_Union[_resources_pb2.Pipeline, _Mapping]]] = ..., resource_version: _Optional[int] = ...) -> None: ...
+    continue_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[_resources_pb2.Pipeline, _Mapping]]] = ..., resource_version: _Optional[int] = ..., continue_token: _Optional[str] = ...) -> None: ...
 
 class DeploymentList(_message.Message):
-    __slots__ = ("items", "resource_version")
+    __slots__ = ("items", "resource_version", "continue_token")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Deployment]
     resource_version: int
-    def __init__(self, items: _Optional[_Iterable[_Union[_resources_pb2.Deployment, _Mapping]]] = ..., resource_version: _Optional[int] = ...) -> None: ...
+    continue_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[_resources_pb2.Deployment, _Mapping]]] = ..., resource_version: _Optional[int] = ..., continue_token: _Optional[str] = ...) -> None: ...
 
 class NodeList(_message.Message):
-    __slots__ = ("items", "resource_version")
+    __slots__ = ("items", "resource_version", "continue_token")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Node]
     resource_version: int
-    def __init__(self, items: _Optional[_Iterable[_Union[_resources_pb2.Node, _Mapping]]] = ..., resource_version: _Optional[int] = ...) -> None: ...
+    continue_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[_resources_pb2.Node, _Mapping]]] = ..., resource_version: _Optional[int] = ..., continue_token: _Optional[str] = ...) -> None: ...
 
 class PipelineEvent(_message.Message):
     __slots__ = ("type", "object", "resource_version")
