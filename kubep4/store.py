@@ -129,6 +129,11 @@ class Kind(Generic[T]):
         return self.prefix(namespace if self.namespaced else None, shard) + name
 
 
+# gRPC's reconnect back-off grows to 120 s by default: after etcd was down half a minute, every
+# service would go on answering UNAVAILABLE for many seconds after it is back. Try every second.
+RECONNECT = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reconnect_backoff_ms": 100,
+             "grpc.max_reconnect_backoff_ms": 1000}
+
 # keys per etcd range of a list: with objects of up to ~1 MiB, a page stays far below the
 # client's 256 MiB message limit and etcd's own request bounds
 LIST_PAGE = 100
@@ -183,7 +188,7 @@ class Store:
         self.fence: tuple[str, int] | None = None
         self._releasing: set[asyncio.Future] = set()  # releases of creates whose caller was cancelled
         self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port or 2379), timeout=timeout,
-                                    options={"grpc.max_receive_message_length": 64 << 20})
+                                    options={"grpc.max_receive_message_length": 64 << 20, **RECONNECT})
 
     async def __aenter__(self) -> "Store":
         await self.connect()
