@@ -70,3 +70,45 @@ async def test_the_sdk_resumes_a_slow_watch_without_a_gap(front, monkeypatch):
             assert seen == versions, "every update once, in order, across the resumes"
         finally:
             reader.cancel()
+
+
+def etcd_watchers(endpoint: str) -> int:
+    import urllib.request
+    with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("etcd_debugging_mvcc_watcher_total "):
+                return int(float(line.split()[1]))
+    raise AssertionError("etcd reports no watcher gauge")
+
+
+async def test_many_watchers_share_one_etcd_watch(front, etcd):
+    """The watch cache: twenty client watches of deployments, one etcd watch behind them (plus the
+    first watcher's own, opened before the cache had caught up); every watcher gets every event."""
+    async with AsyncClient(front.api) as c:
+        p, d = example_objects()
+        await c.apply(p)
+        d = await c.create(d)
+        before = etcd_watchers(etcd.endpoint)
+        got: dict[int, list[int]] = {i: [] for i in range(20)}
+        synced = [asyncio.Event() for _ in range(20)]
+
+        async def watcher(i: int):
+            async for etype, _, rv in c.watch("deployment", "default"):
+                if etype == "SYNCED":
+                    synced[i].set()
+                else:
+                    got[i].append(rv)
+        tasks = []
+        for i in range(20):
+            tasks.append(asyncio.create_task(watcher(i)))
+            await synced[i].wait()
+        try:
+            assert etcd_watchers(etcd.endpoint) - before <= 2
+            d.metadata.annotations["n"] = "1"
+            versions = [(await c.update(d)).metadata.resource_version]
+            await eventually(lambda: all(v[-1:] == versions for v in got.values()), 20, 0.05,
+                             "every watcher to see the update")
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -42,6 +42,7 @@ from kubep4.p4 import digest_of
 from kubep4.serving import start_server
 from kubep4.telemetry import Telemetry, stamp_write, tracer
 from services.apiserver.auth import TokenAuthInterceptor
+from services.apiserver.watch_cache import Subscriber, TooSlow, WatchCache
 
 log = logging.getLogger(__name__)
 _tracer = tracer("kubep4.apiserver")
@@ -69,6 +70,7 @@ _CODES = {
 LIST_MAX_ITEMS = 500                  # objects per list page, at most (the client may ask for fewer)
 LIST_MAX_BYTES = 16 << 20             # and about this many bytes: far below any message limit
 WATCH_BUFFER = 1000  # events one watcher may fall behind before it is closed (it resumes)
+WATCH_CACHE_EVENTS = 1000  # events of each kind the watch cache keeps for watchers resuming
 QUOTA_ATTEMPTS = 5  # a create counted, reviewed and written again when the namespace grew meanwhile
 QUOTA_EXCEEDED = "QuotaExceeded"  # admission's reason for a quota violation
 
@@ -184,6 +186,8 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         self.etcd_quota_bytes, self.storage_guard = etcd_quota_bytes, storage_guard
         # digest -> P4Info bytes: content-addressed, so never stale; bounded, oldest dropped first
         self._p4info_cache: dict[str, bytes] = {}
+        # one etcd watch per watchable kind, shared by every client watch (started at the first)
+        self._watch_caches = {k.name: WatchCache(store, k, WATCH_CACHE_EVENTS) for k in (st.PIPELINES, st.DEPLOYMENTS)}
 
     # ------------------------------------------------------------ admission
     async def _review(self, op, **kw) -> ka.AdmissionResponse:
@@ -486,40 +490,41 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
             await _abort(context, e)
 
     async def _buffered(self, kind: st.Kind, ns: str | None, name: str, start: int):
-        """etcd's events for one watcher through a buffer of WATCH_BUFFER events. A watcher that
-        falls that far behind (it does not read) gets what the buffer holds, then RESOURCE_EXHAUSTED
-        "watch too slow: resume from resource_version N"; its etcd watch is closed at once, so
-        nothing piles up for it (the SDK resumes from the last version it got)."""
-        queue: asyncio.Queue = asyncio.Queue()
-        ended, failure = asyncio.Event(), []
+        """The events of ``kind`` from revision ``start`` for one watcher, through a queue of at most
+        WATCH_BUFFER events: from the kind's watch cache (one etcd watch for every watcher) when it
+        covers ``start``, else from an etcd watch of the watcher's own. A watcher that falls that
+        far behind (it does not read) gets what its queue holds, then RESOURCE_EXHAUSTED "watch too
+        slow: resume from resource_version N", and is dropped at once, so nothing piles up for it
+        (the SDK resumes from the last version it got)."""
+        cache = self._watch_caches.get(kind.name)
+        sub = None
+        if cache is not None:
+            cache.start()
+            sub = cache.subscribe(ns, name, start, WATCH_BUFFER)
+        pump = None
+        if sub is None:  # further back than the cache holds: this watcher's own etcd watch
+            sub = Subscriber(ns, name, WATCH_BUFFER)
 
-        async def pump() -> None:
-            try:
-                async for ev in self.store.watch(kind, ns, start_revision=start):
-                    if name and ev.object.metadata.name != name:
-                        continue
-                    if queue.qsize() >= WATCH_BUFFER:
-                        failure.append(_Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "watch too slow"))
-                        return
-                    queue.put_nowait(ev)
-                failure.append(st.Unavailable("watch ended"))
-            except Exception as e:  # handed to the watcher, after what it has not read yet
-                failure.append(e)
-            finally:
-                ended.set()
-
-        task = asyncio.create_task(pump())
+            async def feed() -> None:
+                try:
+                    async for ev in self.store.watch(kind, ns, start_revision=start):
+                        if not sub.offer(ev):
+                            return
+                    sub.end(st.Unavailable("watch ended"))
+                except Exception as e:  # handed to the watcher, after what it has not read yet
+                    sub.end(e)
+            pump = asyncio.create_task(feed())
         last = start - 1
         try:
             while True:
-                if queue.empty():
-                    if ended.is_set():
-                        e = failure[0]
-                        if isinstance(e, _Rejected):
-                            e.message = f"watch too slow: resume from resource_version {last}"
-                        raise e
-                    getter = asyncio.ensure_future(queue.get())
-                    stop = asyncio.ensure_future(ended.wait())
+                if sub.queue.empty():
+                    if sub.ended.is_set():
+                        if isinstance(sub.error, TooSlow):
+                            raise _Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                            f"watch too slow: resume from resource_version {last}")
+                        raise sub.error
+                    getter = asyncio.ensure_future(sub.queue.get())
+                    stop = asyncio.ensure_future(sub.ended.wait())
                     await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
                     stop.cancel()
                     if not getter.done():
@@ -527,12 +532,19 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                         continue
                     ev = getter.result()
                 else:
-                    ev = queue.get_nowait()
+                    ev = sub.queue.get_nowait()
                 last = ev.revision
                 yield ev
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            if cache is not None:
+                cache.unsubscribe(sub)
+            if pump is not None:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+
+    async def stop_watch_caches(self) -> None:
+        for cache in self._watch_caches.values():
+            await cache.stop()
 
     async def _wait_for_version(self, version: int) -> None:
         """Return once etcd has reached ``version``; a version still in the future after
@@ -581,11 +593,15 @@ async def create_server(settings: Settings, telemetry: Telemetry | None = None
     server, port, _ = await start_server(
         settings.listen, lambda s: api_grpc.add_KubeP4Servicer_to_server(servicer, s), [SERVICE_NAME],
         server_interceptors)
+    server.kubep4_servicer = servicer  # for shutdown
     return server, port, store, channel
 
 
 async def shutdown(server: grpc.aio.Server, store: st.Store, channel: grpc.aio.Channel, grace: float = 2) -> None:
     await server.stop(grace)
+    servicer = getattr(server, "kubep4_servicer", None)
+    if servicer is not None:
+        await servicer.stop_watch_caches()
     await channel.close()
     await store.close()
 
