@@ -187,6 +187,16 @@ class Informer(Generic[st.T]):
                 await asyncio.sleep(delay)
 
 
+async def report_health(health, informers: list[Informer], period: float = 1.0) -> None:
+    """Keep a gRPC health servicer NOT_SERVING while any informer's list or watch is failing."""
+    from grpc_health.v1 import health_pb2
+    while True:
+        bad = [i for i in informers if i.error]
+        await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING if bad
+                         else health_pb2.HealthCheckResponse.SERVING)
+        await asyncio.sleep(period)
+
+
 async def run_workers(queue: WorkQueue, reconcile: Callable[[Hashable], Awaitable[float | None]],
                       workers: int = 4, name: str = "reconcile") -> None:
     """Process keys forever. reconcile returns a requeue delay (seconds) or None."""

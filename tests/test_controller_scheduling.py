@@ -59,3 +59,15 @@ async def test_concurrent_decisions_never_give_a_slot_twice(front, store):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_controller_that_cannot_list_gives_up_its_term():
+    """Caches that never sync (here: no etcd at all) end the term with an error, so the leader
+    gives its lease up instead of sitting on it doing nothing."""
+    import pytest
+
+    from kubep4.etcd_server import free_port
+    store = st.Store(f"127.0.0.1:{free_port()}", timeout=1)
+    controller = Controller(store, sync_timeout=1.0)
+    with pytest.raises(RuntimeError, match="caches not synced after 1s"):
+        await asyncio.wait_for(controller.run(), 30)

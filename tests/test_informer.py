@@ -201,3 +201,27 @@ async def test_a_list_reads_in_pages_at_one_revision(store):
         store._range = real_range
     assert rev2 == rev and len(items) == 7 and "p-9" not in {p.metadata.name for p in items}
     assert len((await store.list(st.PLACEMENTS))[0]) == 8
+
+
+async def test_health_says_not_serving_while_an_informer_fails(store):
+    from grpc_health.v1 import health, health_pb2
+
+    from kubep4.informer import report_health
+    hs = health.aio.HealthServicer()
+    inf = Informer(store, st.PLACEMENTS)
+    reporting = asyncio.create_task(report_health(hs, [inf], period=0.05))
+
+    async def status():
+        r = await hs.Check(health_pb2.HealthCheckRequest(service=""), None)
+        return r.status
+    try:
+        inf.error = "TooLarge: the list outgrew the message limit"
+        await eventually(lambda: _is(status(), health_pb2.HealthCheckResponse.NOT_SERVING), what="NOT_SERVING")
+        inf.error = ""
+        await eventually(lambda: _is(status(), health_pb2.HealthCheckResponse.SERVING), what="SERVING")
+    finally:
+        reporting.cancel()
+
+
+async def _is(awaitable, want) -> bool:
+    return await awaitable == want

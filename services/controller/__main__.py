@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from kubep4 import config, serving, telemetry
 from kubep4 import store as st
 from kubep4.config import flag
+from kubep4.informer import report_health
 from services.controller.leader import LeaderElector
 from services.controller.reconciler import Controller, Placer
 
@@ -48,9 +49,9 @@ async def _close(placer) -> None:
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     tel = telemetry.setup("kubep4-controller")
-    health_server = None
+    health_server = health = None
     if settings.health_listen:
-        health_server, port, _ = await serving.start_server(settings.health_listen, lambda s: None, [])
+        health_server, port, health = await serving.start_server(settings.health_listen, lambda s: None, [])
         log.info("health on port %d", port)
     print(f"controller started ({settings.identity})", flush=True)
     async with st.Store(settings.etcd) as store:
@@ -69,6 +70,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             running = asyncio.create_task(controller.run())
             keeping = asyncio.create_task(elector.keep())
             tasks = {running, keeping, stopper}
+            if health is not None:  # NOT_SERVING while the leader's caches cannot list or watch
+                tasks.add(asyncio.create_task(report_health(
+                    health, [controller.deployments, controller.placements, controller.nodes])))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in tasks:
                 t.cancel()

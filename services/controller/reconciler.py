@@ -65,7 +65,8 @@ class Placer:
 
 class Controller:
     def __init__(self, store: st.Store, placer: Placer | None = None, workers: int = 4,
-                 gc_interval: float = 60.0):
+                 gc_interval: float = 60.0, sync_timeout: float = 60.0):
+        self.sync_timeout = sync_timeout  # seconds to list everything before the term is given up
         self.store = store
         self.placer = placer or Placer()
         self.workers = workers
@@ -151,8 +152,14 @@ class Controller:
         tasks = [asyncio.create_task(t) for t in (
             self.deployments.run(), self.placements.run(), self.nodes.run(), self._watch_leases())]
         try:
-            await asyncio.gather(self.deployments.synced.wait(), self.placements.synced.wait(),
-                                 self.nodes.synced.wait(), self._leases_synced.wait())
+            synced = asyncio.gather(self.deployments.synced.wait(), self.placements.synced.wait(),
+                                    self.nodes.synced.wait(), self._leases_synced.wait())
+            try:  # a leader that cannot see the cluster must not sit on the lease
+                await asyncio.wait_for(synced, self.sync_timeout)
+            except asyncio.TimeoutError:
+                errs = "; ".join(f"{i.kind.name}: {i.error}" for i in (self.deployments, self.placements, self.nodes)
+                                 if i.error) or "no answer"
+                raise RuntimeError(f"caches not synced after {self.sync_timeout:.0f}s ({errs})") from None
             log.info("caches synced: %d deployments, %d placements, %d nodes", len(self.deployments.cache),
                      len(self.placements.cache), len(self.nodes.cache))
             tasks.append(asyncio.create_task(self.placer.start(

@@ -13,6 +13,7 @@ from kubep4 import config, serving, telemetry
 from kubep4 import store as st
 from kubep4.config import flag
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.informer import report_health
 from services.node_agent.agent import NodeAgent, Settings
 
 log = logging.getLogger("kubep4.node_agent")
@@ -103,12 +104,13 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-node-agent")
-        health = None
+        health = servicer = None
         if args.health_listen:
-            health, _, _ = await serving.start_server(args.health_listen, lambda s: None, [])
+            health, _, servicer = await serving.start_server(args.health_listen, lambda s: None, [])
         async with st.Store(settings.etcd) as store:
             agent = NodeAgent(store, settings)
             task = asyncio.create_task(agent.run())
+            reporting = asyncio.create_task(report_health(servicer, [agent.placements])) if servicer else None
             registered = asyncio.create_task(agent.registered.wait())
             await asyncio.wait({task, registered}, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            if reporting is not None:
+                reporting.cancel()
+            await asyncio.gather(task, *([reporting] if reporting else []), return_exceptions=True)
         if health is not None:
             await health.stop(1)
         tel.shutdown()
