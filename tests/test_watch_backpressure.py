@@ -17,6 +17,13 @@ from .conftest import eventually, example_objects
 BIG = "x" * 200_000  # a 200 KB annotation: a few updates fill gRPC's flow-control window
 
 
+async def created(c: AsyncClient):
+    """The example deployment, created (with its pipeline)."""
+    p, d = example_objects()
+    await c.apply(p)
+    return await c.create(d)
+
+
 async def updates(c: AsyncClient, d, n: int) -> list[int]:
     versions = []
     for i in range(n):
@@ -29,9 +36,7 @@ async def updates(c: AsyncClient, d, n: int) -> list[int]:
 async def test_a_watcher_that_does_not_read_is_closed_with_where_to_resume(front, monkeypatch):
     monkeypatch.setattr(apiserver, "WATCH_BUFFER", 4)
     async with AsyncClient(front.api) as c:
-        p, d = example_objects()
-        await c.apply(p)
-        d = await c.create(d)
+        d = await created(c)
         async with grpc.aio.insecure_channel(front.api, options=[
                 ("grpc.max_receive_message_length", 64 << 20)]) as ch:
             call = api_grpc.KubeP4Stub(ch).WatchDeployments(api.WatchRequest(
@@ -51,9 +56,7 @@ async def test_a_watcher_that_does_not_read_is_closed_with_where_to_resume(front
 async def test_the_sdk_resumes_a_slow_watch_without_a_gap(front, monkeypatch):
     monkeypatch.setattr(apiserver, "WATCH_BUFFER", 4)
     async with AsyncClient(front.api) as c:
-        p, d = example_objects()
-        await c.apply(p)
-        d = await c.create(d)
+        d = await created(c)
         seen: list[int] = []
         written = asyncio.Event()
 
@@ -85,9 +88,7 @@ async def test_many_watchers_share_one_etcd_watch(front, etcd):
     """The watch cache: twenty client watches of deployments, one etcd watch behind them (plus the
     first watcher's own, opened before the cache had caught up); every watcher gets every event."""
     async with AsyncClient(front.api) as c:
-        p, d = example_objects()
-        await c.apply(p)
-        d = await c.create(d)
+        d = await created(c)
         before = etcd_watchers(etcd.endpoint)
         got: dict[int, list[int]] = {i: [] for i in range(20)}
         synced = [asyncio.Event() for _ in range(20)]
