@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from services.controller import bench_schedule as bench
-from services.controller.scheduler import REASONS
+from kubep4.bench import schedule as bench
+from services.controller.scheduling import REASONS
 
 TIMING_KEYS = ("decisions_per_s", "schedule_s", "index_build_s")
 

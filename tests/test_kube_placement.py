@@ -30,7 +30,7 @@ from services.admission.validation import Policy
 from services.apiserver.server import Settings as ApiSettings
 from services.apiserver.server import create_server as create_apiserver
 from services.apiserver.server import shutdown as shutdown_apiserver
-from services.controller import scheduler as sched
+from services.controller import scheduling as sched
 from services.controller.kube_placement import (
     ANNOTATION_CONSTRAINTS,
     LABEL_DEPLOYMENT,

@@ -6,8 +6,9 @@ import random
 import pytest
 
 from kubep4.gen.kubep4.v1 import resources_pb2 as pb
-from services.controller import scheduler as sched
-from services.controller.scheduler import (
+from kubep4.labels import parse as parse_selector
+from services.controller import scheduling as sched
+from services.controller.scheduling import (
     ARCH_LABEL_PREFIX,
     TARGET_LABEL_PREFIX,
     BuiltinScheduler,
@@ -15,13 +16,8 @@ from services.controller.scheduler import (
     DeviceState,
     KubernetesDefaultScheduler,
     Request,
-    SelectorError,
     devices_from,
-    format_selector,
     make_scheduler,
-    matches,
-    parse_selector,
-    validate_selector,
 )
 
 D1 = "sha256:" + "1" * 64
@@ -98,113 +94,6 @@ def test_request_for_deployment():
     dep.spec.ClearField("selector")
     assert Request.for_deployment(dep, 0).selector is None
     hash(r)  # requests are hashable even with a selector message
-
-
-# ----------------------------------------------------------------- selectors
-
-LABELS = {"zone": "a", "speed": "100g", "empty": ""}
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("", True),
-    ("zone=a", True),
-    ("zone==a", True),
-    ("zone=b", False),
-    ("zone!=b", True),
-    ("zone!=a", False),
-    ("missing!=a", True),             # != matches an absent key
-    ("zone in (a,b)", True),
-    ("zone in (b, c)", False),
-    ("zone notin (b,c)", True),
-    ("zone notin (a)", False),
-    ("missing notin (a)", True),
-    ("missing in (a)", False),
-    ("speed", True),
-    ("empty", True),                  # Exists holds for an empty value
-    ("missing", False),
-    ("!missing", True),
-    ("!zone", False),
-    ("empty=", True),
-    ("zone=a,speed=100g", True),
-    ("zone=a,speed=400g", False),     # AND
-    ("zone=a,zone=b", False),         # repeated key: both must hold
-    (" zone = a , speed in ( 100g , 400g ) , !rack ", True),
-])
-def test_selector_semantics(text, expected):
-    assert matches(parse_selector(text), LABELS) is expected
-
-
-def test_empty_and_none_selector_match_everything():
-    assert matches(None, {}) and matches(pb.LabelSelector(), {"a": "b"})
-
-
-@pytest.mark.parametrize("text, labels, expressions", [
-    ("a=b", {"a": "b"}, []),
-    ("a=b,a=c", {"a": "b"}, [("a", "In", ["c"])]),
-    ("a!=b", {}, [("a", "NotIn", ["b"])]),
-    ("a in (y,x,x)", {}, [("a", "In", ["x", "y"])]),
-    ("a notin (z)", {}, [("a", "NotIn", ["z"])]),
-    ("g,!h", {}, [("g", "Exists", []), ("h", "DoesNotExist", [])]),
-    ("kubep4.io/zone=a,x.y/z_1-2.3", {"kubep4.io/zone": "a"}, [("x.y/z_1-2.3", "Exists", [])]),
-    ("a=", {"a": ""}, []),
-])
-def test_parse_selector(text, labels, expressions):
-    sel = parse_selector(text)
-    assert dict(sel.match_labels) == labels
-    assert [(e.key, e.operator, list(e.values)) for e in sel.match_expressions] == expressions
-    validate_selector(sel)
-    assert format_selector(parse_selector(format_selector(sel))) == format_selector(sel)
-
-
-@pytest.mark.parametrize("text, fragment", [
-    ("a in (x", "expected ',' or ')'"),
-    ("a in ()", "can't be empty"),
-    ("a in x", "expected '('"),
-    ("=b", "expected a label key"),
-    ("a=b,", "expected a requirement after ','"),
-    (",", "expected a label key"),
-    ("a>1", "not supported"),
-    ("a b", "expected an operator"),
-    ("!a=b", "expected ',' or end of input"),
-    ("a=b=c", "expected ',' or end of input"),
-    ("-a=b", "label key '-a'"),
-    ("a/=b", "label key 'a/'"),
-    ("Bad_Prefix/a=b", "prefix part"),
-    ("a=-x-", "label value '-x-'"),
-    ("a=" + "x" * 64, "label value"),
-    ("a in (b,(c))", "expected a value"),
-    ("!", "expected a label key, found 'end of input'"),
-])
-def test_parse_selector_errors(text, fragment):
-    with pytest.raises(ValueError) as info:
-        parse_selector(text)
-    assert isinstance(info.value, SelectorError)
-    msg = str(info.value)
-    assert f"invalid label selector {text!r}" in msg and fragment in msg and "at position" in msg
-
-
-@pytest.mark.parametrize("op, values, fragment", [
-    ("Gt", ["1"], "unknown operator 'Gt'"),
-    ("In", [], "needs at least one value"),
-    ("NotIn", [], "needs at least one value"),
-    ("Exists", ["x"], "takes no values"),
-    ("DoesNotExist", ["x"], "takes no values"),
-])
-def test_invalid_selector_messages(op, values, fragment):
-    sel = pb.LabelSelector()
-    sel.match_expressions.add(key="a", operator=op, values=values)
-    with pytest.raises(SelectorError, match=fragment):
-        matches(sel, {})
-    with pytest.raises(SelectorError, match=r"match_expressions\[0\]"):
-        validate_selector(sel)
-
-
-def test_validate_selector_checks_key_and_value_syntax():
-    with pytest.raises(SelectorError, match="match_labels: label key"):
-        validate_selector(pb.LabelSelector(match_labels={"bad key": "x"}))
-    with pytest.raises(SelectorError, match="label value"):
-        validate_selector(pb.LabelSelector(match_labels={"k": "bad value"}))
-    validate_selector(pb.LabelSelector(match_labels={"k": "v"}))
 
 
 # ----------------------------------------------------------------- builtin policy
@@ -426,7 +315,7 @@ def test_kubernetes_agent_cannot_place(devices_spec, placements, kwargs, reason,
 def test_kubernetes_node_labels():
     devices = devices_from([node("n1", dev("d0", "bmv2", "v1model", zone="a"),
                                  dev("d1", "dpdk", "psa", zone="b"), rack="r1")])
-    (n,) = sched._aggregate_nodes(devices)
+    (n,) = sched.kubernetes._aggregate_nodes(devices)
     assert n.labels == {"zone": "a", "rack": "r1", TARGET_LABEL_PREFIX + "bmv2": "true",
                         ARCH_LABEL_PREFIX + "v1model": "true", TARGET_LABEL_PREFIX + "dpdk": "true",
                         ARCH_LABEL_PREFIX + "psa": "true"}
@@ -497,7 +386,7 @@ def _outcome(d: Decision) -> tuple:
 def test_indexed_equals_full_scan_on_random_clusters(cls, thresholds, monkeypatch):
     if thresholds is not None:
         for name, value in zip(("_SCAN_MAX", "_SKIP_MAX", "_MAX_OWN_VIEWS", "_MAX_PLANS"), thresholds):
-            monkeypatch.setattr(sched, name, value)
+            monkeypatch.setattr(sched.index, name, value)
     digests = [D1, D2, "sha256:" + "3" * 64]
     for seed in range(12):
         rng = random.Random(seed)

@@ -48,7 +48,7 @@ def _deploy(args) -> int:
 
 
 def _schedule(args) -> int:
-    from services.controller import bench_schedule
+    from kubep4.bench import schedule as bench_schedule
     return bench_schedule.main(args.args)
 
 

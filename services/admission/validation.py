@@ -9,17 +9,15 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 from google.protobuf.text_format import ParseError
 
+from kubep4 import labels
 from kubep4.errors import Violation, quoted, truncate
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import MAX_BITWIDTH, MAX_TEXT_DEPTH, EntryError, P4InfoIndex, parse_p4info, to_p4_entry
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 KNOWN_TARGETS = frozenset({"bmv2", "dpdk", "tofino", "t4p4s", "ebpf", "ubpf", "netfpga"})
 KNOWN_ARCHS = frozenset({"v1model", "psa", "pna", "tna", "t2na", "ebpf_model", "ubpf", "sume"})
 KNOWN_BACKENDS = frozenset({"p4c", "t4p4s", "p4llvm"})
-SELECTOR_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
 STRATEGIES = frozenset({"Recreate", "RollingUpdate"})
 
 
@@ -61,10 +59,8 @@ def _meta(md: kr.ObjectMeta, policy: Policy, out: list[Violation]) -> None:
         out.append(Violation("metadata.namespace", f"unknown namespace {quoted(md.namespace)} "
                              f"(known: {', '.join(sorted(policy.namespaces))})"))
     for k, v in md.labels.items():
-        if len(k) > 253 or not LABEL_KEY.match(k):
-            out.append(Violation(f"metadata.labels[{truncate(k, KEY_CHARS)}]", "invalid label key"))
-        if len(v) > 63 or not LABEL_VALUE.match(v):
-            out.append(Violation(f"metadata.labels[{truncate(k, KEY_CHARS)}]", f"invalid label value {quoted(v)}"))
+        if problem := labels.key_error(k) or labels.value_error(v):
+            out.append(Violation(f"metadata.labels[{truncate(k, KEY_CHARS)}]", problem))
 
 
 @functools.lru_cache(maxsize=8)
@@ -146,25 +142,7 @@ def review_pipeline(p: kr.Pipeline, policy: Policy) -> tuple[kr.Pipeline, list[V
 
 
 def _selector(sel: kr.LabelSelector, out: list[Violation]) -> None:
-    for k, v in sel.match_labels.items():
-        if not LABEL_KEY.match(k):
-            out.append(Violation(f"spec.selector.match_labels[{truncate(k, KEY_CHARS)}]", "invalid label key"))
-        if not LABEL_VALUE.match(v):
-            out.append(Violation(f"spec.selector.match_labels[{truncate(k, KEY_CHARS)}]", f"invalid label value {quoted(v)}"))
-    for i, e in enumerate(sel.match_expressions):
-        path = f"spec.selector.match_expressions[{i}]"
-        if not LABEL_KEY.match(e.key):
-            out.append(Violation(f"{path}.key", f"invalid label key {quoted(e.key)}"))
-        if e.operator not in SELECTOR_OPERATORS:
-            out.append(Violation(f"{path}.operator", f"unknown operator {quoted(e.operator)} "
-                                 f"(one of {', '.join(sorted(SELECTOR_OPERATORS))})"))
-        elif e.operator in ("In", "NotIn") and not e.values:
-            out.append(Violation(f"{path}.values", f"{e.operator} needs at least one value"))
-        elif e.operator in ("Exists", "DoesNotExist") and e.values:
-            out.append(Violation(f"{path}.values", f"{e.operator} takes no values"))
-        for j, v in enumerate(e.values):
-            if not LABEL_VALUE.match(v):
-                out.append(Violation(f"{path}.values[{j}]", f"invalid label value {quoted(v)}"))
+    out.extend(Violation(f"spec.selector.{path}", problem) for path, problem in labels.violations(sel))
 
 
 def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Policy

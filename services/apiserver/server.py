@@ -22,6 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from kubep4 import conditions as cond
+from kubep4 import labels
 from kubep4 import store as st
 from kubep4.config import GRPC_OPTIONS
 from kubep4.errors import (
@@ -453,6 +454,9 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         _check_key(request.namespace)
         if request.limit < 0:
             raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "limit: must not be negative")
+        if bad := [Violation(p.replace("match_labels", "label_selector", 1), problem)
+                   for p, problem in labels.violations(labels.from_map(request.label_selector))]:
+            raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "invalid request: " + "; ".join(map(str, bad)), bad)
         after, revision = _parse_token(request.continue_token) if request.continue_token else (b"", 0)
         try:
             items, rev, last = await self.store.list_page(
@@ -576,7 +580,8 @@ def _parse_token(token: str) -> tuple[bytes, int]:
 def _select(items: list, selector) -> list:
     if not selector:
         return items
-    return [o for o in items if all(o.metadata.labels.get(k) == v for k, v in selector.items())]
+    reqs = labels.compile(labels.from_map(selector))
+    return [o for o in items if labels.match(reqs, o.metadata.labels)]
 
 
 async def create_server(settings: Settings, telemetry: Telemetry | None = None

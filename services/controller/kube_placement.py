@@ -54,12 +54,13 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
+from kubep4 import labels
 from kubep4 import store as st
 from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer
 from kubep4.serving import run_all
-from services.controller import scheduler as sched
+from services.controller import scheduling as sched
 
 log = logging.getLogger(__name__)
 
@@ -161,21 +162,9 @@ def pod_name(namespace: str, deployment: str, replica: int, *, hashed: bool = Fa
     return f"{base[:_MAX_NAME - len(h) - 1].rstrip('-')}-{h}"
 
 
-def _selector_requirements(selector: kr.LabelSelector | None) -> list[dict]:
-    if selector is None:
-        return []
-    out = [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(selector.match_labels.items())]
-    for e in selector.match_expressions:
-        expr: dict[str, Any] = {"key": e.key, "operator": e.operator}
-        if e.operator in ("In", "NotIn"):
-            expr["values"] = sorted(e.values)
-        out.append(expr)
-    return out
-
-
 def node_affinity(selector: kr.LabelSelector | None) -> dict | None:
     """The deployment's label selector as required node affinity (one term), or None."""
-    reqs = _selector_requirements(selector)
+    reqs = labels.node_selector_terms(selector)
     if not reqs:
         return None
     return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": reqs}]}}
@@ -193,7 +182,7 @@ def _node_selector(target: str, arch: str) -> dict[str, str]:
 def constraints_hash(request: sched.Request) -> str:
     """What the pod's scheduling constraints were built from; a changed hash means a new pod."""
     doc = {"target": request.target, "arch": request.arch,
-           "selector": _selector_requirements(request.selector)}
+           "selector": labels.node_selector_terms(request.selector)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 

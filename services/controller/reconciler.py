@@ -20,7 +20,7 @@ from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery, stamp_write
-from services.controller import scheduler as sched
+from services.controller import scheduling as sched
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.controller")

@@ -26,7 +26,7 @@ Reported per (cluster size, policy):
 * ``spread``: among deployments with at least two placed replicas, the fraction
   whose replicas are all on distinct nodes.
 
-Run: ``python -m services.controller.bench_schedule [--sizes 100,1000,5000]
+Run: ``python -m kubep4.bench.schedule [--sizes 100,1000,5000]
 [--deployments N] [--seed S] [--json FILE]``.
 """
 from __future__ import annotations
@@ -43,14 +43,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from kubep4.gen.kubep4.v1 import resources_pb2 as pb
-from services.controller.scheduler import (
+from kubep4.labels import parse as parse_selector
+from services.controller.scheduling import (
     REASONS,
     Decision,
     DeviceState,
     Request,
     devices_from,
     make_scheduler,
-    parse_selector,
 )
 
 __all__ = ["DEFAULT_SIZES", "main", "make_cluster", "make_stream", "render_table", "run"]
