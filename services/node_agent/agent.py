@@ -32,13 +32,13 @@ from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
 from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, parse_p4info, to_p4_entry
+from kubep4.p4runtime_client import NO_PRIMARY, PRIMARY, DeviceConnection, P4RuntimeError
 from kubep4.serving import run_all
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
 from services.node_agent import entries as ent
 from services.node_agent import faults
 from services.node_agent.compiler import CompileError, Compiler
 from services.node_agent.node_status import NOT_PRIMARY, REACHABLE, UNREACHABLE, NodeStatusReporter
-from services.node_agent.p4runtime_client import NO_PRIMARY, PRIMARY, DeviceConnection, P4RuntimeError
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent")

@@ -14,8 +14,8 @@ from google.rpc import code_pb2
 
 from kubep4 import store as st
 from kubep4.p4 import EntryError
+from kubep4.p4runtime_client import NotPrimary, P4RuntimeError
 from services.node_agent.compiler import CompileError
-from services.node_agent.p4runtime_client import NotPrimary, P4RuntimeError
 
 DEVICE_UNREACHABLE, NOT_PRIMARY, INSTALL_FAILED, INSTALL_RETRYING = (
     "DeviceUnreachable", "NotPrimary", "InstallFailed", "InstallRetrying")

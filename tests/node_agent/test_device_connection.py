@@ -9,9 +9,8 @@ import sys
 import pytest
 
 from kubep4.etcd_server import free_port
+from kubep4.p4runtime_client import BROKEN, NOT_PRIMARY, PRIMARY, DeviceConnection, NotPrimary, P4RuntimeError
 from kubep4.reftarget import serve
-from services.node_agent.p4runtime_client import (BROKEN, NOT_PRIMARY, PRIMARY, DeviceConnection, NotPrimary,
-                                                  P4RuntimeError)
 
 from ..conftest import eventually
 from ..reftarget.p4rt_client import P4RTClient, basic_device_config, basic_p4info, insert, lpm_entry
