@@ -1,4 +1,4 @@
-"""A small P4Runtime test client (generated stubs over grpc.aio) plus entry builders.
+"""A P4Runtime test client (kubep4.p4runtime_client underneath, raw unary RPCs) plus entry builders.
 
 Usable against the reference target or any P4Runtime server:
 
@@ -10,7 +10,6 @@ Usable against the reference target or any P4Runtime server:
 """
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import grpc
@@ -18,6 +17,7 @@ from google.rpc import code_pb2
 from grpc_status import rpc_status
 
 from kubep4.p4 import P4InfoIndex, canonical, p4i, p4r, p4r_grpc, parse_p4info
+from kubep4.p4runtime_client import DeviceConnection, uint128
 
 __all__ = ["P4RTClient", "basic_p4info", "basic_device_config", "insert", "modify", "delete",
            "write_errors", "be", "lpm_entry", "acl_entry", "BASIC"]
@@ -25,7 +25,6 @@ __all__ = ["P4RTClient", "basic_p4info", "basic_device_config", "insert", "modif
 REPO = Path(__file__).resolve().parents[2]
 BASIC_DIR = REPO / "examples" / "basic"
 STEP_TIMEOUT = 10.0
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 SetAction = p4r.SetForwardingPipelineConfigRequest.Action
 ResponseType = p4r.GetForwardingPipelineConfigRequest.ResponseType
 
@@ -121,20 +120,20 @@ OK = code_pb2.OK
 
 
 class P4RTClient:
-    """One P4Runtime client: a channel, at most one StreamChannel, an election id and a role."""
+    """A test client: kubep4.p4runtime_client's DeviceConnection (channel, the one StreamChannel and its
+    reader) with every arbitration update kept, and unary RPCs sent raw through its stub, so a test
+    sees the target's own gRPC errors and can send any election id or device id."""
 
     def __init__(self, address: str, device_id: int = 1, role: str = ""):
         self.address = address
         self.device_id = device_id
         self.role = role
         self.election_id = 0
-        self.channel = grpc.aio.insecure_channel(address, options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            # a failed Write's status has one p4.v1.Error per update: more than gRPC's default 8 KiB
-            ("grpc.max_metadata_size", 16 << 20)])
-        self.stub = p4r_grpc.P4RuntimeStub(self.channel)
-        self.stream: grpc.aio.StreamStreamCall | None = None
+        self.conn = DeviceConnection(address, device_id, 0, role=role, keep_updates=True)
+
+    @property
+    def stub(self) -> p4r_grpc.P4RuntimeStub:
+        return self.conn.stub
 
     async def __aenter__(self) -> "P4RTClient":
         return self
@@ -143,59 +142,38 @@ class P4RTClient:
         await self.close()
 
     async def close(self) -> None:
-        await self.close_stream()
-        await self.channel.close()
+        await self.conn.close()
 
     # ----------------------------------------------------------------- stream
 
-    def _arbitration_request(self, election_id: int, device_id: int | None) -> p4r.StreamMessageRequest:
-        upd = p4r.MasterArbitrationUpdate(device_id=self.device_id if device_id is None else device_id)
-        upd.election_id.high, upd.election_id.low = election_id >> 64, election_id & (2**64 - 1)
-        if self.role:
-            upd.role.name = self.role
-        return p4r.StreamMessageRequest(arbitration=upd)
-
-    async def arbitrate(self, election_id: int, device_id: int | None = None) -> p4r.MasterArbitrationUpdate:
+    async def arbitrate(self, election_id: int) -> p4r.MasterArbitrationUpdate:
         """Send an arbitration update (opening the stream if needed); return the reply to it.
 
         Raises AioRpcError when the server ends the stream instead.
         """
-        if self.stream is None:
-            self.stream = self.stub.StreamChannel()
         self.election_id = election_id
-        await self.stream.write(self._arbitration_request(election_id, device_id))
+        self.conn.election_id = uint128(election_id)
+        await self.conn.send(self.conn.arbitration_request())
         return await self.next_arbitration()
 
     async def next_arbitration(self, timeout: float = STEP_TIMEOUT) -> p4r.MasterArbitrationUpdate:
         """The next arbitration update pushed on the stream."""
-        assert self.stream is not None
-        while True:
-            msg = await asyncio.wait_for(self.stream.read(), timeout)
-            if msg is grpc.aio.EOF:
-                raise EOFError("the server closed the stream")
-            if msg.WhichOneof("update") == "arbitration":
-                return msg.arbitration
+        return await self.conn.next_arbitration(timeout)
 
     async def send(self, request: p4r.StreamMessageRequest) -> None:
-        if self.stream is None:
-            self.stream = self.stub.StreamChannel()
-        await self.stream.write(request)
+        await self.conn.send(request)
 
     async def stream_status(self, timeout: float = STEP_TIMEOUT) -> grpc.StatusCode:
         """Wait for the stream to end; return its status code."""
-        assert self.stream is not None
-        return await asyncio.wait_for(self.stream.code(), timeout)
+        return await self.conn.stream_ended(timeout)
 
     async def close_stream(self) -> None:
-        if self.stream is not None:
-            self.stream.cancel()
-            self.stream = None
+        await self.conn.close_stream()
 
-    # ----------------------------------------------------------------- unary
+    # ----------------------------------------------------------------- unary (raw)
 
     def _eid(self, election_id: int | None) -> p4r.Uint128:
-        eid = self.election_id if election_id is None else election_id
-        return p4r.Uint128(high=eid >> 64, low=eid & (2**64 - 1))
+        return uint128(self.election_id if election_id is None else election_id)
 
     async def capabilities(self) -> p4r.CapabilitiesResponse:
         return await self.stub.Capabilities(p4r.CapabilitiesRequest(device_id=self.device_id),
