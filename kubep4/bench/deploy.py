@@ -18,16 +18,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import grpc
-from google.rpc import code_pb2
-
 from kubep4 import manifest
 from kubep4.client import AsyncClient
-from kubep4.config import GRPC_OPTIONS
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.localstack import LocalStack
 from kubep4.otlp_receiver import OTLPReceiver
-from kubep4.p4 import P4InfoIndex, cookie_for_digest, digest_of, p4r, p4r_grpc, parse_p4info, to_p4_entry
+from kubep4.p4 import P4InfoIndex, cookie_for_digest, digest_of, p4r, parse_p4info, to_p4_entry
+from kubep4.p4runtime_client import DeviceConnection
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "basic", "deployment.yaml")
 
@@ -143,38 +140,25 @@ async def _run_phase(client: AsyncClient, waiter: _Waiter, template: kr.Deployme
 
 async def measure_floor(address: str, device_id: int, pipelines: list[kr.Pipeline], entries: list,
                         election_base: int) -> list[float]:
-    """Direct push, no control plane: arbitration + SetForwardingPipelineConfig + Write, per pipeline."""
+    """Direct push, no control plane: arbitration + SetForwardingPipelineConfig + Write, per pipeline,
+    by the node agent's own P4Runtime client on a fresh connection each time."""
     info = parse_p4info(pipelines[0].spec.artifacts.p4info)
     index = P4InfoIndex(info)
     updates = [p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(table_entry=to_p4_entry(e, index)))
                for e in entries]
+    p4info = info.SerializeToString()
     out = []
     for i, p in enumerate(pipelines):
-        election = p4r.Uint128(high=1, low=election_base + i)
+        conn = DeviceConnection(address, device_id, (1 << 64) + election_base + i)
         t0 = time.perf_counter()
-        async with grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) as ch:
-            stub = p4r_grpc.P4RuntimeStub(ch)
-            requests: asyncio.Queue = asyncio.Queue()
-            await requests.put(p4r.StreamMessageRequest(arbitration=p4r.MasterArbitrationUpdate(
-                device_id=device_id, election_id=election)))
-
-            async def reqs():
-                while (m := await requests.get()) is not None:
-                    yield m
-            stream = stub.StreamChannel(reqs())
-            reply = await stream.read()
-            assert reply.arbitration.status.code == code_pb2.OK, reply
+        try:
+            await conn.connect()
             digest = digest_of(p.spec.artifacts.p4info, p.spec.artifacts.device_config)
-            await stub.SetForwardingPipelineConfig(p4r.SetForwardingPipelineConfigRequest(
-                device_id=device_id, election_id=election,
-                action=p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
-                config=p4r.ForwardingPipelineConfig(p4info=info, p4_device_config=p.spec.artifacts.device_config,
-                                                    cookie=p4r.ForwardingPipelineConfig.Cookie(
-                                                        cookie=cookie_for_digest(digest)))))
-            await stub.Write(p4r.WriteRequest(device_id=device_id, election_id=election, updates=updates))
+            await conn.set_pipeline(p4info, p.spec.artifacts.device_config, cookie_for_digest(digest))
+            await conn.write(updates)
             out.append((time.perf_counter() - t0) * 1000)
-            requests.put_nowait(None)
-            stream.cancel()
+        finally:
+            await conn.close()
     return out
 
 
