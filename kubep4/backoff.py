@@ -4,12 +4,17 @@
     delay = b.next()   # ~0.5 s, then ~1, ~2 ... up to 60, each with +/- jitter
     b.reset()          # after a success
 
+    except Unavailable as e:   # a retry loop's failure branch: log the delay, then wait it out
+        await b.sleep(log.warning, "watch failed: %s; retrying in %.1fs", e)
+
 Jitter spreads the retries of many clients hit by the same fault (a restarted etcd, a
 rebooted switch) so they do not come back in lock-step.
 """
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -34,3 +39,12 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+    async def sleep(self, log: Callable[..., object] | None = None, msg: str = "", *args) -> float:
+        """Count one more failure and wait out its delay (returned); first ``log(msg, *args, delay)``
+        when ``log`` is given, so the message can say when the next try comes."""
+        delay = self.next()
+        if log is not None:
+            log(msg, *args, delay)
+        await asyncio.sleep(delay)
+        return delay

@@ -20,3 +20,17 @@ def test_jitter_stays_within_its_band_and_under_the_cap():
         assert base * 0.8 <= d <= min(8.0, base * 1.2)
     spread = {round(Backoff(initial=1.0, jitter=0.2).next(), 6) for _ in range(20)}
     assert len(spread) > 1, "clients hit by the same fault do not retry in lock-step"
+
+
+async def test_sleep_counts_a_failure_logs_its_delay_then_waits_it_out(monkeypatch):
+    happened = []
+
+    async def fake_sleep(d):
+        happened.append(("slept", d))
+    monkeypatch.setattr("kubep4.backoff.asyncio.sleep", fake_sleep)
+    b = Backoff(initial=0.5, cap=1.0, jitter=0.0)
+    assert await b.sleep(lambda *a: happened.append(a), "%s failed; retrying in %.1fs", "watch") == 0.5
+    assert await b.sleep() == 1.0 and await b.sleep() == 1.0
+    assert b.failures == 3
+    assert happened == [("%s failed; retrying in %.1fs", "watch", 0.5), ("slept", 0.5),  # logged first
+                        ("slept", 1.0), ("slept", 1.0)]
