@@ -32,10 +32,16 @@ def test_bench_deploy_small(tmp_path):
         assert ph["deployments_per_s"] > 0
     assert result["floor"]["latency_ms"]["n"] == 3
     assert result["ratio_p50"] > 0
+    # CPU of every process of the stack over the measured phases, per deployment (from /proc)
+    assert result["cpu_ms_per_deployment"] > 0
+    by_process = result["cpu_ms_per_deployment_by_process"]
+    assert {"etcd", "admission", "apiserver", "controller-0", "agent-0", "switch-0"} <= set(by_process)
+    assert abs(sum(by_process.values()) - result["cpu_ms_per_deployment"]) < 1e-6
+    assert all(ph["cpu_ms_per_deployment"] > 0 for ph in result["phases"].values())
     hops = {h["hop"] for h in result["hops"]}
     assert {"admission review", "schedule", "SetForwardingPipelineConfig", "p4runtime write"} <= hops
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
-    assert "control-plane overhead" in r.stdout and "per hop" in r.stdout
+    assert "control-plane overhead" in r.stdout and "per hop" in r.stdout and "CPU per deployment" in r.stdout
 
 
 def test_bench_schedule_small(tmp_path):

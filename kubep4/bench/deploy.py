@@ -178,6 +178,50 @@ def hop_breakdown(receiver: OTLPReceiver, trace_ids: list[str], e2e_ms: list[flo
     return sorted(rows, key=lambda r: -r["mean_ms"])
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process, all its threads (/proc/<pid>/stat); None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces; fields 14, 15: utime, stime
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """Resident set size now and at its peak, in bytes (/proc/<pid>/status VmRSS, VmHWM)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[{"VmRSS": "rss", "VmHWM": "peak_rss"}[key]] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def stack_pids(stack: LocalStack) -> dict[str, int]:
+    """Every process of the local stack by name: etcd and each service and reference device."""
+    pids = {"etcd": stack.etcd.proc.pid} if stack.etcd is not None and stack.etcd.proc is not None else {}
+    pids.update({name: p.popen.pid for name, p in stack.procs.items() if p.alive()})
+    return pids
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu for name, pid in pids.items() if (cpu := proc_cpu_seconds(pid)) is not None}
+
+
+def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each process used between two snapshots."""
+    return {name: after[name] - before[name] for name in after if name in before}
+
+
 async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concurrency: int = 8,
               traces: bool = True, etcd_dir: str | None = None, timeout: float = 30.0,
               progress=print) -> dict:
@@ -207,13 +251,25 @@ async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concur
             await _run_phase(client, waiter, template, [pipelines[0].metadata.name], 1, warm, timeout)
             phases = [Phase("sequential", 1), Phase("concurrent", concurrency)]
             names = [p.metadata.name for p in pipelines[1:]]
+            pids = stack_pids(stack)  # CPU of every process of the stack, over the measured phases only
+            cpu_start = cpu_before = cpu_snapshot(pids)
             for ph, chunk in zip(phases, (names[:count], names[count:])):
                 progress(f"{ph.name}: {count} deployments, concurrency {ph.concurrency}")
                 await _run_phase(client, waiter, template, chunk, ph.concurrency, ph, timeout)
+                cpu_after = cpu_snapshot(pids)
+                cpu = cpu_between(cpu_before, cpu_after)
+                cpu_before = cpu_after
                 result["phases"][ph.name] = {
                     "concurrency": ph.concurrency, "latency_ms": percentiles(ph.latencies_ms),
                     "deployments_per_s": len(ph.latencies_ms) / ph.wall_s if ph.wall_s else 0.0,
+                    "cpu_ms_per_deployment": 1000 * sum(cpu.values()) / len(chunk),
                     "errors": ph.errors[:20], "error_count": len(ph.errors), "samples_ms": ph.latencies_ms}
+            cpu = cpu_between(cpu_start, cpu_before)
+            measured = 2 * count
+            # each deployment's whole life: create, schedule, install, Running, delete, device freed
+            result["cpu_ms_per_deployment"] = 1000 * sum(cpu.values()) / measured
+            result["cpu_ms_per_deployment_by_process"] = {
+                name: 1000 * v / measured for name, v in sorted(cpu.items(), key=lambda kv: -kv[1])}
             waiter.task.cancel()
         progress("floor: the same pushes by a bare P4Runtime client")
         free_port = stack.device_ports["node-0"][0]
@@ -248,6 +304,13 @@ def render(result: dict) -> str:
     if "ratio_p50" in result:
         lines.append(f"\ncontrol-plane overhead: sequential p50 is {result['ratio_p50']:.1f}x the direct push, "
                      f"p99 {result['ratio_p99']:.1f}x")
+    if "cpu_ms_per_deployment" in result:
+        by = result.get("cpu_ms_per_deployment_by_process", {})
+        per_phase = ", ".join(f"{n} {ph['cpu_ms_per_deployment']:.1f}" for n, ph in result["phases"].items()
+                              if "cpu_ms_per_deployment" in ph)
+        lines.append(f"CPU per deployment (create to delete, every process of the stack): "
+                     f"{result['cpu_ms_per_deployment']:.1f} ms ({per_phase}); by process: "
+                     + ", ".join(f"{n} {v:.1f}" for n, v in by.items()))
     if result.get("hops"):
         lines += ["", "per hop (sequential phase, mean per deployment; spans overlap, shares do not add up):",
                   f"{'hop':<38} {'service':<18} {'mean ms':>8} {'p50 ms':>8} {'share':>6}"]

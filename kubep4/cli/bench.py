@@ -1,4 +1,4 @@
-"""`kubep4 bench deploy | schedule | compile | faults`."""
+"""`kubep4 bench deploy | schedule | scale | compile | faults`."""
 from __future__ import annotations
 
 
@@ -24,6 +24,22 @@ def register(sub) -> None:
     c.add_argument("--repeat", type=int, default=3)
     c.add_argument("--json", metavar="FILE")
     c.set_defaults(fn=_compile, local=True)
+    sc = bs.add_parser("scale", help="the real apiserver, etcd and controller against many hollow nodes "
+                                     "(kubemark style): latency, decisions/s, CPU, RSS, etcd size, watch events")
+    sc.add_argument("--nodes", type=int, default=50, help="hollow nodes (default 50)")
+    sc.add_argument("--devices-per-node", type=int, default=2, help="in-memory devices per node (default 2)")
+    sc.add_argument("--slots", type=int, default=0,
+                    help="pipeline slots per device (default: enough for every deployment)")
+    sc.add_argument("--deployments", type=int, default=200, help="deployments created, 1 replica each (default 200)")
+    sc.add_argument("--rate", type=float, default=50.0, help="deployments created per second (default 50; 0: at once)")
+    sc.add_argument("--lease-ttl", type=int, default=30,
+                    help="hollow nodes' heartbeat lease TTL, seconds, refreshed every third (default 30)")
+    sc.add_argument("--no-traces", action="store_true", help="no controller spans (no decisions/s figure)")
+    sc.add_argument("--etcd-dir", help="parent dir for etcd's data (e.g. /dev/shm to take disk fsync out)")
+    sc.add_argument("--timeout", type=float, default=120.0,
+                    help="give up when no deployment became Running for this many seconds (default 120)")
+    sc.add_argument("--json", metavar="FILE")
+    sc.set_defaults(fn=_scale, local=True)
     f = bs.add_parser("faults", help="SIGKILL each service (and etcd) mid-stream: lost, duplicated, stuck, "
                                      "convergence time")
     f.add_argument("--faults", help="comma-separated, from none,apiserver,admission,controller,agent,device,etcd "
@@ -50,6 +66,11 @@ def _deploy(args) -> int:
 def _schedule(args) -> int:
     from kubep4.bench import schedule as bench_schedule
     return bench_schedule.main(args.args)
+
+
+def _scale(args) -> int:
+    from kubep4.bench import scale
+    return scale.main(args)
 
 
 def _faults(args) -> int:
