@@ -176,15 +176,11 @@ class Informer(Generic[st.T]):
                     self.handler(ev.type, ev.object)
                 raise st.Unavailable("watch ended")
             except (st.Unavailable, st.Compacted) as e:
-                delay = backoff.next()
                 self.error = str(e)
-                log.warning("%s informer: %s; relisting in %.1fs", self.kind.name, e, delay)
-                await asyncio.sleep(delay)
+                await backoff.sleep(log.warning, "%s informer: %s; relisting in %.1fs", self.kind.name, e)
             except Exception as e:  # never a silent stall: any failure (a list too large...) is retried
-                delay = backoff.next()
                 self.error = f"{type(e).__name__}: {e}"
-                log.exception("%s informer failed; relisting in %.1fs", self.kind.name, delay)
-                await asyncio.sleep(delay)
+                await backoff.sleep(log.exception, "%s informer failed; relisting in %.1fs", self.kind.name)
 
 
 async def report_health(health, informers: list[Informer], period: float = 1.0) -> None:

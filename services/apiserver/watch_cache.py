@@ -107,6 +107,5 @@ class WatchCache:
                 for sub in list(self.subscribers):
                     sub.end(e if isinstance(e, st.StoreError) else st.Unavailable(str(e)))
                 self.subscribers.clear()
-                delay = backoff.next()
-                log.warning("%s watch cache: %s; watching again in %.1fs", self.kind.name, e, delay)
-                await asyncio.sleep(delay)
+                await backoff.sleep(log.warning, "%s watch cache: %s; watching again in %.1fs",
+                                    self.kind.name, e)

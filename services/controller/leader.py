@@ -5,6 +5,7 @@ import asyncio
 import logging
 
 from kubep4 import store as st
+from kubep4.backoff import Backoff
 
 log = logging.getLogger(__name__)
 LEADER_KEY = f"{st.ROOT}/leader/controller"
@@ -20,6 +21,7 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Block until this process holds the leader key."""
         loop = asyncio.get_running_loop()
+        backoff = Backoff(initial=0.1, cap=1.0)  # at least once a second, as the etcd channels reconnect
         while True:
             try:
                 granted = loop.time()
@@ -29,6 +31,7 @@ class LeaderElector:
                     self._expires = granted + self.ttl
                     log.info("%s is the leader", self.identity)
                     return
+                backoff.reset()  # etcd answers: somebody else holds the key
                 await self.store.revoke_lease(self.lease_id)
                 holder = await self.store.get_raw(self.key)
                 if holder is None:
@@ -38,8 +41,7 @@ class LeaderElector:
                     if etype == "DELETE":
                         break
             except st.StoreError as e:
-                log.warning("leader election: %s", e)
-                await asyncio.sleep(1)
+                await backoff.sleep(log.warning, "leader election: %s; trying again in %.1fs", e)
 
     async def keep(self) -> None:
         """Keep the lease alive; returns (and sets ``lost``) when leadership is lost.

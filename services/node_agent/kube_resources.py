@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ async def keep_advertised(kube_node: str, devices: Iterable[kr.Device], interval
     """
     devices = list(devices)
     slots, labels = node_slots(devices), node_labels(devices)
-    delay = 1.0
+    backoff = Backoff(initial=1.0, cap=interval)
     while True:
         try:
             if api is None:
@@ -178,12 +179,10 @@ async def keep_advertised(kube_node: str, devices: Iterable[kr.Device], interval
             if await asyncio.to_thread(advertise_slots, api, kube_node, slots, labels):
                 log.info("Kubernetes node %s: advertised %d pipeline slot(s), labels %s", kube_node, slots,
                          sorted(labels))
-            delay = 1.0
+            backoff.reset()
             await asyncio.sleep(interval)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # ConfigException, ApiException, connection errors
-            log.warning("cannot advertise pipeline slots on Kubernetes node %s: %s; retrying in %.0fs",
-                        kube_node, e, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, interval)
+            await backoff.sleep(log.warning, "cannot advertise pipeline slots on Kubernetes node %s: %s; "
+                                "retrying in %.1fs", kube_node, e)

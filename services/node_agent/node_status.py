@@ -53,9 +53,8 @@ class NodeStatusReporter:
                 await self.write()
                 backoff.reset()
             except st.StoreError as e:  # etcd down, or the Node deleted under us: try again later
-                log.warning("node status: %s", e)
                 self._changed.set()
-                await asyncio.sleep(backoff.next())
+                await backoff.sleep(log.warning, "node status: %s; writing again in %.1fs", e)
 
     async def write(self) -> None:
         def update(n: kr.Node) -> kr.Node:
