@@ -133,7 +133,8 @@ class DeviceConnection:
         """The generated stub on this connection's channel (opened if need be), for raw requests."""
         if self._stub is None:
             self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS + [
-                ("grpc.keepalive_time_ms", self.keepalive_ms[0]), ("grpc.keepalive_timeout_ms", self.keepalive_ms[1]),
+                ("grpc.keepalive_time_ms", self.keepalive_ms[0]),
+                ("grpc.keepalive_timeout_ms", self.keepalive_ms[1]),
                 # gRPC core (1.6x+) times an unanswered ping out by this one (default 1 min), not the above
                 ("grpc.http2.ping_timeout_ms", self.keepalive_ms[1]),
                 # a failed Write carries one p4.v1.Error per update in its trailer: far over gRPC's
@@ -372,6 +373,6 @@ class DeviceConnection:
 
     async def default_entry(self, table_id: int, timeout: float = 30) -> p4r.TableEntry | None:
         """The table's default entry (None when no pipeline is installed)."""
-        got = await self.read([p4r.Entity(table_entry=p4r.TableEntry(table_id=table_id, is_default_action=True))],
-                              timeout)
+        entity = p4r.Entity(table_entry=p4r.TableEntry(table_id=table_id, is_default_action=True))
+        got = await self.read([entity], timeout)
         return next((e.table_entry for e in got if e.HasField("table_entry")), None)
