@@ -75,7 +75,9 @@ def object_key(obj) -> tuple[str, str]:
 class Informer(Generic[st.T]):
     """``shard``: list and watch only that shard of a sharded kind (a node agent: its placements).
     ``indexes``: name -> function of an object giving its index key; ``by(name, value)`` returns
-    the objects with that key without scanning the cache (client-go's Indexer)."""
+    the objects with that key without scanning the cache (client-go's Indexer). ``add_listener(fn)``:
+    ``fn(old, new)`` on every change of the cache (``old`` None when added, ``new`` None when removed),
+    our own writes (``observe``/``forget``) and relists included, so a derived cache follows exactly."""
 
     def __init__(self, store: st.Store, kind: st.Kind, handler: Callable[[str, object], None] | None = None,
                  key: Callable[[object], Hashable] = object_key, shard: str | None = None,
@@ -91,6 +93,10 @@ class Informer(Generic[st.T]):
         self.synced = asyncio.Event()
         self.revision = 0
         self.error = ""  # why the last list or watch failed, until the next list succeeds
+        self._listeners: list[Callable[[object | None, object | None], None]] = []
+
+    def add_listener(self, fn: Callable[[object | None, object | None], None]) -> None:
+        self._listeners.append(fn)
 
     def get(self, key: Hashable):
         return self.cache.get(key)
@@ -110,11 +116,15 @@ class Informer(Generic[st.T]):
         self.cache[k] = obj
         for name, fn in self._index_fns.items():
             self._indexes[name].setdefault(fn(obj), {})[k] = obj
+        for listener in self._listeners:
+            listener(old, obj)
 
     def _pop(self, k: Hashable):
         old = self.cache.pop(k, None)
         if old is not None:
             self._unindex(k, old)
+            for listener in self._listeners:
+                listener(old, None)
         return old
 
     def _unindex(self, k: Hashable, obj) -> None:
@@ -150,9 +160,7 @@ class Informer(Generic[st.T]):
             try:
                 items, rev = await self.store.list(self.kind, shard=self.shard)
                 fresh = {self.key(o): o for o in items}
-                gone = [o for k, o in self.cache.items() if k not in fresh]
-                self.cache = {}
-                self._indexes = {n: {} for n in self._index_fns}
+                gone = [self._pop(k) for k in [k for k in self.cache if k not in fresh]]
                 for k, o in fresh.items():
                     self._set(k, o)
                 self.revision = rev

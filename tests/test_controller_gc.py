@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from kubep4 import store as st
-from services.controller.reconciler import Controller
+from services.controller.controller import Controller
 
 from .conftest import example_objects
 
@@ -20,9 +20,9 @@ async def test_unreferenced_artifacts_are_collected_after_a_grace_pass(store):
     orphan = old.spec.device_config_ref.digest
 
     c = Controller(store)
-    assert await c.collect_artifacts() == []  # first pass only marks: a blob gets one interval of grace
+    assert await c.artifacts.collect() == []  # first pass only marks: a blob gets one interval of grace
     stray = await store.put_blob(b"written just before its pipeline")  # newer than the mark: spared
-    assert await c.collect_artifacts() == [orphan]
+    assert await c.artifacts.collect() == [orphan]
     blobs, _ = await store.blob_digests()
     assert orphan not in blobs and stray.digest in blobs
     assert kept.spec.p4info_ref.digest in blobs and kept.spec.device_config_ref.digest in blobs

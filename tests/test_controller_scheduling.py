@@ -8,7 +8,7 @@ import asyncio
 from kubep4 import store as st
 from kubep4.client import AsyncClient
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
-from services.controller.reconciler import Controller
+from services.controller.controller import Controller
 
 from .conftest import eventually, example_objects
 
@@ -54,7 +54,7 @@ async def test_concurrent_decisions_never_give_a_slot_twice(front, store):
                 return sum(d.status.phase == "Unschedulable" for d in ds) == 2
             await eventually(two_unschedulable, 30, 0.1, "the two that found no slot")
             assert len((await store.list(st.PLACEMENTS))[0]) == 12
-            assert controller._assumed == {}, "every assumption was written or forgotten"
+            assert controller.cache.assumed == 0, "every assumption was written or forgotten"
     finally:
         if task is not None:
             task.cancel()

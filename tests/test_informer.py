@@ -225,3 +225,32 @@ async def test_health_says_not_serving_while_an_informer_fails(store):
 
 async def _is(awaitable, want) -> bool:
     return await awaitable == want
+
+
+async def test_listeners_follow_every_change_of_the_cache(store):
+    """A derived cache (the scheduler's) sees (old, new) for watch events, our own observe/forget, and a
+    relist that drops what disappeared meanwhile."""
+    seen: list[tuple[str | None, str | None]] = []
+    inf = Informer(store, st.NODES, key=lambda o: o.metadata.name)
+    inf.add_listener(lambda old, new: seen.append((old and old.metadata.name, new and new.metadata.name)))
+
+    def node(name: str) -> kr.Node:
+        n = kr.Node()
+        n.metadata.name = name
+        return n
+    await store.create(st.NODES, node("a"))
+    task = asyncio.create_task(inf.run())
+    try:
+        await eventually(lambda: inf.synced.is_set(), what="sync")
+        assert seen == [(None, "a")]
+        stored = await store.create(st.NODES, node("b"))
+        inf.observe(stored)  # our own write first, then its watch event
+        await eventually(lambda: len(seen) >= 3, what="the watch event")
+        assert seen[1:] == [(None, "b"), ("b", "b")]
+        inf.forget(stored)
+        assert seen[-1] == ("b", None)
+        await store.delete(st.NODES, "", "a")
+        await eventually(lambda: seen[-1] == ("a", None), what="the delete")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -31,6 +31,7 @@ from services.apiserver.server import Settings as ApiSettings
 from services.apiserver.server import create_server as create_apiserver
 from services.apiserver.server import shutdown as shutdown_apiserver
 from services.controller import scheduling as sched
+from services.controller.controller import Controller
 from services.controller.kube_placement import (
     ANNOTATION_CONSTRAINTS,
     LABEL_DEPLOYMENT,
@@ -43,7 +44,6 @@ from services.controller.kube_placement import (
     pod_manifest,
     pod_name,
 )
-from services.controller.reconciler import Controller
 from services.node_agent.agent import NodeAgent
 from services.node_agent.agent import Settings as AgentSettings
 from services.node_agent.kube_resources import (
@@ -328,8 +328,8 @@ async def test_pod_watch_relists_after_410_and_create_conflict_adopts(cluster: C
     fresh = KubernetesPlacer(host=cluster.standin.url, namespace=KUBE_NS)
     try:
         [pod] = cluster.pods("basic")
-        decision = await fresh.place(request, [])
-        assert not decision.scheduled  # no store given, so no KubeP4 node known for kn-a
+        decision = await fresh.scope(request)
+        assert isinstance(decision, sched.Decision) and not decision.scheduled  # no view: no KubeP4 node for kn-a
         assert "kn-a" in decision.message
         assert fresh._pods[("default", "basic", 0)].metadata.uid == pod["metadata"]["uid"]
         assert [p["metadata"]["uid"] for p in cluster.pods("basic")] == [pod["metadata"]["uid"]]
@@ -377,10 +377,10 @@ def test_pod_manifest_selector_and_constraints():
     assert pod["spec"]["containers"][0]["image"] == "pause:x"
     assert pod["spec"]["nodeSelector"] == {"kubep4.io/target-tofino": "true", "kubep4.io/arch-tna": "true"}
     assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
-        "nodeSelectorTerms": [{"matchExpressions": [
-            {"key": "zone", "operator": "In", "values": ["a"]},
+        "nodeSelectorTerms": [{"matchExpressions": [  # canonical: by key (kubep4.labels)
+            {"key": "fast", "operator": "Exists"},
             {"key": "rack", "operator": "NotIn", "values": ["r1", "r2"]},
-            {"key": "fast", "operator": "Exists"}]}]}
+            {"key": "zone", "operator": "In", "values": ["a"]}]}]}
     assert pod["metadata"]["annotations"][ANNOTATION_CONSTRAINTS] == constraints_hash(req)
     other = sched.Request(namespace="default", deployment="d", replica=1, target="tofino", arch="tna")
     assert constraints_hash(other) != constraints_hash(req)
@@ -434,7 +434,7 @@ def test_kubernetes_placer_loads_a_kubeconfig(tmp_path, monkeypatch):
             assert placer.api_client.configuration.host == standin.url
             assert (placer.namespace, placer.image) == ("placements", "pause:test")
             req = sched.Request(namespace="default", deployment="d", replica=0)
-            decision = asyncio.run(placer.place(req, []))
+            decision = asyncio.run(placer.scope(req))
             assert decision.message in (WAITING_MESSAGE, "no nodes available to schedule pods")
             assert [p["metadata"]["name"] for p in standin.pods("placements")] == ["kubep4-default-d-0"]
         finally:

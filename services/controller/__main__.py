@@ -12,8 +12,9 @@ from kubep4 import config, serving, telemetry
 from kubep4 import store as st
 from kubep4.config import flag
 from kubep4.informer import report_health
+from services.controller.controller import Controller
 from services.controller.leader import LeaderElector
-from services.controller.reconciler import Controller, Placer
+from services.controller.placement import Placer
 
 log = logging.getLogger("kubep4.controller")
 
@@ -72,7 +73,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             tasks = {running, keeping, stopper}
             if health is not None:  # NOT_SERVING while the leader's caches cannot list or watch
                 tasks.add(asyncio.create_task(report_health(
-                    health, [controller.deployments, controller.placements, controller.nodes])))
+                    health, controller.view.informers)))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in tasks:
                 t.cancel()

@@ -46,7 +46,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client as k8s
@@ -58,9 +58,11 @@ from kubep4 import labels
 from kubep4 import store as st
 from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
-from kubep4.informer import Informer
-from kubep4.serving import run_all
 from services.controller import scheduling as sched
+from services.controller.deployments import placement_name
+from services.controller.placement import Scope
+from services.controller.scheduling.cache import SchedulerCache
+from services.controller.view import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +267,7 @@ def _pending(pod: k8s.V1Pod | None) -> bool:
 # ------------------------------------------------------------------ the placer
 
 class KubernetesPlacer:
-    """A controller placer backed by kube-scheduler (same interface as reconciler.Placer).
+    """A controller placer backed by kube-scheduler (the interface of placement.Placer).
 
     Give an ``api_client`` (``kubernetes.client.ApiClient``), a ``configuration``
     or a ``host`` (tests); otherwise the kube config is loaded as in
@@ -294,7 +296,7 @@ class KubernetesPlacer:
         self._consumed: set[str] = set()                      # uids of pods that produced a placement
         self._store: st.Store | None = None
         self._requeue: Callable[[str, str], None] = lambda ns, name: None
-        self._nodes: Informer | None = None
+        self._view: ClusterView | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._watch: k8s_watch.Watch | None = None
@@ -303,17 +305,19 @@ class KubernetesPlacer:
         self._waiters: dict[_Key, list[asyncio.Future]] = {}
 
     # -------------------------------------------------------------- lifecycle
-    async def start(self, store: st.Store, requeue: Callable[[str, str], None]) -> None:
-        """Run until cancelled: the pod watch (thread), the Node cache, the pod collector."""
+    async def start(self, store: st.Store, requeue: Callable[[str, str], None], view: ClusterView) -> None:
+        """Run until cancelled: the pod watch (thread) and the pod collector. Nodes, deployments and
+        placements are read from the controller's own caches (``view``)."""
         self._store = store
         self._requeue = requeue
+        self._view = view
+        view.placements.add_listener(self._placement_changed)
         self._loop = asyncio.get_running_loop()
         self._stop.clear()
-        self._nodes = Informer(store, st.NODES, key=lambda n: n.metadata.name)
         thread = threading.Thread(target=self._watch_pods, name="kubep4-pod-watch", daemon=True)
         thread.start()
         try:
-            await run_all(self._nodes.run(), self._collector(), self._watch_placements())
+            await self._collector()
         finally:
             self.stop()
 
@@ -335,8 +339,9 @@ class KubernetesPlacer:
         self.api_client.close()
 
     # -------------------------------------------------------------- Placer interface
-    async def place(self, request: sched.Request, devices: list[sched.DeviceState]) -> sched.Decision:
-        key = (request.namespace, request.deployment, request.replica)
+    async def scope(self, request: sched.Request) -> Scope | sched.Decision:
+        """Outside the controller's scheduling lock: make sure the replica's pod exists and wait (briefly)
+        for kube-scheduler to bind it; the replica may then use the KubeP4 nodes on that Kubernetes node."""
         try:
             pod = await self._ensure_pod(request)
         except ApiException as e:
@@ -355,22 +360,30 @@ class KubernetesPlacer:
             if not kubep4_nodes:
                 return _unscheduled(f"{where} is on Kubernetes node {node}, where no KubeP4 node agent "
                                     "is registered")
-            mine = [d for d in devices if d.node in kubep4_nodes]
-            decision = self.policy.schedule(request, mine, commit=True)
-            if decision.scheduled:
-                self._consumed.add(pod.metadata.uid)
-                log.info("%s/%s replica %d: kube-scheduler chose %s -> %s/%s", *key, node,
-                         decision.device.node, decision.device.device)
-            else:
-                decision.message = (f"{where} was bound to Kubernetes node {node} (KubeP4 node "
-                                    f"{', '.join(sorted(kubep4_nodes))}), but no device there can take the "
-                                    f"replica: {decision.message}")
-            return decision
+            return Scope(nodes=frozenset(kubep4_nodes), context=pod)
         for c in (pod.status.conditions if pod.status else None) or []:
             if c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable":
                 return _unscheduled(c.message or f"{where} is unschedulable")
         self._retry_later(request.namespace, request.deployment)
         return _waiting()
+
+    def decide(self, request: sched.Request, cache: SchedulerCache, scope: Scope) -> sched.Decision:
+        """Inside the lock: the builtin policy over the devices of the pod's node only (a scan: a few)."""
+        mine = [d for d in cache.devices() if d.node in scope.nodes]
+        return self.policy.schedule(request, mine)
+
+    def decided(self, request: sched.Request, scope: Scope, decision: sched.Decision) -> sched.Decision:
+        pod = scope.context
+        node = pod.spec.node_name
+        if decision.scheduled:
+            self._consumed.add(pod.metadata.uid)
+            log.info("%s/%s replica %d: kube-scheduler chose %s -> %s/%s", request.namespace,
+                     request.deployment, request.replica, node, decision.device.node, decision.device.device)
+        else:
+            decision.message = (f"pod {self.namespace}/{pod.metadata.name} was bound to Kubernetes node {node} "
+                                f"(KubeP4 node {', '.join(sorted(scope.nodes))}), but no device there can take "
+                                f"the replica: {decision.message}")
+        return decision
 
     async def released(self, namespace: str, deployment: str, replica: int) -> None:
         pod = self._pods.get((namespace, deployment, replica))
@@ -523,15 +536,10 @@ class KubernetesPlacer:
 
     # -------------------------------------------------------------- nodes
     async def _kubep4_nodes_on(self, kube_node: str) -> set[str]:
-        """KubeP4 nodes whose agent runs on ``kube_node`` (informer cache, etcd on a miss)."""
-        def match(nodes: Iterable[kr.Node]) -> set[str]:
-            return {n.metadata.name for n in nodes if (n.spec.kubernetes_node or n.metadata.name) == kube_node}
-
-        found = match(self._nodes.items()) if self._nodes is not None else set()
-        if not found and self._store is not None:
-            nodes, _ = await self._store.list(st.NODES)
-            found = match(nodes)
-        return found
+        """KubeP4 nodes whose agent runs on ``kube_node`` (the controller's Node cache, by its index)."""
+        if self._view is None:
+            return set()
+        return {n.metadata.name for n in self._view.nodes.by("kubernetes_node", kube_node)}
 
     # -------------------------------------------------------------- the pod watch (a thread)
     def _post(self, fn: Callable, *args: Any) -> bool:
@@ -618,20 +626,10 @@ class KubernetesPlacer:
         self._gc_wanted.set()
 
     # -------------------------------------------------------------- the pod collector
-    async def _watch_placements(self) -> None:
+    def _placement_changed(self, old: kr.Placement | None, new: kr.Placement | None) -> None:
         """A deleted placement may leave a pod behind (scale-down): have the collector look."""
-        backoff = Backoff(initial=0.1, cap=5.0)
-        while True:
-            try:
-                rev = await self._store.revision()
-                async for ev in self._store.watch(st.PLACEMENTS, start_revision=rev + 1):
-                    if ev.type == "DELETED":
-                        self._gc_wanted.set()
-                backoff.reset()
-            except (st.Unavailable, st.Compacted) as e:
-                log.warning("placement watch: %s", e)
-                self._gc_wanted.set()
-                await asyncio.sleep(backoff.next())
+        if new is None:
+            self._gc_wanted.set()
 
     async def _collector(self) -> None:
         while True:
@@ -650,24 +648,14 @@ class KubernetesPlacer:
     async def collect(self) -> list[str]:
         """Delete pods whose replica is gone from etcd (no deployment wanting it, no placement).
         Returns the names of the pods deleted."""
-        from services.controller.reconciler import placement_name  # no import cycle at module load
-        assert self._store is not None
+        assert self._view is not None
         deleted = []
-        deployments: dict[tuple[str, str], kr.Deployment | None] = {}
-        placed: set[tuple[str, str]] | None = None  # (namespace, name) of every placement, read once
         for key, pod in list(self._pods.items()):
             ns, dep, replica = key
-            if (ns, dep) not in deployments:
-                try:
-                    deployments[(ns, dep)] = await self._store.get(st.DEPLOYMENTS, ns, dep)
-                except st.NotFound:
-                    deployments[(ns, dep)] = None
-            d = deployments[(ns, dep)]
+            d = self._view.deployments.get((ns, dep))
             if d is not None and not d.metadata.HasField("deletion_timestamp") and replica < d.spec.replicas:
                 continue
-            if placed is None:  # placements live under their node's key: one list finds them all
-                placed = {(p.metadata.namespace, p.metadata.name) for p in (await self._store.list(st.PLACEMENTS))[0]}
-            if (ns, placement_name(dep, replica)) in placed:
+            if self._view.placements.get((ns, placement_name(dep, replica))) is not None:
                 continue  # still placed: its deletion brings us back
             if self._pods.get(key) is pod:
                 await self._delete_pod(pod.metadata.name, key)

@@ -348,6 +348,13 @@ class _Base:
         if idx is not None:
             self._changed(idx)
 
+    def refresh(self, device: DeviceState) -> None:
+        """``device``'s usage (``used``, ``pipeline_digest``) was changed by its owner: bring the index up
+        to date. Changes of anything else (labels, slots, readiness, the set of devices) need a new list."""
+        idx = self._index_of(device)
+        if idx is not None:
+            self._changed(idx)
+
     # -- index plumbing ---------------------------------------------------
     def _index_of(self, d: DeviceState) -> int | None:
         if self._devs is None:
