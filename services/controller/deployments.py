@@ -39,6 +39,19 @@ def _copy(m):
     return out
 
 
+SCHEDULED_GRACE = 0.05  # s: a Scheduled status younger than this is not written (the agent's Installing is 50 ms too)
+
+
+def _scheduled_too_recent(s: kr.DeploymentStatus, placements) -> float | None:
+    """How long to defer a status that only says Scheduled, while every placement is fresher than the
+    grace period (just written, not yet picked up by its agent); None to write it now."""
+    if s.phase != cond.SCHEDULED_PHASE:
+        return None
+    newest = max((p.status.last_transition_time.ToNanoseconds() for p in placements), default=0)
+    left = SCHEDULED_GRACE - (time.time_ns() - newest) / 1e9
+    return left if left > 0 else None
+
+
 class DeploymentReconciler:
     def __init__(self, store: st.Store, view: ClusterView, cache: SchedulerCache, placer: Placer,
                  requeue: Callable[[str, str], None]) -> None:
@@ -75,9 +88,9 @@ class DeploymentReconciler:
                 self.waiting.add(key)
             else:
                 self.waiting.discard(key)
-            await self._update_status(d, unschedulable)
+            later = await self._update_status(d, unschedulable)
             # level-triggered safety net: whatever frees a device also requeues us, but retry anyway
-            return 10.0 if unschedulable else None
+            return 10.0 if unschedulable else later
 
     # ------------------------------------------------------------ scheduling
     async def _schedule(self, d: kr.Deployment, placements: list[kr.Placement]) -> list[str]:
@@ -219,17 +232,21 @@ class DeploymentReconciler:
         return None
 
     # ------------------------------------------------------------ status
-    async def _update_status(self, d: kr.Deployment, unschedulable: list[str]) -> None:
+    async def _update_status(self, d: kr.Deployment, unschedulable: list[str]) -> float | None:
+        """Write the status if it changed; returns when to look again (a deferred Scheduled)."""
         want = self.view.deployments.get((d.metadata.namespace, d.metadata.name)) or d
         if want.metadata.HasField("deletion_timestamp"):
-            return  # deleted while we reconciled: Terminating stays, the next pass finalizes
+            return None  # deleted while we reconciled: Terminating stays, the next pass finalizes
         placements = {p.spec.replica: p for p in self.view.placements_of(d.metadata.namespace, d.metadata.name)
                       if p.spec.replica < d.spec.replicas and not p.metadata.HasField("deletion_timestamp")}
         basis = _copy(d)
         basis.status.CopyFrom(want.status)
         s = deployment_status(basis, placements, unschedulable, self.view.device_exists)
         if s == want.status:
-            return
+            return None
+        wait = _scheduled_too_recent(s, placements.values())
+        if wait:  # nobody could see it: the agents overwrite it within milliseconds (Installing, Running)
+            return wait
         previous = want.status.phase
         updated = _copy(want)
         updated.status.CopyFrom(s)
@@ -237,10 +254,11 @@ class DeploymentReconciler:
             try:
                 stored = await self.store.update(st.DEPLOYMENTS, updated)
             except st.NotFound:
-                return
+                return None
         self.view.deployments.observe(stored)
         if s.phase != previous:
             self._phase_changed(stored, previous)
+        return None
 
     def _phase_changed(self, d: kr.Deployment, previous: str) -> None:
         created = d.metadata.creation_timestamp.ToNanoseconds()
