@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
+from kubep4.extras import MissingExtra
 from kubep4.serving import bind
 
 
@@ -117,7 +118,10 @@ class OTLPReceiver:
 
     async def serve_query_api(self, host: str = "127.0.0.1", port: int = 16686):
         """Serve GET /api/traces/{id} and /api/services like Jaeger's query service. Returns the runner."""
-        from aiohttp import web
+        try:
+            from aiohttp import web
+        except ModuleNotFoundError as e:  # the traces extra
+            raise MissingExtra("aiohttp", "the Jaeger-style query API (kubep4 up --traces)") from e
 
         async def trace(request):
             tid = request.match_info["trace_id"].lower().rjust(32, "0")

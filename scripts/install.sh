@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install what KubeP4 needs on a fresh Debian/Ubuntu machine: etcd (Debian's etcd-server) and the
-# Python package with its test extras. Idempotent; uses sudo only when not root.
+# Python package. Idempotent; uses sudo only when not root.
+# Extras (pyproject.toml): the local stack (`kubep4 up`) needs none; this installs `traces` and `plot`
+# for `kubep4 up --traces` and `kubep4 bench deploy --plot`, and with KUBEP4_INSTALL_TEST_TOOLS=1
+# (scripts/test.sh) `test`, which is every extra and the test tools. KUBEP4_EXTRAS=... overrides
+# (e.g. KUBEP4_EXTRAS=kube for a controller with --placement=kubernetes, "" for the core alone).
 # Where the system Python refuses pip installs (PEP 668, Debian 12's python3), everything goes into
 # ./.venv instead: put .venv/bin on PATH (the README's commands do).
 set -euo pipefail
@@ -8,7 +12,9 @@ cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+extras=traces,plot
 if [ "${KUBEP4_INSTALL_TEST_TOOLS:-0}" = 1 ]; then
+  extras=test
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 fi
 PY=python3
@@ -28,5 +34,7 @@ if [ "$managed" = True ] && [ -z "${VIRTUAL_ENV:-}" ]; then
   PY=.venv/bin/python
   echo "the system Python is externally managed: installing into .venv (PATH=\"\$PWD/.venv/bin:\$PATH\")"
 fi
-$PY -m pip install --quiet --disable-pip-version-check -e '.[test]'
-echo "installed: $(etcd --version | head -1), kubep4 $($PY -c 'import kubep4; print(kubep4.__version__)')"
+extras=${KUBEP4_EXTRAS-$extras}
+$PY -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+echo "installed: $(etcd --version | head -1), kubep4 $($PY -c 'import kubep4; print(kubep4.__version__)')" \
+  "(extras: ${extras:-none})"

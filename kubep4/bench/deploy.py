@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from kubep4 import manifest
 from kubep4.client import AsyncClient
+from kubep4.extras import MissingExtra
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.localstack import LocalStack
 from kubep4.otlp_receiver import OTLPReceiver
@@ -320,10 +321,18 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict, path: str) -> None:
-    import matplotlib
+def _pyplot():
+    try:
+        import matplotlib
+    except ModuleNotFoundError as e:  # the plot extra
+        raise MissingExtra("matplotlib", "--plot") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def plot(result: dict, path: str) -> None:
+    plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 5))
     for name, ph in result["phases"].items():
         xs = sorted(ph["samples_ms"])
@@ -353,6 +362,8 @@ HOP_ORDER = ["admission review", "etcd txn create", "etcd watch delivery", "sche
 
 
 def main(args) -> int:
+    if args.plot:
+        _pyplot()  # a missing extra is said before the run, not after it
     result = asyncio.run(run(args.nodes, args.devices_per_node, args.count, args.concurrency, not args.no_traces,
                              args.etcd_dir, args.timeout))
     print(render(result))

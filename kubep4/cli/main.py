@@ -17,6 +17,7 @@ from kubep4 import conditions as cond
 from kubep4 import errors, manifest
 from kubep4.client import Client, kind_of
 from kubep4.config import DEFAULT_API
+from kubep4.extras import MissingExtra
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 
 
@@ -193,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except errors.KubeP4Error as e:
             print(f"Error ({e.code.name}): {e.message}", file=sys.stderr)
+            return 1
+        except MissingExtra as e:  # a feature of an extra that is not installed: which one to install
+            print(f"Error: {e}", file=sys.stderr)
             return 1
     try:
         with Client(args.api, args.token) as c:

@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
     if args.placement == "kubernetes":  # fail at start, not after winning the election
-        from services.controller.kube_placement import load_configuration
         try:
+            from services.controller.kube_placement import load_configuration  # needs the kube extra
             load_configuration(kubeconfig=args.kubeconfig or None)
         except Exception as e:  # no kubeconfig, unreadable file: say so, no traceback
             p.error(str(e))

@@ -49,10 +49,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
-from kubernetes.client.exceptions import ApiException
+from kubep4.extras import MissingExtra
+
+try:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes import watch as k8s_watch
+    from kubernetes.client.exceptions import ApiException
+except ModuleNotFoundError as e:  # the kube extra
+    raise MissingExtra("kubernetes", "--placement=kubernetes") from e
 
 from kubep4 import labels
 from kubep4 import store as st

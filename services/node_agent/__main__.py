@@ -93,6 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     names = [d.name for d in devices]
     if len(set(names)) != len(names):
         p.error(f"device names must be unique on a node: {names}")
+    try:  # flags that need an extra fail at start, not later in the agent's loops
+        if args.kubernetes_node:
+            from services.node_agent import kube_resources  # noqa: F401
+        if args.switch_image or args.compiler_image:
+            from services.node_agent.docker_launcher import docker_sdk
+            docker_sdk()
+    except ImportError as e:
+        p.error(str(e))
     settings = Settings(node_name=args.node_name, etcd=args.etcd, devices=tuple(devices), address=args.address,
                         lease_ttl=args.lease_ttl, resync_seconds=args.resync,
                         kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache,

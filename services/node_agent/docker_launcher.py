@@ -4,17 +4,31 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from kubep4.extras import MissingExtra
+
 log = logging.getLogger(__name__)
+
+
+def docker_sdk():
+    """The docker SDK, or :class:`MissingExtra` naming the extra that brings it."""
+    try:
+        import docker
+    except ModuleNotFoundError as e:  # the docker extra
+        raise MissingExtra("docker", "containers for switches and compilers (--switch-image, --compiler-image)"
+                           ) from e
+    return docker
 
 
 def docker_available(base_url: str | None = None) -> tuple[bool, str]:
     """(True, version) when a Docker engine answers, else (False, why)."""
     try:
-        import docker
+        docker = docker_sdk()
         client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
         version = client.version().get("Version", "?")
         client.close()
         return True, version
+    except MissingExtra as e:
+        return False, str(e)
     except Exception as e:  # no socket, permission, engine down: all mean "no engine"
         return False, f"no Docker engine: {e}"
 
@@ -22,7 +36,7 @@ def docker_available(base_url: str | None = None) -> tuple[bool, str]:
 def run_compiler_container(image: str, argv: list[str], workdir: str, base_url: str | None = None
                            ) -> tuple[int, str]:
     """Run a compiler in a throw-away container with ``workdir`` mounted at the same path."""
-    import docker
+    docker = docker_sdk()
     client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
     try:
         container = client.containers.run(image, argv, volumes={workdir: {"bind": workdir, "mode": "rw"}},
@@ -47,7 +61,7 @@ class SwitchContainer:
     container_id: str | None = None
 
     def start(self) -> str:
-        import docker
+        docker = docker_sdk()
         client = docker.DockerClient(base_url=self.base_url) if self.base_url else docker.from_env()
         try:
             cmd = self.command or ["simple_switch_grpc", "--device-id", str(self.device_id), "--no-p4",
@@ -63,7 +77,7 @@ class SwitchContainer:
     def stop(self) -> None:
         if not self.container_id:
             return
-        import docker
+        docker = docker_sdk()
         client = docker.DockerClient(base_url=self.base_url) if self.base_url else docker.from_env()
         try:
             c = client.containers.get(self.container_id)

@@ -30,8 +30,13 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+from kubep4.extras import MissingExtra
+
+try:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+except ModuleNotFoundError as e:  # the kube extra
+    raise MissingExtra("kubernetes", "--kubernetes-node") from e
 
 from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
