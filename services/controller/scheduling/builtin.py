@@ -5,8 +5,7 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
 
-from kubep4.labels import Requirements as _Compiled
-from kubep4.labels import compile as _compile
+from kubep4 import labels
 from services.controller.scheduling.index import (
     _EMPTY,
     _FULL,
@@ -126,7 +125,7 @@ class BuiltinScheduler(_Base):
     def _schedule_indexed(self, req: Request) -> Decision:
         assert self._devs is not None and self._index is not None
         devs, cats = self._devs, self._cats
-        reqs = _compile(req.selector)
+        reqs = labels.compile(req.selector)
         plan = self._index.plan(req.target, req.arch, reqs)
         if plan.scan:
             return self._scan(req, reqs, [devs[i] for i in plan.order], self._n, plan.static)
@@ -193,9 +192,9 @@ class BuiltinScheduler(_Base):
         return Decision(d, self._score(d, avoid), self._n, feasible, filtered, node=d.node)
 
     def _schedule_scan(self, req: Request, devices: Sequence[DeviceState]) -> Decision:
-        return self._scan(req, _compile(req.selector), devices, len(devices), {})
+        return self._scan(req, labels.compile(req.selector), devices, len(devices), {})
 
-    def _scan(self, req: Request, reqs: _Compiled, devices: Iterable[DeviceState], total: int,
+    def _scan(self, req: Request, reqs: labels.Requirements, devices: Iterable[DeviceState], total: int,
               static: Mapping[str, int]) -> Decision:
         """Reference evaluation over ``devices`` (all of them, or a small pre-filtered
         selection whose static filter counts are ``static``)."""

@@ -5,11 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Mapping, Sequence
 
-from kubep4.labels import EXISTS as _EXISTS
-from kubep4.labels import IN as _IN
-from kubep4.labels import NOT_IN as _NOT_IN
-from kubep4.labels import Requirements as _Compiled
-from kubep4.labels import match as _match
+from kubep4 import labels
 from services.controller.scheduling.model import (
     _REASON_ORDER,
     ARCH_MISMATCH,
@@ -50,7 +46,7 @@ def _category(d: DeviceState) -> object:
     return d.pipeline_digest
 
 
-def _device_reason(d: DeviceState, req: Request, reqs: _Compiled,
+def _device_reason(d: DeviceState, req: Request, reqs: labels.Requirements,
                    excluded: frozenset[tuple[str, str]] | set[tuple[str, str]],
                    *, check_pipeline: bool = True) -> str | None:
     """First device filter ``d`` fails for ``req`` (None if feasible)."""
@@ -60,7 +56,7 @@ def _device_reason(d: DeviceState, req: Request, reqs: _Compiled,
         return TARGET_MISMATCH
     if req.arch and d.arch != req.arch:
         return ARCH_MISMATCH
-    if reqs and not _match(reqs, d.labels):
+    if reqs and not labels.match(reqs, d.labels):
         return SELECTOR_MISMATCH
     if excluded and (d.node, d.device) in excluded:
         return EXCLUDED
@@ -159,28 +155,28 @@ class _SelectionIndex:
                 ARCH_MISMATCH: len(t) - len(a)})
         return b
 
-    def _members(self, base: frozenset[int], reqs: _Compiled) -> frozenset[int]:
+    def _members(self, base: frozenset[int], reqs: labels.Requirements) -> frozenset[int]:
         if not reqs:
             return base
         m = set(base)
         for key, op, values in reqs:
-            if op == _IN:
+            if op == labels.IN:
                 by_value = self._values.get(key, {})
                 if len(values) == 1:
                     m &= by_value.get(next(iter(values)), _NO_ITEMS)
                 else:
                     m &= set().union(*(by_value.get(v, _NO_ITEMS) for v in values))
-            elif op == _NOT_IN:
+            elif op == labels.NOT_IN:
                 by_value = self._values.get(key, {})
                 for v in values:
                     m -= by_value.get(v, _NO_ITEMS)
-            elif op == _EXISTS:
+            elif op == labels.EXISTS:
                 m &= self._keys.get(key, _NO_ITEMS)
             else:
                 m -= self._keys.get(key, _NO_ITEMS)
         return frozenset(m)
 
-    def plan(self, target: str, arch: str, reqs: _Compiled) -> _Plan:
+    def plan(self, target: str, arch: str, reqs: labels.Requirements) -> _Plan:
         key = (target, arch, reqs)
         p = self._plans.get(key)
         if p is not None:
@@ -192,8 +188,8 @@ class _SelectionIndex:
         if len(members) <= _SCAN_MAX:
             p = _Plan(static, order=tuple(sorted(members)))
         else:
-            choice: tuple[int, _Compiled, frozenset[int]] | None = None
-            subs: list[_Compiled] = [()] + ([(r,) for r in reqs] if len(reqs) > 1 else [])
+            choice: tuple[int, labels.Requirements, frozenset[int]] | None = None
+            subs: list[labels.Requirements] = [()] + ([(r,) for r in reqs] if len(reqs) > 1 else [])
             for sub in subs:
                 if sub == reqs:
                     continue
@@ -211,7 +207,7 @@ class _SelectionIndex:
         self._plans[key] = p
         return p
 
-    def _own_view(self, target: str, arch: str, sub: _Compiled, members: frozenset[int]) -> _OwnView:
+    def _own_view(self, target: str, arch: str, sub: labels.Requirements, members: frozenset[int]) -> _OwnView:
         key = (target, arch, sub)
         v = self._own.get(key)
         if v is None:

@@ -7,9 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from kubep4.labels import Requirements as _Compiled
-from kubep4.labels import compile as _compile
-from kubep4.labels import match as _match
+from kubep4 import labels
 from services.controller.scheduling.index import (
     _NO_ITEMS,
     _Base,
@@ -123,14 +121,14 @@ class _NodeView(_OwnView):
         heapq.heapify(self.heap)
 
 
-def _node_affinity_reason(n: _NodeAgg, req: Request, reqs: _Compiled) -> str | None:
+def _node_affinity_reason(n: _NodeAgg, req: Request, reqs: labels.Requirements) -> str | None:
     if not n.ready:
         return NODE_NOT_READY
     if req.target and TARGET_LABEL_PREFIX + req.target not in n.labels:
         return TARGET_MISMATCH
     if req.arch and ARCH_LABEL_PREFIX + req.arch not in n.labels:
         return ARCH_MISMATCH
-    if reqs and not _match(reqs, n.labels):
+    if reqs and not labels.match(reqs, n.labels):
         return SELECTOR_MISMATCH
     return None
 
@@ -188,7 +186,7 @@ class KubernetesDefaultScheduler(_Base):
 
     def _schedule_indexed(self, req: Request) -> Decision:
         assert self._index is not None
-        reqs = _compile(req.selector)
+        reqs = labels.compile(req.selector)
         plan = self._index.plan(req.target, req.arch, reqs)
         nodes, reqd = self._nodes, self._req
         n_nodes = len(nodes)
@@ -241,9 +239,9 @@ class KubernetesDefaultScheduler(_Base):
     def _schedule_scan(self, req: Request, devices: Sequence[DeviceState]) -> Decision:
         nodes = _aggregate_nodes(devices)
         candidates = [(n, sum(devices[i].used for i in n.devices)) for n in nodes]
-        return self._select(req, _compile(req.selector), candidates, len(nodes), {}, devices)
+        return self._select(req, labels.compile(req.selector), candidates, len(nodes), {}, devices)
 
-    def _select(self, req: Request, reqs: _Compiled, candidates: Sequence[tuple[_NodeAgg, int]], total: int,
+    def _select(self, req: Request, reqs: labels.Requirements, candidates: Sequence[tuple[_NodeAgg, int]], total: int,
                 static: Mapping[str, int], devices: Sequence[DeviceState] | None = None) -> Decision:
         """Reference filter + score over ``candidates`` ((node, requested slots) pairs: all
         nodes, or a small pre-filtered selection whose static filter counts are ``static``)."""
@@ -274,7 +272,7 @@ class KubernetesDefaultScheduler(_Base):
         return self._assign(req, reqs, best_node, float(-best_key[0]), total, len(feasible), filtered,
                             devices)
 
-    def _assign(self, req: Request, reqs: _Compiled, node: _NodeAgg, score: float, n_nodes: int,
+    def _assign(self, req: Request, reqs: labels.Requirements, node: _NodeAgg, score: float, n_nodes: int,
                 feasible: int, filtered: dict[str, int],
                 devices: Sequence[DeviceState] | None = None) -> Decision:
         """The node agent: first device (spec order) that fits, pipeline-unaware."""
