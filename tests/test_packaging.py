@@ -1,12 +1,15 @@
 """Packaging: every imported package is declared in pyproject.toml, the services and the CLI start with
-the core dependencies alone (the extras' packages blocked in a subprocess), and a feature of a missing
-extra says which extra to install."""
+the core dependencies alone (the extras' packages blocked in a subprocess), a feature of a missing extra
+says which extra to install, and the layers contract covers every module of the shared runtime and
+breaks on a violation."""
 from __future__ import annotations
 
 import ast
 import importlib.metadata as md
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -263,3 +266,47 @@ def test_up_traces_without_aiohttp_names_the_traces_extra():
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "pip install 'kubep4[traces]'" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------------ the layers contract
+
+def _layers_contract() -> dict:
+    contracts = [c for c in PYPROJECT["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    assert len(contracts) == 1
+    return contracts[0]
+
+
+def _layer_modules(layer: str) -> list[str]:
+    return [m.strip() for m in re.split(r"[|:]", layer)]
+
+
+def test_the_layers_contract_covers_every_module_of_kubep4():
+    layers = [_layer_modules(layer) for layer in _layers_contract()["layers"]]
+    assert layers[0] == ["kubep4.cli", "kubep4.bench"] and layers[1] == ["services"]
+    assert layers[-1] == ["kubep4.gen"]
+    shared = set(layers[2])
+    children = {p.stem if p.is_file() else p.name for p in (ROOT / "kubep4").iterdir()
+                if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").exists()}
+    missing = {f"kubep4.{c}" for c in children} - shared - {"kubep4.cli", "kubep4.bench", "kubep4.gen"}
+    assert not missing, f"add {sorted(missing)} to the shared-runtime layer in pyproject.toml"
+    assert not shared - {f"kubep4.{c}" for c in children}, "the layer names a module that does not exist"
+
+
+@pytest.mark.skipif(shutil.which("lint-imports") is None and not os.environ.get("CI"),
+                    reason="import-linter is not installed (CI must have it: the test extra)")
+@pytest.mark.parametrize("module, imports", [
+    ("kubep4/reftarget/_probe.py", "services.apiserver"),  # the shared runtime above services
+    ("kubep4/gen/_probe.py", "kubep4.store"),  # generated code above the shared runtime
+    ("services/_probe.py", "kubep4.cli.main"),  # services above the CLI
+])
+def test_the_layers_contract_breaks_on_a_violation(tmp_path, module, imports):
+    """On a copy of the tree, so that nothing in the working tree changes."""
+    for top in ("kubep4", "services"):
+        shutil.copytree(ROOT / top, tmp_path / top, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / module).write_text(f"import {imports}  # noqa: F401\n")
+    r = subprocess.run([shutil.which("lint-imports"), "--no-cache"], cwd=tmp_path, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "layers: CLI and benchmarks, services, shared runtime, generated code BROKEN" in r.stdout, r.stdout
+    assert f"-> {imports} (l.1)" in r.stdout, r.stdout
