@@ -125,7 +125,9 @@ async def test_one_deployment_is_one_trace(receiver, tmp_path):
     setp = [s for s in named("SetForwardingPipelineConfig") if s.service == "kubep4-node-agent"][0]
     assert setp.attributes["p4rt.action"] == "VERIFY_AND_COMMIT" and setp.attributes["p4rt.bytes"] > 10000
     assert named("p4runtime write")[0].attributes["p4rt.updates"] == 3
-    assert {w.attributes["kubep4.node"] for w in writes} == {"node-0", "node-1"}
+    # the two new replicas' placements are one etcd transaction: one write span naming both
+    assert [w.attributes["kubep4.replicas"] for w in writes] == [2]
+    assert writes[0].attributes["kubep4.nodes"] == "node-0,node-1"
     whole = named("deployment", "kubep4-controller")[0]
     assert parent(whole) is root and root.start_ns <= whole.start_ns <= root.end_ns  # created inside the RPC
 

@@ -39,6 +39,7 @@ def _copy(m):
     return out
 
 
+PLACEMENTS_PER_TXN = 64
 SCHEDULED_GRACE = 0.05  # s: a Scheduled status younger than this is not written (the agent's Installing is 50 ms too)
 
 
@@ -100,6 +101,7 @@ class DeploymentReconciler:
         for p in placements:
             if p.spec.replica >= d.spec.replicas:  # scaled down
                 await self._remove_placement(p)
+        new: list[tuple[int, str, str]] = []  # (replica, node, device) decided for replicas with no placement
         for i in range(d.spec.replicas):
             p = by_replica.get(i)
             if p is not None and p.metadata.HasField("deletion_timestamp"):
@@ -110,7 +112,7 @@ class DeploymentReconciler:
                 del by_replica[i]
             move = p is not None and (not self.view.device_exists(p) or self._pipeline_blocked(d, p))
             if p is None or move:
-                others = frozenset(q.spec.node for r, q in by_replica.items() if r != i)
+                others = frozenset([q.spec.node for r, q in by_replica.items() if r != i] + [n for _, n, _ in new])
                 exclude = frozenset({(p.spec.node, p.spec.device)}) if move else frozenset()
                 request = sched.Request(namespace=ns, deployment=name, replica=i, target=d.spec.target,
                                         arch=d.spec.arch, selector=d.spec.selector,
@@ -122,6 +124,9 @@ class DeploymentReconciler:
                         messages.append(decision.message)
                     continue  # a placement that cannot move stays where it is
                 chosen = decision.device
+                if p is None:  # written with the other new replicas, in one transaction
+                    new.append((i, chosen.node, chosen.device))
+                    continue
                 try:
                     by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p)
                 finally:  # written (and in the informer's cache) or failed: no longer an assumption
@@ -131,6 +136,8 @@ class DeploymentReconciler:
                 if rollout_budget(d, by_replica) <= 0:
                     continue  # RollingUpdate: wait until an updated replica is Running
                 by_replica[i] = await self._write_placement(d, i, p.spec.node, p.spec.device, p)
+        if new:
+            await self._create_placements(d, new)
         return messages
 
     async def _decide(self, request: sched.Request, key: tuple[str, str]) -> sched.Decision:
@@ -163,24 +170,51 @@ class DeploymentReconciler:
                    for q in self.view.placements_on_device(p.spec.node, p.spec.device))
 
     # ------------------------------------------------------------ placement writes
+    @staticmethod
+    def _placement(d: kr.Deployment, replica: int, node: str, device: str,
+                   current: kr.Placement | None) -> kr.Placement:
+        """The placement of ``replica`` on ``node``/``device`` for the deployment's current generation."""
+        p = _copy(current) if current is not None else kr.Placement()
+        p.metadata.name = placement_name(d.metadata.name, replica)
+        p.metadata.namespace = d.metadata.namespace
+        p.metadata.labels["kubep4.io/deployment"] = d.metadata.name
+        moved = current is not None and (current.spec.node, current.spec.device) != (node, device)
+        p.spec.CopyFrom(kr.PlacementSpec(
+            deployment=d.metadata.name, namespace=d.metadata.namespace, replica=replica, node=node,
+            device=device, pipeline=d.spec.pipeline, pipeline_digest=d.status.pipeline_digest,
+            deployment_generation=d.metadata.generation, table_entries=d.spec.table_entries))
+        if current is None or moved:
+            p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
+            p.status.last_transition_time.GetCurrentTime()
+        p.metadata.trace_context.clear()
+        stamp_write(p.metadata.trace_context)
+        return p
+
+    async def _create_placements(self, d: kr.Deployment, new: list[tuple[int, str, str]]) -> None:
+        """The new replicas' placements, in transactions of at most PLACEMENTS_PER_TXN (etcd's own limit
+        is 128 operations), each observed at once; every assumption is forgotten, written or not."""
+        ns = d.metadata.namespace
+        try:
+            for start in range(0, len(new), PLACEMENTS_PER_TXN):
+                chunk = new[start:start + PLACEMENTS_PER_TXN]
+                with tracer.start_as_current_span("placement write", attributes={
+                        "kubep4.replicas": len(chunk), "kubep4.nodes": ",".join(sorted({n for _, n, _ in chunk})),
+                        "kubep4.devices": ",".join(f"{n}/{dev}" for _, n, dev in chunk)}):
+                    stored = await self.store.create_all(
+                        st.PLACEMENTS, [self._placement(d, i, node, device, None) for i, node, device in chunk])
+                for p in stored:
+                    self.view.placements.observe(p)
+                    log.info("placement %s/%s -> %s/%s (generation %d)", ns, p.metadata.name, p.spec.node,
+                             p.spec.device, d.metadata.generation)
+        finally:
+            for i, _, _ in new:
+                self.cache.forget((ns, placement_name(d.metadata.name, i)))
+
     async def _write_placement(self, d: kr.Deployment, replica: int, node: str, device: str,
                                current: kr.Placement | None) -> kr.Placement:
         with tracer.start_as_current_span("placement write", attributes={
                 "kubep4.node": node, "kubep4.device": device, "kubep4.replica": replica}):
-            p = _copy(current) if current is not None else kr.Placement()
-            p.metadata.name = placement_name(d.metadata.name, replica)
-            p.metadata.namespace = d.metadata.namespace
-            p.metadata.labels["kubep4.io/deployment"] = d.metadata.name
-            moved = current is not None and (current.spec.node, current.spec.device) != (node, device)
-            p.spec.CopyFrom(kr.PlacementSpec(
-                deployment=d.metadata.name, namespace=d.metadata.namespace, replica=replica, node=node,
-                device=device, pipeline=d.spec.pipeline, pipeline_digest=d.status.pipeline_digest,
-                deployment_generation=d.metadata.generation, table_entries=d.spec.table_entries))
-            if current is None or moved:
-                p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
-                p.status.last_transition_time.GetCurrentTime()
-            p.metadata.trace_context.clear()
-            stamp_write(p.metadata.trace_context)
+            p = self._placement(d, replica, node, device, current)
             if current is None:
                 stored = await self.store.create(st.PLACEMENTS, p)
             elif current.spec.node != node:  # its key is under the node: another node, another key
