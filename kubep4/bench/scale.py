@@ -53,11 +53,29 @@ class _ControllerSpans(OTLPReceiver):
 class _Stack(LocalStack):
     """The local stack, with tracing on for the controller alone (the other services do not pay for it)."""
     controller_env: dict[str, str] = field(default_factory=dict)
+    controller_profile: str = ""  # run the controller under cProfile, its stats written here when it stops
 
     def _add(self, name, module, args, marker, env=None):
         if name.startswith("controller"):
             env = {**(env or {}), **self.controller_env}
-        return super()._add(name, module, args, marker, env)
+        proc = super()._add(name, module, args, marker, env)
+        if name.startswith("controller") and self.controller_profile:
+            proc.argv[1:1] = ["-m", "cProfile", "-o", self.controller_profile]
+        return proc
+
+
+def profile_summary(path: str, top: int = 25) -> list[dict]:
+    """The functions the controller spent most time in (cProfile): own time and cumulative time."""
+    import pstats
+    stats = pstats.Stats(path)
+    rows = []
+    for (filename, line, func), (_, calls, tottime, cumtime, _) in stats.stats.items():
+        if "epoll" in func:  # the event loop waiting: idle, not work
+            continue
+        where = filename.replace(ROOT + os.sep, "")
+        rows.append({"function": f"{where}:{line}({func})", "calls": calls, "own_s": round(tottime, 3),
+                     "cumulative_s": round(cumtime, 3)})
+    return sorted(rows, key=lambda r: -r["own_s"])[:top]
 
 
 def git_commit() -> str:
@@ -121,7 +139,7 @@ def _etcd_db_file(stack: LocalStack) -> int:
 
 async def run(nodes: int = 50, devices_per_node: int = 2, deployments: int = 200, rate: float = 50.0,
               slots: int = 0, traces: bool = True, timeout: float = 120.0, etcd_dir: str | None = None,
-              lease_ttl: int = 30, progress=print, progress_every: float = 5.0) -> dict:
+              lease_ttl: int = 30, progress=print, progress_every: float = 5.0, profile: str = "") -> dict:
     devices = nodes * devices_per_node
     slots = slots or max(1, math.ceil(deployments / max(1, devices)))
     receiver = await _ControllerSpans().start() if traces else None
@@ -132,7 +150,8 @@ async def run(nodes: int = 50, devices_per_node: int = 2, deployments: int = 200
                           "OTEL_METRIC_EXPORT_INTERVAL": "600000"}
     env = {"KUBEP4_LOG_LEVEL": os.environ.get("KUBEP4_BENCH_LOG_LEVEL", "WARNING")}
     data_dir = tempfile.mkdtemp(prefix="kubep4-scale-", dir=etcd_dir)
-    stack = _Stack(nodes=0, data_dir=data_dir, env=env, controller_env=controller_env)
+    profile = os.path.abspath(profile) if profile else ""
+    stack = _Stack(nodes=0, data_dir=data_dir, env=env, controller_env=controller_env, controller_profile=profile)
     result: dict = {"config": {"nodes": nodes, "devices_per_node": devices_per_node, "slots_per_device": slots,
                                "deployments": deployments, "rate": rate, "traces": traces,
                                "lease_ttl": lease_ttl, "commit": git_commit(), "data_dir": data_dir}}
@@ -185,6 +204,8 @@ async def run(nodes: int = 50, devices_per_node: int = 2, deployments: int = 200
         await asyncio.to_thread(stack.stop)
         if receiver:
             await receiver.stop()
+    if profile and os.path.exists(profile):
+        result["controller_profile"] = {"file": profile, "top_own_time": profile_summary(profile)}
     return result
 
 
@@ -303,6 +324,12 @@ def render(r: dict) -> str:
         lines.append(f"placement watch events at the hollow nodes: {w['events']} ({w['events_per_deployment']:.2f} "
                      f"per deployment; {w['foreign_events']} about another node's placements); an unsharded watch "
                      f"would deliver {w['unsharded_events_per_deployment']:.0f} per deployment")
+    prof = r.get("controller_profile")
+    if prof:
+        lines += [f"controller profile ({prof['file']}; cProfile slows it down: its timings are not the run's), "
+                  "by own time:", f"  {'own s':>8} {'cum s':>8} {'calls':>9}  function"]
+        lines += [f"  {x['own_s']:>8.2f} {x['cumulative_s']:>8.2f} {x['calls']:>9}  {x['function']}"
+                  for x in prof["top_own_time"][:15]]
     if r["errors"]:
         lines += ["errors:", *(f"  {x}" for x in r["errors"][:5])]
     return "\n".join(lines)
@@ -310,7 +337,8 @@ def render(r: dict) -> str:
 
 def main(args) -> int:
     result = asyncio.run(run(args.nodes, args.devices_per_node, args.deployments, args.rate, args.slots,
-                             not args.no_traces, args.timeout, args.etcd_dir, args.lease_ttl))
+                             not args.no_traces, args.timeout, args.etcd_dir, args.lease_ttl,
+                             profile=args.profile_controller or ""))
     print(render(result))
     if args.json:
         with open(args.json, "w") as f:

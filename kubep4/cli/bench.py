@@ -38,6 +38,8 @@ def register(sub) -> None:
     sc.add_argument("--etcd-dir", help="parent dir for etcd's data (e.g. /dev/shm to take disk fsync out)")
     sc.add_argument("--timeout", type=float, default=120.0,
                     help="give up when no deployment became Running for this many seconds (default 120)")
+    sc.add_argument("--profile-controller", metavar="FILE.pstats",
+                    help="run the controller under cProfile and report where its time went (slows it down)")
     sc.add_argument("--json", metavar="FILE")
     sc.set_defaults(fn=_scale, local=True)
     f = bs.add_parser("faults", help="SIGKILL each service (and etcd) mid-stream: lost, duplicated, stuck, "
