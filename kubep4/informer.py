@@ -19,18 +19,26 @@ K = TypeVar("K", bound=Hashable)
 
 
 class WorkQueue(Generic[K]):
-    """FIFO of keys; a key already waiting is not added twice, a key being processed is re-queued after."""
+    """FIFO of keys; a key already waiting is not added twice, a key being processed is re-queued after.
+
+    ``add(key, cause=revision)`` names the etcd revision of the event that asks; a reconciler tells the
+    queue which revisions it wrote itself (``wrote(key, revision)``), and a key whose every cause while
+    it was processed is one of its own writes is not processed again: it has acted on them already."""
 
     def __init__(self) -> None:
         self._queue: asyncio.Queue[K] = asyncio.Queue()
         self._waiting: set[K] = set()
         self._processing: set[K] = set()
-        self._dirty: set[K] = set()
+        self._dirty: dict[K, set | None] = {}  # key -> causes seen while processing (None: unconditional)
+        self._own: dict[K, set] = {}           # key -> revisions its reconcile wrote meanwhile
         self._timers: dict[K, asyncio.TimerHandle] = {}  # at most one pending retry per key
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, cause: Hashable | None = None) -> None:
         if key in self._processing:
-            self._dirty.add(key)
+            causes = self._dirty.get(key, set())
+            if causes is not None and cause is not None:
+                causes.add(cause)
+            self._dirty[key] = causes if cause is not None else None
         elif key not in self._waiting:
             self._waiting.add(key)
             self._queue.put_nowait(key)
@@ -58,11 +66,18 @@ class WorkQueue(Generic[K]):
             timer.cancel()
         return key
 
+    def wrote(self, key: K, revision: int) -> None:
+        """The reconcile of ``key`` (processing now) wrote ``revision``: its event needs no new pass."""
+        if key in self._processing:
+            self._own.setdefault(key, set()).add(revision)
+
     def done(self, key: K) -> None:
         self._processing.discard(key)
+        own = self._own.pop(key, set())
         if key in self._dirty:
-            self._dirty.discard(key)
-            self.add(key)
+            causes = self._dirty.pop(key)
+            if causes is None or causes - own:
+                self.add(key)
 
     def __len__(self) -> int:
         return len(self._waiting)

@@ -254,3 +254,22 @@ async def test_listeners_follow_every_change_of_the_cache(store):
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("causes, own, again", [
+    ([5], [5], False),          # only our own write's event: no second pass
+    ([5, 6], [5], True),        # someone else's too
+    ([None], [], True),         # an event without a revision (a delete, a timer)
+    ([5, None], [5], True),
+    ([], [5], False),           # nothing came meanwhile
+])
+async def test_a_key_is_processed_again_only_for_events_it_did_not_cause(causes, own, again):
+    q: WorkQueue[str] = WorkQueue()
+    q.add("k")
+    assert await q.get() == "k"
+    for c in causes:
+        q.add("k", cause=c)
+    for r in own:
+        q.wrote("k", r)
+    q.done("k")
+    assert len(q) == (1 if again else 0)

@@ -47,7 +47,8 @@ class Controller:
         self.cache = SchedulerCache(BuiltinScheduler(), ready=self.view.node_ready)
         self.view.nodes.add_listener(self.cache.node_changed)
         self.view.placements.add_listener(self.cache.placement_changed)
-        self.deployments = DeploymentReconciler(store, self.view, self.cache, self.placer, self.requeue)
+        self.deployments = DeploymentReconciler(store, self.view, self.cache, self.placer, self.requeue,
+                                                wrote=self.deployment_queue.wrote)
         self.nodes = NodeReconciler(store, self.view, self.requeue, lambda: self.deployments.waiting)
         self.artifacts = ArtifactCollector(store, gc_interval)
         self._delivered: dict[tuple, str] = {}  # watch deliveries already traced (by write time)
@@ -67,10 +68,11 @@ class Controller:
                                 {"kubep4.watcher": "controller", "kubep4.kind": "deployment"})
         elif etype == "DELETED":
             self._delivered.pop(key, None)
-        self.deployment_queue.add(key)
+        self.deployment_queue.add(key, cause=d.metadata.resource_version if etype != "DELETED" else None)
 
     def _on_placement(self, etype: str, p: kr.Placement) -> None:
-        self.requeue(p.metadata.namespace, p.spec.deployment)
+        self.deployment_queue.add((p.metadata.namespace, p.spec.deployment),
+                                  cause=p.metadata.resource_version if etype != "DELETED" else None)
         if etype == "DELETED":  # a device slot was freed: deployments waiting for one may fit now
             for key in self.deployments.waiting:
                 self.deployment_queue.add(key)

@@ -55,8 +55,10 @@ def _scheduled_too_recent(s: kr.DeploymentStatus, placements) -> float | None:
 
 class DeploymentReconciler:
     def __init__(self, store: st.Store, view: ClusterView, cache: SchedulerCache, placer: Placer,
-                 requeue: Callable[[str, str], None]) -> None:
+                 requeue: Callable[[str, str], None],
+                 wrote: Callable[[tuple[str, str], int], None] = lambda key, revision: None) -> None:
         self.store = store
+        self.wrote = wrote  # tells the work queue which revisions of a deployment's objects we wrote
         self.view = view
         self.cache = cache
         self.placer = placer
@@ -204,6 +206,7 @@ class DeploymentReconciler:
                         st.PLACEMENTS, [self._placement(d, i, node, device, None) for i, node, device in chunk])
                 for p in stored:
                     self.view.placements.observe(p)
+                    self.wrote((ns, d.metadata.name), p.metadata.resource_version)
                     log.info("placement %s/%s -> %s/%s (generation %d)", ns, p.metadata.name, p.spec.node,
                              p.spec.device, d.metadata.generation)
         finally:
@@ -222,6 +225,7 @@ class DeploymentReconciler:
             else:
                 stored = await self.store.update(st.PLACEMENTS, p)
             self.view.placements.observe(stored)
+            self.wrote((d.metadata.namespace, d.metadata.name), stored.metadata.resource_version)
             log.info("placement %s/%s -> %s/%s (generation %d)", p.metadata.namespace, p.metadata.name,
                      node, device, d.metadata.generation)
             return stored
@@ -290,6 +294,7 @@ class DeploymentReconciler:
             except st.NotFound:
                 return None
         self.view.deployments.observe(stored)
+        self.wrote((d.metadata.namespace, d.metadata.name), stored.metadata.resource_version)
         if s.phase != previous:
             self._phase_changed(stored, previous)
         return None
