@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
          help="longest wait between tries of a failing device (the backoff starts at 0.5 s and doubles)")
     flag(p, "--status-report", "KUBEP4_STATUS_REPORT", 60.0, type=float,
          help="seconds between rewrites of the Node's status when nothing changed")
+    p.add_argument("--no-prefetch", action="store_true",
+                   help="do not load a new precompiled Pipeline's artifacts before a placement needs them")
     p.add_argument("--compiler-image", action="append", default=[], metavar="BACKEND=IMAGE",
                    help="run a compiler backend in this container image when it is not on PATH (repeatable)")
     p.add_argument("--switch-image", action="append", default=[], metavar="DEVICE=IMAGE",
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                         switch_images=_pairs(p, args.switch_image, "--switch-image"),
                         docker_url=args.docker_url, release_unreachable_after=args.release_unreachable_after,
                         device_patience=args.device_patience, retry_max=args.retry_max,
-                        status_report_seconds=args.status_report)
+                        status_report_seconds=args.status_report, prefetch=not args.no_prefetch)
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-node-agent")

@@ -65,6 +65,7 @@ class Settings:
     retry_initial: float = 0.5     # backoff of a failing device: first delay ...
     retry_max: float = 60.0        # ... doubling up to this
     status_report_seconds: float = 60.0  # the Node's status is rewritten at least this often
+    prefetch: bool = True  # load a new precompiled Pipeline's artifacts before a placement needs them
 
 
 @dataclass
@@ -114,6 +115,9 @@ class NodeAgent:
         self._seen: dict[tuple[str, str], tuple] = {}  # placement key -> (spec, leaving) last queued for
         self._delivered: dict[tuple[str, str], str] = {}  # placement key -> written-at stamp recorded
         self._pipelines: OrderedDict[str, _Pipeline] = OrderedDict()  # by digest, least recently used first
+        self._loading: dict[str, asyncio.Task] = {}  # digest -> its load in flight (one per digest)
+        # new Pipelines one of our devices could run: their artifacts are fetched before a placement asks
+        self.pipelines = Informer(store, st.PIPELINES, self._on_pipeline) if settings.prefetch else None
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
                                  images=dict(settings.compiler_images), docker_url=settings.docker_url or None)
         self.switches: list = []  # containers this agent launched (virt-launcher style)
@@ -217,12 +221,16 @@ class NodeAgent:
         await self.launch_switches()
         await self.register()
         loops = [self.heartbeat(), self.placements.run(), self.status.run(), self._converge_all(workers)]
+        if self.pipelines is not None:
+            loops.append(self.pipelines.run())
         if self.settings.kubernetes_node:  # advertise slots and target/arch labels, as a device plugin would
             from services.node_agent import kube_resources
             loops.append(kube_resources.keep_advertised(self.settings.kubernetes_node, list(self.devices.values())))
         try:
             await run_all(*loops)
         finally:
+            for t in list(self._loading.values()):
+                t.cancel()
             for d in self._dev.values():
                 await d.conn.close()
             for switch in self.switches:
@@ -471,16 +479,43 @@ class NodeAgent:
         for kind, n in repairs.items():
             self.repairs.add(n, {"device": f"{self.node}/{device}", "kind": kind})
 
+    # ------------------------------------------------------------ pipelines
+    def _on_pipeline(self, etype: str, pl: kr.Pipeline) -> None:
+        """Prefetch: a new or changed precompiled Pipeline that one of our devices could run is loaded
+        now, so the install that follows finds it in memory (sources are compiled when placed)."""
+        digest = pl.status.digest
+        if etype not in ("ADDED", "MODIFIED") or not digest or not pl.spec.p4info_ref.digest:
+            return
+        if digest in self._pipelines or digest in self._loading:
+            return
+        if not any((not pl.spec.target or d.target == pl.spec.target) and (not pl.spec.arch or d.arch == pl.spec.arch)
+                   for d in self.devices.values()):
+            return
+        task = self._load(pl.metadata.namespace, pl.metadata.name, digest, prefetch=True)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed prefetch is retried on use
+
     async def _pipeline(self, p: kr.Placement) -> _Pipeline:
         cached = self._pipelines.get(p.spec.pipeline_digest)
         if cached is not None:
             self._pipelines.move_to_end(p.spec.pipeline_digest)
             return cached
-        with tracer.start_as_current_span("load pipeline", attributes={"kubep4.pipeline": p.spec.pipeline}):
-            pl = await self.store.get(st.PIPELINES, p.metadata.namespace, p.spec.pipeline)
-            if pl.status.digest != p.spec.pipeline_digest:
-                raise CompileError(f"pipeline {p.spec.pipeline} has digest {pl.status.digest}, "
-                                   f"placement wants {p.spec.pipeline_digest}", temporary=True)
+        return await asyncio.shield(self._load(p.metadata.namespace, p.spec.pipeline, p.spec.pipeline_digest))
+
+    def _load(self, namespace: str, name: str, digest: str, prefetch: bool = False) -> asyncio.Task:
+        """The load of pipeline ``digest``: one task per digest, shared by every caller (single-flight)."""
+        task = self._loading.get(digest)
+        if task is None:
+            task = self._loading[digest] = asyncio.create_task(self._fetch(namespace, name, digest, prefetch))
+            task.add_done_callback(lambda t: self._loading.pop(digest, None))
+        return task
+
+    async def _fetch(self, namespace: str, name: str, digest: str, prefetch: bool) -> _Pipeline:
+        with tracer.start_as_current_span("load pipeline", attributes={"kubep4.pipeline": name,
+                                                                        "kubep4.prefetch": prefetch}):
+            pl = await self.store.get(st.PIPELINES, namespace, name)
+            if pl.status.digest != digest:
+                raise CompileError(f"pipeline {name} has digest {pl.status.digest}, "
+                                   f"placement wants {digest}", temporary=True)
             if pl.spec.p4info_ref.digest:
                 p4info, config = await asyncio.gather(self.store.get_blob(pl.spec.p4info_ref),
                                                       self.store.get_blob(pl.spec.device_config_ref))
