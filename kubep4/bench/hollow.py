@@ -194,6 +194,7 @@ class Fleet:
                                   device_id=i * self.devices_per_node + d + 1, target="bmv2", arch="v1model",
                                   pipeline_slots=self.slots) for d in range(self.devices_per_node))
         return Settings(node_name=f"{self.prefix}{i}", etcd=self.etcd, devices=devices, address=f"hollow-{i}",
+                        prefetch=False,  # the hollow devices share parsed pipelines (kubemark fakes the heavy part)
                         lease_ttl=self.lease_ttl, resync_seconds=self.resync_seconds,
                         status_report_seconds=self.status_report_seconds)
 
