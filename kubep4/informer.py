@@ -22,18 +22,24 @@ class WorkQueue(Generic[K]):
     """FIFO of keys; a key already waiting is not added twice, a key being processed is re-queued after.
 
     ``add(key, cause=revision)`` names the etcd revision of the event that asks; a reconciler tells the
-    queue which revisions it wrote itself (``wrote(key, revision)``), and a key whose every cause while
-    it was processed is one of its own writes is not processed again: it has acted on them already."""
+    queue which revisions it wrote itself (``wrote(key, revision)``), and the event of a key's own write
+    (before or after its reconcile ends) does not make it processed again: it has acted on it already."""
 
     def __init__(self) -> None:
         self._queue: asyncio.Queue[K] = asyncio.Queue()
         self._waiting: set[K] = set()
         self._processing: set[K] = set()
         self._dirty: dict[K, set | None] = {}  # key -> causes seen while processing (None: unconditional)
-        self._own: dict[K, set] = {}           # key -> revisions its reconcile wrote meanwhile
+        self._own: dict[K, set] = {}           # key -> revisions it wrote whose events have not come yet
         self._timers: dict[K, asyncio.TimerHandle] = {}  # at most one pending retry per key
 
     def add(self, key: K, cause: Hashable | None = None) -> None:
+        own = self._own.get(key)
+        if cause is not None and own and cause in own:  # the event of our own write
+            own.discard(cause)
+            if not own:
+                del self._own[key]
+            return
         if key in self._processing:
             causes = self._dirty.get(key, set())
             if causes is not None and cause is not None:
@@ -67,16 +73,23 @@ class WorkQueue(Generic[K]):
         return key
 
     def wrote(self, key: K, revision: int) -> None:
-        """The reconcile of ``key`` (processing now) wrote ``revision``: its event needs no new pass."""
-        if key in self._processing:
-            self._own.setdefault(key, set()).add(revision)
+        """The reconcile of ``key`` wrote ``revision``: that write's event needs no new pass."""
+        own = self._own.setdefault(key, set())
+        own.add(revision)
+        if len(own) > 64:  # events that never came (a relist passed them): forget the oldest
+            own.discard(min(own))
 
     def done(self, key: K) -> None:
         self._processing.discard(key)
-        own = self._own.pop(key, set())
         if key in self._dirty:
             causes = self._dirty.pop(key)
-            if causes is None or causes - own:
+            own = self._own.get(key, set())
+            left = None if causes is None else causes - own
+            if causes is not None:
+                own -= causes  # their events came while we worked
+                if not own:
+                    self._own.pop(key, None)
+            if left is None or left:
                 self.add(key)
 
     def __len__(self) -> int:

@@ -273,3 +273,15 @@ async def test_a_key_is_processed_again_only_for_events_it_did_not_cause(causes,
         q.wrote("k", r)
     q.done("k")
     assert len(q) == (1 if again else 0)
+
+
+async def test_the_event_of_an_own_write_coming_after_the_pass_asks_nothing():
+    q: WorkQueue[str] = WorkQueue()
+    q.add("k")
+    assert await q.get() == "k"
+    q.wrote("k", 7)
+    q.done("k")
+    q.add("k", cause=7)   # our write's event, late
+    assert len(q) == 0
+    q.add("k", cause=8)   # someone else's
+    assert len(q) == 1
