@@ -33,7 +33,7 @@ def test_event_fed_cache_decides_like_a_full_scan(cls):
     for seed in range(6):
         rng = random.Random(seed)
         pool = _random_nodes(rng, rng.choice([5, 40]))
-        cache = SchedulerCache(cls())
+        cache = SchedulerCache(cls(), rebuild_gap=0)  # exact: every change rebuilds before a decision
         nodes: dict[str, pb.Node] = {}
         placed: dict[tuple, tuple] = {}
         assumed: dict[tuple, tuple] = {}
@@ -110,3 +110,41 @@ def test_readiness_comes_from_the_callback():
     cache.readiness_changed("n1")
     decision = cache.schedule(req())
     assert not decision.scheduled and decision.filtered == {"NodeNotReady": 1}
+
+
+def _node(name: str, devices: int = 1, ready: bool = True) -> pb.Node:
+    n = pb.Node()
+    n.metadata.name = name
+    n.status.phase = "Ready" if ready else "NotReady"
+    for i in range(devices):
+        n.spec.devices.add(name=f"d{i}", target="bmv2", arch="v1model")
+    return n
+
+
+def test_paced_rebuilds_never_place_on_a_node_that_changed_meanwhile():
+    """A registration storm must not rebuild the device list per decision, and a paced (stale) list
+    must not put a replica on a node that left or whose devices changed since."""
+    cache = SchedulerCache(rebuild_gap=3600)
+    a, b = _node("a"), _node("b")
+    cache.node_changed(None, a)
+    cache.node_changed(None, b)
+    first = cache.schedule(req())
+    assert first.device.node == "a" and cache.rebuilds == 1
+    for i in range(20):  # a storm of new nodes: no rebuild, decisions keep coming from the list
+        cache.node_changed(None, _node(f"new-{i:02d}"))
+        assert cache.schedule(req()).scheduled
+    assert cache.rebuilds == 1
+    cache.node_changed(a, None)  # the node the decisions land on leaves: rebuilt before deciding
+    decision = cache.schedule(req())
+    assert decision.device.node != "a" and cache.rebuilds == 2
+
+
+def test_a_paced_list_still_counts_every_slot_taken():
+    cache = SchedulerCache(rebuild_gap=3600)
+    cache.node_changed(None, _node("a"))
+    cache.node_changed(None, _node("b"))
+    d = cache.schedule(req())
+    cache.node_changed(None, _node("c"))  # the list is stale now, and not rebuilt yet
+    cache.assume(("default", "x-0"), d.device.node, d.device.device, D1)
+    again = cache.schedule(req())
+    assert again.device.key != d.device.key, "the assumed slot is taken even on a stale list"

@@ -160,7 +160,9 @@ class HollowNode(NodeAgent):
             c = self.counts
             c.events += 1
             c.types[etype] += 1
-            if p.spec.node != self.node:
+            # a DELETED event may carry only the key (the agent had forgotten the placement already):
+            # no node to judge by, and the key is under this node's prefix, or the watch would not see it
+            if p.spec.node and p.spec.node != self.node:
                 c.foreign += 1
             if etype == "ADDED":
                 self.fleet.added(time.time())

@@ -12,9 +12,16 @@ A placement's slot counts once per device, whether the informer has seen its wri
 assumed, so assume-then-observe never counts twice. Usage changes update the policy's index in place
 (``refresh``); a change of a node's devices, labels or readiness builds a new device list, and the
 policy re-indexes it on the next decision.
+
+Rebuilds are paced: a registration storm (thousands of nodes joining, leases flapping) would otherwise
+rebuild 20,000 devices per decision. After a rebuild, the next waits ``rebuild_gap`` seconds (default:
+four times the last rebuild's duration, at most 1 s) — unless a decision would land on a node that
+changed since (it could be gone, not ready, relabelled) or finds no device while nodes changed: then
+the list is rebuilt at once and the decision made again. ``rebuild_gap=0`` rebuilds on every change.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 
 from kubep4.gen.kubep4.v1 import resources_pb2 as pb
@@ -27,7 +34,10 @@ Where = tuple[str, str]  # (node, device)
 
 class SchedulerCache:
     def __init__(self, policy: BuiltinScheduler | KubernetesDefaultScheduler | None = None,
-                 ready: Callable[[str], bool] | None = None) -> None:
+                 ready: Callable[[str], bool] | None = None, rebuild_gap: float | None = None) -> None:
+        self.rebuild_gap = rebuild_gap
+        self._changed: set[str] = set()  # nodes changed since the last rebuild
+        self._next_rebuild = 0.0         # monotonic time before which a paced rebuild waits
         self.policy = policy or BuiltinScheduler()
         # readiness: the controller's (heartbeat leases); by default the Node's own phase
         self._ready = ready or (lambda node: self._nodes[node].status.phase == "Ready")
@@ -46,20 +56,20 @@ class SchedulerCache:
         """A Node was added, changed or deleted. Only its spec, labels and phase matter to scheduling."""
         if new is None:
             if self._nodes.pop(old.metadata.name, None) is not None:
-                self._stale = True
+                self._mark(old.metadata.name)
             return
         name = new.metadata.name
         cur = self._nodes.get(name)
         self._nodes[name] = new
         if cur is None or cur.spec != new.spec or cur.metadata.labels != new.metadata.labels \
                 or cur.status.phase != new.status.phase:
-            self._stale = True
+            self._mark(name)
 
     def readiness_changed(self, node: str) -> None:
         """The node's heartbeat lease came or went: its devices' readiness may differ now."""
         d = next((d for d in self._devices if d.node == node), None) if node in self._nodes else None
         if d is not None and d.node_ready != self._ready(node):
-            self._stale = True
+            self._mark(node)
 
     def placement_changed(self, old: pb.Placement | None, new: pb.Placement | None) -> None:
         obj = new if new is not None else old
@@ -92,14 +102,24 @@ class SchedulerCache:
 
     # ------------------------------------------------------------ decisions
     def devices(self) -> list[DeviceState]:
-        """The live device list (the same object until a node's devices, labels or readiness change)."""
+        """The device list, rebuilt if nodes changed (exact: not paced)."""
         if self._stale:
             self._rebuild()
         return self._devices
 
     def schedule(self, request: Request) -> Decision:
         """Decide (without taking the slot: ``assume`` does) with the cache's indexed policy."""
-        return self.policy.schedule(request, self.devices())
+        if self._stale and time.monotonic() >= self._next_rebuild:
+            self._rebuild()
+        decision = self.policy.schedule(request, self._devices)
+        if self._stale and (decision.device.node in self._changed if decision.device is not None else True):
+            self._rebuild()  # the paced list may be wrong exactly here: decide on the current one
+            decision = self.policy.schedule(request, self._devices)
+        return decision
+
+    def _mark(self, node: str) -> None:
+        self._stale = True
+        self._changed.add(node)
 
     # ------------------------------------------------------------ internals
     def _hold(self, table: dict[Where, dict[Hashable, str]], where: tuple[str, str, str], key: Hashable) -> None:
@@ -123,12 +143,13 @@ class SchedulerCache:
 
     def _recount(self, where: Where) -> None:
         d = self._by_key.get(where)
-        if d is None or self._stale:
-            return  # an unknown device (or a list about to be rebuilt): nothing to keep current
+        if d is None:
+            return  # not in the list (yet): the next rebuild counts it
         d.used, d.pipeline_digest = self._usage(where)
         self.policy.refresh(d)
 
     def _rebuild(self) -> None:
+        started = time.monotonic()
         devices = devices_from(self._nodes[n] for n in sorted(self._nodes))
         for d in devices:
             d.node_ready = self._ready(d.node)
@@ -136,4 +157,9 @@ class SchedulerCache:
         self._devices = devices  # a new list object: the policy re-indexes it on its next decision
         self._by_key = {d.key: d for d in devices}
         self._stale = False
+        self._changed.clear()
         self.rebuilds += 1
+        self.policy.prepare(devices)  # index now, so the pacing counts the whole cost
+        took = time.monotonic() - started
+        gap = min(1.0, 4 * took) if self.rebuild_gap is None else self.rebuild_gap
+        self._next_rebuild = time.monotonic() + gap
