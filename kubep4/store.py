@@ -514,8 +514,16 @@ class Store:
             raise Compacted(e.compacted_revision) from e
         except aetcd.exceptions.ClientError as e:
             raise Unavailable(f"etcd watch: {e}") from e
+        end = _range_end(prefix)
         try:
             async for ev in w:
+                key = ev.kv.key
+                if not (prefix <= key and (key < end or end == b"\0")):
+                    # aetcd attaches a watch-create answer to whichever create is pending: after a create
+                    # timed out under load, a new watch can get another's events. Never hand them on.
+                    log.error("etcd watch on %s got an event for %s: a misrouted watch; watching again",
+                              prefix.decode(errors="replace"), key.decode(errors="replace"))
+                    raise Unavailable(f"etcd watch on {prefix.decode(errors='replace')} was misrouted")
                 yield ev.kind, ev.kv, ev.prev_kv
         except aetcd.exceptions.RevisionCompactedError as e:
             raise Compacted(e.compacted_revision) from e
