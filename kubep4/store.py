@@ -506,32 +506,42 @@ class Store:
                             obj, kv.mod_revision)
 
     async def watch_raw(self, prefix: bytes, start_revision: int = 0) -> AsyncIterator[tuple[str, Any, Any]]:
+        """(kind, kv, prev_kv) under the prefix, on a watch stream of its own.
+
+        Not aetcd's shared stream: it pairs a watch-create answer with whichever create is pending, so
+        after one create timed out under load a later watch got another's events and its own were
+        cancelled (seen at 5,000 hollow nodes: agents received other nodes' placements, or none of
+        theirs). One stream per watch costs an HTTP/2 stream on the same channel."""
         await self.connect()
-        try:
-            w = await self._client.watch(prefix, range_end=_range_end(prefix),
-                                         start_revision=start_revision or None, prev_kv=True)
-        except aetcd.exceptions.RevisionCompactedError as e:
-            raise Compacted(e.compacted_revision) from e
-        except aetcd.exceptions.ClientError as e:
-            raise Unavailable(f"etcd watch: {e}") from e
         end = _range_end(prefix)
+        events: asyncio.Queue = asyncio.Queue()
+
+        async def deliver(ev) -> None:
+            await events.put(ev)
+        w = aetcd.watcher.Watcher(rpc.WatchStub(self._client.channel), timeout=self._client._timeout)
         try:
-            async for ev in w:
+            try:
+                await w.add_callback(prefix, deliver, range_end=end, start_revision=start_revision or None,
+                                     prev_kv=True)
+            except aetcd.exceptions.RevisionCompactedError as e:
+                raise Compacted(e.compacted_revision) from e
+            except Exception as e:  # a timeout, the stream failed
+                raise Unavailable(f"etcd watch: {type(e).__name__}: {e}") from e
+            while True:
+                ev = await events.get()
+                if isinstance(ev, aetcd.exceptions.RevisionCompactedError):
+                    raise Compacted(ev.compacted_revision)
+                if ev is None or isinstance(ev, BaseException):
+                    raise Unavailable(f"etcd watch: {type(ev).__name__}: {ev}" if ev else "etcd watch ended")
                 key = ev.kv.key
-                if not (prefix <= key and (key < end or end == b"\0")):
-                    # aetcd attaches a watch-create answer to whichever create is pending: after a create
-                    # timed out under load, a new watch can get another's events. Never hand them on.
+                if not (prefix <= key and (key < end or end == b"\0")):  # never hand on another's event
                     log.error("etcd watch on %s got an event for %s: a misrouted watch; watching again",
                               prefix.decode(errors="replace"), key.decode(errors="replace"))
                     raise Unavailable(f"etcd watch on {prefix.decode(errors='replace')} was misrouted")
                 yield ev.kind, ev.kv, ev.prev_kv
-        except aetcd.exceptions.RevisionCompactedError as e:
-            raise Compacted(e.compacted_revision) from e
-        except aetcd.exceptions.ClientError as e:
-            raise Unavailable(f"etcd watch: {e}") from e
         finally:
             try:
-                await w.cancel()
+                await w.shutdown()
             except Exception:  # the stream may already be gone
                 pass
 

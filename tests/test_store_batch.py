@@ -2,6 +2,8 @@
 deployment's placements are written this way)."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from kubep4 import store as st
@@ -40,28 +42,40 @@ async def test_create_all_refuses_the_same_key_twice(store):
 
 
 async def test_a_watch_that_delivers_another_prefix_is_refused(store, monkeypatch):
-    """aetcd pairs a watch-create answer with whichever create is pending, so after a create timed out
-    under load a new watch can receive another watch's events (seen at 5,000 hollow nodes: node agents
-    got other nodes' placements). The store never hands such an event on: the watch fails, and the
-    informer watching it lists and watches again. Simulated here: aetcd's watch yields a foreign key."""
+    """aetcd's shared watch stream pairs a create's answer with whichever create is pending, so after a
+    create timed out under load a new watch could receive another watch's events (seen at 5,000 hollow
+    nodes). Each watch now has a stream of its own, and the store still never hands on an event outside
+    its prefix: the watch fails and the informer lists again. Simulated: aetcd delivers a foreign key."""
     from types import SimpleNamespace
 
-    class Foreign:
-        def __aiter__(self):
-            return self
+    import aetcd.watcher
 
-        async def __anext__(self):
-            return SimpleNamespace(kind="PUT", kv=SimpleNamespace(key=b"/kubep4/placements/node-10/default/x"),
-                                   prev_kv=None)
-
-        async def cancel(self):
-            return None
-
-    await store.connect()
-
-    async def watch(*args, **kwargs):
-        return Foreign()
-    monkeypatch.setattr(store.client, "watch", watch)
+    async def add_callback(self, key, callback, **kwargs):
+        await callback(SimpleNamespace(kind="PUT", kv=SimpleNamespace(key=b"/kubep4/placements/node-10/default/x"),
+                                       prev_kv=None))
+    monkeypatch.setattr(aetcd.watcher.Watcher, "add_callback", add_callback)
     with pytest.raises(st.Unavailable, match="misrouted"):
         async for _ in store.watch(st.PLACEMENTS, shard="node-1"):
             pass
+
+
+async def test_watches_on_one_client_each_get_their_own_events(store):
+    got: dict[str, list[str]] = {"node-1": [], "node-10": []}
+
+    async def follow(node):
+        async for ev in store.watch(st.PLACEMENTS, shard=node):
+            got[node].append(ev.object.metadata.name)
+    tasks = [asyncio.create_task(follow(n)) for n in got]
+    try:
+        await asyncio.sleep(0.5)
+        await store.create(st.PLACEMENTS, placement("a-0", "node-1"))
+        await store.create(st.PLACEMENTS, placement("b-0", "node-10"))
+        for _ in range(50):
+            if all(got.values()):
+                break
+            await asyncio.sleep(0.1)
+        assert got == {"node-1": ["a-0"], "node-10": ["b-0"]}
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
