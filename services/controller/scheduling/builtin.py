@@ -6,19 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
 
 from kubep4 import labels
-from services.controller.scheduling.index import (
-    _EMPTY,
-    _FULL,
-    _Base,
-    _category,
-    _compact,
-    _device_reason,
-    _heap_search,
-    _nonzero,
-    _OwnView,
-    _SelectionIndex,
-    _unschedulable_message,
-)
+from services.controller.scheduling import index as ix
 from services.controller.scheduling.model import (
     EXCLUDED,
     NO_FREE_SLOT,
@@ -33,7 +21,7 @@ from services.controller.scheduling.model import (
 _Entry: TypeAlias = tuple[float, str, str, int, int]   # (load, node, device, idx, used)
 
 
-class _DeviceView(_OwnView):
+class _DeviceView(ix._OwnView):
     """Counters and heaps of a device view. Empty devices are ordered by name
     (their load is 0); devices running a digest with a free slot by (load, name)."""
 
@@ -48,9 +36,9 @@ class _DeviceView(_OwnView):
         self.reuse_heaps: dict[str, list[_Entry]] = {}
         for i in members:
             c, d = cats[i], devs[i]
-            if c is _FULL:
+            if c is ix._FULL:
                 self.n_full += 1
-            elif c is _EMPTY:
+            elif c is ix._EMPTY:
                 self.n_empty += 1
                 self.empty_heap.append((0.0, d.node, d.device, i, 0))
             else:
@@ -62,9 +50,9 @@ class _DeviceView(_OwnView):
             heapq.heapify(heap)
 
     def update(self, old: object, new: object, d: DeviceState, idx: int) -> None:
-        if old is _FULL:
+        if old is ix._FULL:
             self.n_full -= 1
-        elif old is _EMPTY:
+        elif old is ix._EMPTY:
             self.n_empty -= 1
         else:
             left = self.n_partial[old] - 1  # type: ignore[index]
@@ -72,9 +60,9 @@ class _DeviceView(_OwnView):
                 self.n_partial[old] = left  # type: ignore[index]
             else:
                 del self.n_partial[old]  # type: ignore[arg-type]
-        if new is _FULL:
+        if new is ix._FULL:
             self.n_full += 1
-        elif new is _EMPTY:
+        elif new is ix._EMPTY:
             self.n_empty += 1
             heapq.heappush(self.empty_heap, (0.0, d.node, d.device, idx, 0))
         else:
@@ -85,14 +73,14 @@ class _DeviceView(_OwnView):
             heapq.heappush(heap, (d.used / d.slots, d.node, d.device, idx, d.used))
 
 
-class BuiltinScheduler(_Base):
+class BuiltinScheduler(ix._Base):
     """P4-aware device scheduler (see the module docstring for filters and ranking)."""
 
     name = "builtin"
 
     def __init__(self, *, indexed: bool = True) -> None:
         super().__init__(indexed=indexed)
-        self._index: _SelectionIndex | None = None
+        self._index: ix._SelectionIndex | None = None
         self._node_of: list[str] = []
 
     def _build(self, devices: list[DeviceState]) -> None:
@@ -103,7 +91,7 @@ class BuiltinScheduler(_Base):
             targets.setdefault(d.target, set()).add(i)
             arches.setdefault(d.arch, set()).add(i)
         self._node_of = [d.node for d in devices]
-        self._index = _SelectionIndex([d.node_ready for d in devices], [d.labels for d in devices],
+        self._index = ix._SelectionIndex([d.node_ready for d in devices], [d.labels for d in devices],
                                       targets, arches, self._make_view)
 
     def _make_view(self, members: set[int] | frozenset[int]) -> _DeviceView:
@@ -113,7 +101,7 @@ class BuiltinScheduler(_Base):
     def _changed(self, idx: int) -> None:
         assert self._devs is not None and self._index is not None
         d = self._devs[idx]
-        old, new = self._cats[idx], _category(d)
+        old, new = self._cats[idx], ix._category(d)
         self._cats[idx] = new
         for v in self._index.views_of[idx]:
             v.update(old, new, d, idx)  # type: ignore[attr-defined]
@@ -146,9 +134,9 @@ class BuiltinScheduler(_Base):
                     adjust.append(i)
         for i in adjust:
             c = cats[i]
-            if c is _FULL:
+            if c is ix._FULL:
                 full -= 1
-            elif c is _EMPTY:
+            elif c is ix._EMPTY:
                 empty -= 1
             elif c == digest:
                 reuse -= 1
@@ -159,10 +147,10 @@ class BuiltinScheduler(_Base):
         counts[EXCLUDED] = len(excluded)
         counts[NO_FREE_SLOT] = full
         counts[PIPELINE_CONFLICT] = conflict
-        filtered = _nonzero(counts)
+        filtered = ix._nonzero(counts)
         if feasible == 0:
             return Decision(None, 0.0, self._n, 0, filtered,
-                            _unschedulable_message(filtered, self._n, "devices"))
+                            ix._unschedulable_message(filtered, self._n, "devices"))
         avoid = req.avoid_nodes
         names = self._node_of
         found = fb_reuse = fb_empty = None
@@ -173,17 +161,17 @@ class BuiltinScheduler(_Base):
                 i = e[3]
                 return cats[i] == digest and devs[i].used == e[4]
 
-            found, fb_reuse = _heap_search(heap, valid_reuse, avoid, excluded, skip, names)
+            found, fb_reuse = ix._heap_search(heap, valid_reuse, avoid, excluded, skip, names)
             if len(heap) > 2 * v.n_partial.get(digest, 0) + 64:
-                v.reuse_heaps[digest] = _compact(heap, valid_reuse)
+                v.reuse_heaps[digest] = ix._compact(heap, valid_reuse)
         if found is None and empty:
 
             def valid_empty(e: tuple) -> bool:
-                return cats[e[3]] is _EMPTY
+                return cats[e[3]] is ix._EMPTY
 
-            found, fb_empty = _heap_search(v.empty_heap, valid_empty, avoid, excluded, skip, names)
+            found, fb_empty = ix._heap_search(v.empty_heap, valid_empty, avoid, excluded, skip, names)
             if len(v.empty_heap) > 2 * v.n_empty + 64:
-                v.empty_heap = _compact(v.empty_heap, valid_empty)
+                v.empty_heap = ix._compact(v.empty_heap, valid_empty)
         if found is None:
             found = fb_reuse if fb_reuse is not None else fb_empty
         if found is None:  # pragma: no cover - defensive
@@ -205,7 +193,7 @@ class BuiltinScheduler(_Base):
         best_key: tuple | None = None
         feasible = 0
         for d in devices:
-            reason = _device_reason(d, req, reqs, excluded)
+            reason = ix._device_reason(d, req, reqs, excluded)
             if reason is not None:
                 counts[reason] = counts.get(reason, 0) + 1
                 continue
@@ -213,9 +201,9 @@ class BuiltinScheduler(_Base):
             key = (d.node in avoid, d.used == 0, d.used / d.slots, d.node, d.device)
             if best_key is None or key < best_key:
                 best, best_key = d, key
-        filtered = _nonzero(counts)
+        filtered = ix._nonzero(counts)
         if best is None:
-            return Decision(None, 0.0, total, 0, filtered, _unschedulable_message(filtered, total, "devices"))
+            return Decision(None, 0.0, total, 0, filtered, ix._unschedulable_message(filtered, total, "devices"))
         return Decision(best, self._score(best, avoid), total, feasible, filtered, node=best.node)
 
 

@@ -8,18 +8,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from kubep4 import labels
-from services.controller.scheduling.index import (
-    _NO_ITEMS,
-    _Base,
-    _category,
-    _compact,
-    _device_reason,
-    _heap_search,
-    _nonzero,
-    _OwnView,
-    _SelectionIndex,
-    _unschedulable_message,
-)
+from services.controller.scheduling import index as ix
 from services.controller.scheduling.model import (
     _FIT_WEIGHT,
     _HOSTNAME_MAX_SKEW,
@@ -102,7 +91,7 @@ class _SpreadScorer:
 _NodeEntry: TypeAlias = tuple[int, str, int, int]   # (-LeastAllocated, name, node idx, requested)
 
 
-class _NodeView(_OwnView):
+class _NodeView(ix._OwnView):
     """Counters and heap of a node view (heap ordered by LeastAllocated score, then name)."""
 
     __slots__ = ("heap", "n_full")
@@ -133,7 +122,7 @@ def _node_affinity_reason(n: _NodeAgg, req: Request, reqs: labels.Requirements) 
     return None
 
 
-class KubernetesDefaultScheduler(_Base):
+class KubernetesDefaultScheduler(ix._Base):
     """Model of kube-scheduler's default placement plus a pipeline-unaware node agent
     (see the module docstring)."""
 
@@ -146,7 +135,7 @@ class KubernetesDefaultScheduler(_Base):
         self._node_idx: dict[str, int] = {}
         self._node_of_dev: list[int] = []
         self._req: list[int] = []
-        self._index: _SelectionIndex | None = None
+        self._index: ix._SelectionIndex | None = None
 
     def _build(self, devices: list[DeviceState]) -> None:
         super()._build(devices)
@@ -163,7 +152,7 @@ class KubernetesDefaultScheduler(_Base):
                     targets.setdefault(k[len(TARGET_LABEL_PREFIX):], set()).add(ni)
                 if k.startswith(ARCH_LABEL_PREFIX):
                     arches.setdefault(k[len(ARCH_LABEL_PREFIX):], set()).add(ni)
-        self._index = _SelectionIndex([n.ready for n in self._nodes], [n.labels for n in self._nodes],
+        self._index = ix._SelectionIndex([n.ready for n in self._nodes], [n.labels for n in self._nodes],
                                       targets, arches, self._make_view)
 
     def _make_view(self, members: set[int] | frozenset[int]) -> _NodeView:
@@ -176,7 +165,7 @@ class KubernetesDefaultScheduler(_Base):
         old = self._req[ni]
         new = sum(self._devs[i].used for i in n.devices)
         self._req[ni] = new
-        self._cats[idx] = _category(self._devs[idx])
+        self._cats[idx] = ix._category(self._devs[idx])
         was_full, is_full = old >= n.alloc, new >= n.alloc
         entry = (-_least_allocated(n.alloc, new + 1), n.name, ni, new)
         for v in self._index.views_of[ni]:
@@ -199,10 +188,10 @@ class KubernetesDefaultScheduler(_Base):
         feasible = v.size - len(skip) - n_full
         counts = dict(plan.static)
         counts[NO_FREE_SLOT] = n_full
-        filtered = _nonzero(counts)
+        filtered = ix._nonzero(counts)
         if feasible == 0:
             return Decision(None, 0.0, n_nodes, 0, filtered,
-                            _unschedulable_message(filtered, n_nodes, "nodes"))
+                            ix._unschedulable_message(filtered, n_nodes, "nodes"))
         avoid = req.avoid_nodes
         with_replica: list[int] = []
         for name in avoid:
@@ -218,7 +207,7 @@ class KubernetesDefaultScheduler(_Base):
                 ni = e[2]
                 return reqd[ni] == e[3] and e[3] < nodes[ni].alloc
 
-            found, _ = _heap_search(v.heap, valid, avoid, _NO_ITEMS, skip, self._names)
+            found, _ = ix._heap_search(v.heap, valid, avoid, ix._NO_ITEMS, skip, self._names)
             if found is None:  # pragma: no cover - defensive
                 raise RuntimeError("scheduler index out of sync with device states; call invalidate()")
             n = nodes[found]
@@ -226,7 +215,7 @@ class KubernetesDefaultScheduler(_Base):
                      + _SPREAD_WEIGHT * spread.score(False))
             best, best_ni = (-score, n.name), found
             if len(v.heap) > 2 * (v.size - v.n_full) + 64:
-                v.heap = _compact(v.heap, valid)
+                v.heap = ix._compact(v.heap, valid)
         for ni in with_replica:
             n = nodes[ni]
             score = (_FIT_WEIGHT * _least_allocated(n.alloc, reqd[ni] + 1)
@@ -255,9 +244,9 @@ class KubernetesDefaultScheduler(_Base):
                 counts[reason] = counts.get(reason, 0) + 1
                 continue
             feasible.append((n, requested))
-        filtered = _nonzero(counts)
+        filtered = ix._nonzero(counts)
         if not feasible:
-            return Decision(None, 0.0, total, 0, filtered, _unschedulable_message(filtered, total, "nodes"))
+            return Decision(None, 0.0, total, 0, filtered, ix._unschedulable_message(filtered, total, "nodes"))
         avoid = req.avoid_nodes
         spread = _SpreadScorer(len(feasible), sum(1 for n, _ in feasible if n.name in avoid))
         best_key: tuple[int, str] | None = None
@@ -281,7 +270,7 @@ class KubernetesDefaultScheduler(_Base):
         furthest = -1
         for i in node.devices:
             d = devs[i]
-            reason = _device_reason(d, req, reqs, req.exclude_devices, check_pipeline=False)
+            reason = ix._device_reason(d, req, reqs, req.exclude_devices, check_pipeline=False)
             if reason is None:
                 if d.used > 0 and d.pipeline_digest != req.pipeline_digest:
                     msg = (f"node {node.name}: device {d.device} runs pipeline {d.pipeline_digest or '?'}; "
