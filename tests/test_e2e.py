@@ -189,6 +189,10 @@ async def test_node_loss_moves_replicas(tmp_path):
         async with AsyncClient(s.api) as c:
             p, d = deployment("mover", 2)
             await c.apply(p)
+
+            async def both_nodes_ready():  # the spread below needs both nodes known when scheduling
+                return sum(n.status.phase == "Ready" for n in await c.list("nodes")) == 2
+            await eventually(both_nodes_ready, 30, 0.1, "two Ready nodes")
             await c.create(d)
             ready = await c.wait_ready("mover", timeout=30)
             on0 = [r for r in ready.status.replicas if r.node == "node-0"]

@@ -18,6 +18,8 @@ def deployment_status(d: kr.Deployment, placements: Mapping[int, kr.Placement], 
     """The status ``d`` should have. ``placements``: replica -> its live placement (replicas below
     ``spec.replicas``, none being deleted); ``unschedulable``: why replicas found no device;
     ``device_exists``: whether a placement's device is registered on a node with a live heartbeat.
+    An ``unschedulable`` message with every replica placed is a replica that must move (its pipeline
+    changed on a shared device, or its device is gone) and finds nowhere to go: Scheduled is False.
     The conditions' transition times are kept from ``d.status`` when their status is unchanged."""
     gen = d.metadata.generation
     s = kr.DeploymentStatus()
@@ -67,9 +69,9 @@ def deployment_status(d: kr.Deployment, placements: Mapping[int, kr.Placement], 
     else:
         phase = cond.PENDING
     c = s.conditions
-    if placed == n:
+    if placed == n and not unschedulable:
         cond.mark_true(c, cond.SCHEDULED, "Scheduled", f"{n}/{n} replicas placed")
-    elif unschedulable:
+    elif unschedulable:  # replicas with no device, or placed ones that must move and cannot
         cond.mark_false(c, cond.SCHEDULED, "Unschedulable", unschedulable[0])
     else:
         cond.mark_unknown(c, cond.SCHEDULED, "Scheduling", f"{placed}/{n} replicas placed")

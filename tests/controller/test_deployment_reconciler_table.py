@@ -314,12 +314,12 @@ ROWS = [
         placements_after={"web-0": "node-a/dev0 g2 bbbb Running", "web-1": "node-a/dev0 g2 bbbb Running"},
         phase=cond.INSTALLING),
     # blocked and no other device: the replica stays on the old pipeline, the neighbour is untouched,
-    # and the deployment waits (requeued in 10 s)
+    # the deployment waits (requeued in 10 s) and says why: Scheduled False with the scheduler's message
     Row("pipeline-change-shared-device-nowhere-to-go-stays", web(1, 2, digest=NEW_DIGEST),
         nodes=("node-a",), slots=2, placements=(running(0, "node-a"), running(0, "node-a", deployment_="other")),
         others=(deployment("other"),), writes=(STATUS,), returns=10.0,
         placements_after={"web-0": "node-a/dev0 g1 aaaa Running", "other-0": "node-a/dev0 g1 aaaa Running"},
-        phase=cond.INSTALLING),
+        phase=cond.INSTALLING, scheduled=(cond.FALSE, "Unschedulable", "0/1 devices are available: 1 Excluded.")),
     # ---- unschedulable
     Row("no-device-fits-unschedulable", web(1, target="tofino"), writes=(STATUS,), returns=10.0,
         phase=cond.UNSCHEDULABLE, scheduled=(cond.FALSE, "Unschedulable", NO_FIT)),
@@ -434,7 +434,7 @@ async def test_deployment_reconciler(row: Row, store: st.Store):
     if row.scheduled is not None:
         c = cond.get(d.status.conditions, cond.SCHEDULED)
         assert (c.status, c.reason, c.message) == row.scheduled
-        if row.scheduled[0] == cond.FALSE:  # the replicas that found no device say why
+        if row.scheduled[0] == cond.FALSE and row.phase == cond.UNSCHEDULABLE:  # replicas with no device say why
             assert {r.message for r in d.status.replicas if r.phase == "Unschedulable"} == {row.scheduled[2]}
     if d is not None and row.raises is None and d.status.phase != cond.PENDING:
         assert d.status.observed_generation == d.metadata.generation
