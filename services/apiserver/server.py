@@ -281,6 +281,9 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                 ka.CREATE, pipeline=request.pipeline, usage=usage))
             p = resp.pipeline
             p.ClearField("status")
+            _server_owned(p.metadata)
+            p.spec.ClearField("p4info_ref")  # artifact refs are the store's: it writes the blobs they name
+            p.spec.ClearField("device_config_ref")
             s = p.spec
             if s.HasField("artifacts"):
                 p.status.digest = digest_of(s.artifacts.p4info, s.artifacts.device_config,
@@ -351,7 +354,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                 ka.CREATE, deployment=request.deployment, usage=usage, **kw))
             d = resp.deployment
             d.ClearField("status")
-            d.metadata.ClearField("deletion_timestamp")
+            _server_owned(d.metadata)
             d.metadata.generation = 1
             cond.initial_deployment_status(d.status)
             d.status.pipeline_digest = pipeline.status.digest if pipeline is not None else ""
@@ -399,10 +402,13 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         usage = ka.NamespaceUsage(table_entries=len(current.spec.table_entries))
         resp = await self._review(ka.UPDATE, deployment=d, usage=usage, **kw)
         new = resp.deployment
-        # identity and status are the server's; the user owns spec and labels
-        md = new.metadata
-        md.uid, md.namespace, md.generation = current.metadata.uid, ns, current.metadata.generation
-        md.creation_timestamp.CopyFrom(current.metadata.creation_timestamp)
+        # the user owns spec, labels and annotations; identity, timestamps, versions and status are the server's
+        labels, annotations = dict(new.metadata.labels), dict(new.metadata.annotations)
+        new.metadata.CopyFrom(current.metadata)
+        new.metadata.labels.clear()
+        new.metadata.labels.update(labels)
+        new.metadata.annotations.clear()
+        new.metadata.annotations.update(annotations)
         new.status.CopyFrom(current.status)
         if new.spec != current.spec:
             new.metadata.generation = current.metadata.generation + 1
@@ -575,6 +581,13 @@ def _parse_token(token: str) -> tuple[bytes, int]:
     except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
         raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "continue_token: not a token this apiserver gave") \
             from None
+
+
+def _server_owned(md) -> None:
+    """Forget what a client may not choose on create: the store sets uid and creation time, etcd the
+    version, and only a delete request sets a deletion timestamp."""
+    for f in ("uid", "creation_timestamp", "deletion_timestamp", "resource_version", "generation"):
+        md.ClearField(f)
 
 
 def _select(items: list, selector) -> list:
