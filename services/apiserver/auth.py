@@ -23,17 +23,20 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _deny(handler):
-    async def unary(request, context):
+    """A handler that refuses without reading the request: registered as request-streaming, so gRPC
+    hands it an iterator it never pulls, and an unauthenticated caller's message (up to the 256 MiB
+    limit) is never buffered or parsed. On the wire a unary call and a streaming one look the same."""
+    async def unary(requests, context):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
 
-    async def stream(request, context):
+    async def stream(requests, context):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
         yield  # pragma: no cover
 
     if handler is None:
         return None
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
-                                                    response_serializer=handler.response_serializer)
-    return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=handler.request_deserializer,
-                                               response_serializer=handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
+                                                     response_serializer=handler.response_serializer)
+    return grpc.stream_unary_rpc_method_handler(unary, request_deserializer=handler.request_deserializer,
+                                                response_serializer=handler.response_serializer)
