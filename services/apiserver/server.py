@@ -513,7 +513,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
             sub = cache.subscribe(ns, name, start, WATCH_BUFFER)
         pump = None
         if sub is None:  # further back than the cache holds: this watcher's own etcd watch
-            sub = Subscriber(ns, name, WATCH_BUFFER)
+            sub = Subscriber(ns, name, WATCH_BUFFER, start)
 
             async def feed() -> None:
                 try:

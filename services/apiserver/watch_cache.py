@@ -23,15 +23,19 @@ class TooSlow(Exception):
 
 
 class Subscriber:
-    def __init__(self, namespace: str | None, name: str, limit: int):
+    def __init__(self, namespace: str | None, name: str, limit: int, start: int = 0):
         self.namespace, self.name, self.limit = namespace, name, limit
+        # the first revision it wants: a cache whose etcd watch lags behind the subscriber's own list
+        # still delivers older events live, and an object older than the list would go back in time
+        self.start = start
         self.queue: asyncio.Queue = asyncio.Queue()
         self.ended = asyncio.Event()
         self.error: Exception | None = None  # why it ended: TooSlow, or the watch broke
 
     def wants(self, ev: st.Event) -> bool:
         md = ev.object.metadata
-        return (not self.namespace or md.namespace == self.namespace) and (not self.name or md.name == self.name)
+        return ev.revision >= self.start and (not self.namespace or md.namespace == self.namespace) and \
+            (not self.name or md.name == self.name)
 
     def offer(self, ev: st.Event) -> bool:
         """False once the subscriber is too far behind (it is then ended)."""
@@ -73,9 +77,9 @@ class WatchCache:
         not cover ``start`` (the caller watches etcd itself)."""
         if self.complete_after < 0 or start - 1 < self.complete_after:
             return None
-        sub = Subscriber(namespace, name, limit)
+        sub = Subscriber(namespace, name, limit, start)
         for ev in self.events:  # no await from here on: nothing can slip in between
-            if ev.revision >= start and not sub.offer(ev):
+            if not sub.offer(ev):
                 return sub
         self.subscribers.add(sub)
         return sub
