@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Mapping
 
 DEFAULT_API = "127.0.0.1:50051"
@@ -28,6 +29,37 @@ def flag(parser: argparse.ArgumentParser, name: str, env: str, default=None, *,
                             help=f"{help} [env {env}, default {value}]", **kw)
         return
     parser.add_argument(name, type=type, default=value, help=f"{help} [env {env}, default {value}]", **kw)
+
+
+SECRET_ENVS = ("KUBEP4_TOKEN",)  # environment variables holding secrets: never handed to a child that does not need them
+
+
+def secret_flag(parser: argparse.ArgumentParser, name: str, env: str, *, help: str = "",
+                environ: Mapping[str, str] = os.environ) -> None:
+    """A secret: ``--NAME-file PATH`` (or env ``ENV_FILE``) or env ``ENV``, read by ``read_secret``.
+    ``--NAME VALUE`` still works, but shows in ``ps`` and says so. ``--help`` never prints the value."""
+    dest = name.lstrip("-").replace("-", "_")
+    parser.add_argument(name, dest=f"{dest}_argv", default=None,
+                        help=f"{help} (visible to every local user in ps: prefer {name}-file or env {env}) "
+                             f"[env {env}{', set' if environ.get(env) else ''}]")
+    parser.add_argument(f"{name}-file", dest=f"{dest}_file", default=environ.get(f"{env}_FILE", ""),
+                        metavar="PATH", help=f"read {help or 'the secret'} from this file [env {env}_FILE]")
+    parser.set_defaults(**{f"_{dest}_env": env})
+
+
+def read_secret(args: argparse.Namespace, name: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The secret given by ``secret_flag`` (argv, then file, then env), surrounding whitespace removed."""
+    dest = name.lstrip("-").replace("-", "_")
+    given = getattr(args, f"{dest}_argv")
+    if given is not None:
+        print(f"warning: {name} on the command line is visible in ps; use {name}-file or the environment",
+              file=sys.stderr)
+        return given
+    path = getattr(args, f"{dest}_file")
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    return environ.get(getattr(args, f"_{dest}_env"), "")
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kubep4.config import SECRET_ENVS
 from kubep4.etcd_server import EtcdServer, free_port
 from kubep4.supervisor import Child, Supervisor, print_line
 
@@ -132,7 +133,11 @@ class LocalStack:
         return env
 
     def _add(self, name: str, module: str, args: list[str], marker: str, env: dict | None = None) -> Proc:
-        proc = Proc(name, [sys.executable, "-m", module, *args], self._env(env),
+        child_env = self._env(env)
+        if name != "apiserver":  # only the apiserver checks the token: no other child holds it
+            for secret in SECRET_ENVS:
+                child_env.pop(secret, None)
+        proc = Proc(name, [sys.executable, "-m", module, *args], child_env,
                     os.path.join(self.data_dir, f"{name}.log"), marker)
         self.procs[name] = proc
         return proc

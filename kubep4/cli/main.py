@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import yaml
 
 from kubep4 import conditions as cond
-from kubep4 import errors, manifest
+from kubep4 import config, errors, manifest
 from kubep4.client import Client, kind_of
 from kubep4.config import DEFAULT_API
 from kubep4.extras import MissingExtra
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kubep4", description="Deploy P4 programs onto programmable switches.")
     p.add_argument("--api", default=os.environ.get("KUBEP4_API", DEFAULT_API),
                    help=f"apiserver address [env KUBEP4_API, default {DEFAULT_API}]")
-    p.add_argument("--token", default=os.environ.get("KUBEP4_TOKEN", ""), help="bearer token [env KUBEP4_TOKEN]")
+    config.secret_flag(p, "--token", "KUBEP4_TOKEN", help="the bearer token")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_ns(sp):
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Error: {e}", file=sys.stderr)
             return 1
     try:
-        with Client(args.api, args.token) as c:
+        with Client(args.api, config.read_secret(args, "--token")) as c:
             return args.fn(c, args)
     except errors.KubeP4Error as e:
         print(f"Error ({e.code.name}): {e.message}", file=sys.stderr)

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--listen", "KUBEP4_LISTEN", config.DEFAULT_API, help="gRPC listen address")
     flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
     flag(p, "--admission", "KUBEP4_ADMISSION", config.DEFAULT_ADMISSION, help="admission service address")
-    flag(p, "--token", "KUBEP4_TOKEN", "", help="require this bearer token (empty: no authentication)")
+    config.secret_flag(p, "--token", "KUBEP4_TOKEN", help="the bearer token to require (none: no authentication)")
     flag(p, "--etcd-quota-bytes", "KUBEP4_ETCD_QUOTA_BYTES", Settings.etcd_quota_bytes, type=int,
          help="etcd's --quota-backend-bytes (its default: 2 GiB)")
     flag(p, "--storage-guard", "KUBEP4_STORAGE_GUARD", Settings.storage_guard, type=float,
@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
-    settings = Settings(listen=args.listen, etcd=args.etcd, admission=args.admission, token=args.token,
+    settings = Settings(listen=args.listen, etcd=args.etcd, admission=args.admission,
+                        token=config.read_secret(args, "--token"),
                         etcd_quota_bytes=args.etcd_quota_bytes, storage_guard=args.storage_guard)
 
     async def run(stop: asyncio.Event) -> None:
