@@ -52,6 +52,8 @@ def read_secret(args: argparse.Namespace, name: str, environ: Mapping[str, str] 
     dest = name.lstrip("-").replace("-", "_")
     given = getattr(args, f"{dest}_argv")
     if given is not None:
+        if not given:
+            return ""  # an explicit "no token": nothing to hide
         print(f"warning: {name} on the command line is visible in ps; use {name}-file or the environment",
               file=sys.stderr)
         return given

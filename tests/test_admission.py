@@ -44,7 +44,10 @@ def _source(p: kr.Pipeline, **kw) -> None:
     p.spec.ClearField("artifacts")
     p.spec.source.CopyFrom(kr.P4Source(program="control c() {}", backend="p4c", arch="v1model", target="bmv2"))
     for k, v in kw.items():
-        setattr(p.spec.source, k, v)
+        if isinstance(v, list):
+            getattr(p.spec.source, k).extend(v)
+        else:
+            setattr(p.spec.source, k, v)
 
 
 PIPELINE_CASES = {
@@ -73,6 +76,12 @@ PIPELINE_CASES = {
     "unknown arch": (lambda p: setattr(p.spec, "arch", "nosucharch"), "spec.arch"),
     "source program empty": (lambda p: _source(p, program=" "), "spec.source.program"),
     "unknown backend": (lambda p: _source(p, backend="gcc"), "spec.source.backend"),
+    # compiler options are an allowlist: nothing that names a file, the target or the arch
+    "option writes a file": (lambda p: _source(p, options=["-DX=1", "-o", "/etc"]), "spec.source.options[1]"),
+    "option reads a directory": (lambda p: _source(p, options=["-I/root"]), "spec.source.options[0]"),
+    "option dumps the IR": (lambda p: _source(p, options=["--Wwarn", "--dump=/tmp/x"]), "spec.source.options[1]"),
+    "option from a response file": (lambda p: _source(p, options=["@/etc/passwd"]), "spec.source.options[0]"),
+    "option picks the target": (lambda p: _source(p, options=["--target=tofino"]), "spec.source.options[0]"),
     # admission bounds its own work: the width of every value, the size and nesting of the P4Info
     "field 2^31-1 bits wide": (_info(lambda i: setattr(i.tables[0].match_fields[0], "bitwidth", 2**31 - 1)),
                                "spec.artifacts.p4info.tables[0].match_fields[0].bitwidth"),
@@ -286,3 +295,17 @@ async def test_a_10000_character_name_gets_a_short_deliverable_answer(admitted):
     assert all(len(v.description) < 400 and len(v.field) < 200 for v in exc.value.violations)
     assert "10000 characters" in str(exc.value)
     assert await store.revision() == before
+
+
+@pytest.mark.parametrize("option", ["-DFOO", "-DFOO=1", "-DWIDTH=32", "-UBAR", "--Wdisable", "--Wwarn=uninitialized",
+                                    "--Werror=unused,shadow", "-w", "--std=p4-16"])
+def test_allowed_compiler_options(option):
+    from services.admission.validation import compiler_option_problem
+    assert compiler_option_problem(option) is None
+
+
+@pytest.mark.parametrize("option", ["-o", "-I/x", "--p4runtime-files=/x", "--pp", "@f", "-DX=$(id)", "-DX=a b",
+                                    "--arch=psa", "-D", "--Wwarn=../x", "--top4=x", ""])
+def test_refused_compiler_options(option):
+    from services.admission.validation import compiler_option_problem
+    assert compiler_option_problem(option)
