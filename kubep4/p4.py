@@ -355,3 +355,20 @@ def digest_of(*parts: bytes) -> str:
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return "sha256:" + h.hexdigest()
+
+
+# Compiler options a user may give, for every backend: preprocessor defines and diagnostics switches.
+# Nothing that names a file or directory (-o, -I, --p4runtime-files, --dump, --pp, @file...), picks
+# the target or arch (the spec does), or runs anything: the node compiles with them in its own sandbox.
+_OPTION_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
+_ALLOWED_OPTIONS = re.compile(
+    rf"-D{_OPTION_NAME}(=[A-Za-z0-9_.+-]{{0,64}})?|-U{_OPTION_NAME}"
+    r"|--W(disable|warn|error)(=[a-z_]{1,32}(,[a-z_]{1,32}){0,15})?|-w|--std=p4-1[46]")
+
+
+def compiler_option_problem(option: str) -> str | None:
+    """Why a compiler option is not allowed (None when it is)."""
+    if _ALLOWED_OPTIONS.fullmatch(option):
+        return None
+    return (f"option {quoted(option)} is not allowed: only -DNAME[=VALUE], -UNAME, --Wdisable/--Wwarn/"
+            "--Werror[=KIND,...], -w and --std=p4-14|p4-16 (no option may name a file, the target or the arch)")

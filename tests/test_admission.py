@@ -300,12 +300,12 @@ async def test_a_10000_character_name_gets_a_short_deliverable_answer(admitted):
 @pytest.mark.parametrize("option", ["-DFOO", "-DFOO=1", "-DWIDTH=32", "-UBAR", "--Wdisable", "--Wwarn=uninitialized",
                                     "--Werror=unused,shadow", "-w", "--std=p4-16"])
 def test_allowed_compiler_options(option):
-    from services.admission.validation import compiler_option_problem
+    from kubep4.p4 import compiler_option_problem
     assert compiler_option_problem(option) is None
 
 
 @pytest.mark.parametrize("option", ["-o", "-I/x", "--p4runtime-files=/x", "--pp", "@f", "-DX=$(id)", "-DX=a b",
                                     "--arch=psa", "-D", "--Wwarn=../x", "--top4=x", ""])
 def test_refused_compiler_options(option):
-    from services.admission.validation import compiler_option_problem
+    from kubep4.p4 import compiler_option_problem
     assert compiler_option_problem(option)

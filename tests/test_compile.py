@@ -75,8 +75,17 @@ async def test_options_are_separate_arguments_and_a_hung_compiler_is_killed(tmp_
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     c = Compiler(cache_dir=str(tmp_path / "cache"), timeout=1.0)
-    src = kr.P4Source(program=BASIC, backend="p4c", options=["--Wdisable", "--std", "p4-16"])
+    src = kr.P4Source(program=BASIC, backend="p4c", options=["--Wdisable", "-DX=1", "--std=p4-16"])
     with pytest.raises(CompileError, match="did not finish within 1s"):
         await c.compile(src, "sha256:dd", "v1model", "bmv2")
     argv = log.read_text().splitlines()
-    assert argv[argv.index("--Wdisable"):argv.index("--Wdisable") + 3] == ["--Wdisable", "--std", "p4-16"]
+    assert argv[argv.index("--Wdisable"):argv.index("--Wdisable") + 3] == ["--Wdisable", "-DX=1", "--std=p4-16"]
+
+
+async def test_a_disallowed_option_never_reaches_the_compiler(tmp_path):
+    """Admission refuses it; a Pipeline written around admission is refused by the node too."""
+    c = Compiler(cache_dir=str(tmp_path / "cache"))
+    src = kr.P4Source(program=BASIC, backend="p4c", options=["-o", "/etc/kubep4"])
+    with pytest.raises(CompileError, match="not allowed") as info:
+        await c.compile(src, "sha256:ee", "v1model", "bmv2")
+    assert not info.value.temporary

@@ -12,7 +12,15 @@ from google.protobuf.text_format import ParseError
 from kubep4 import labels
 from kubep4.errors import Violation, quoted, truncate
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
-from kubep4.p4 import MAX_BITWIDTH, MAX_TEXT_DEPTH, EntryError, P4InfoIndex, parse_p4info, to_p4_entry
+from kubep4.p4 import (
+    MAX_BITWIDTH,
+    MAX_TEXT_DEPTH,
+    EntryError,
+    P4InfoIndex,
+    compiler_option_problem,
+    parse_p4info,
+    to_p4_entry,
+)
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 KNOWN_TARGETS = frozenset({"bmv2", "dpdk", "tofino", "t4p4s", "ebpf", "ubpf", "netfpga"})
@@ -142,23 +150,6 @@ def review_pipeline(p: kr.Pipeline, policy: Policy) -> tuple[kr.Pipeline, list[V
         out.append(Violation("spec.target",
                              f"unknown target {quoted(p.spec.target)} (known: {', '.join(sorted(KNOWN_TARGETS))})"))
     return p, out
-
-
-# Compiler options a user may give, for every backend: preprocessor defines and diagnostics switches.
-# Nothing that names a file or directory (-o, -I, --p4runtime-files, --dump, --pp, @file...), picks
-# the target or arch (the spec does), or runs anything: the node compiles with them in its own sandbox.
-_OPTION_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
-_ALLOWED_OPTIONS = re.compile(
-    rf"-D{_OPTION_NAME}(=[A-Za-z0-9_.+-]{{0,64}})?|-U{_OPTION_NAME}"
-    r"|--W(disable|warn|error)(=[a-z_]{1,32}(,[a-z_]{1,32}){0,15})?|-w|--std=p4-1[46]")
-
-
-def compiler_option_problem(option: str) -> str | None:
-    """Why a compiler option is not allowed (None when it is)."""
-    if _ALLOWED_OPTIONS.fullmatch(option):
-        return None
-    return (f"option {quoted(option)} is not allowed: only -DNAME[=VALUE], -UNAME, --Wdisable/--Wwarn/"
-            "--Werror[=KIND,...], -w and --std=p4-14|p4-16 (no option may name a file, the target or the arch)")
 
 
 def _selector(sel: kr.LabelSelector, out: list[Violation]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from opentelemetry import trace
 
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
-from kubep4.p4 import parse_p4info
+from kubep4.p4 import compiler_option_problem, parse_p4info
 
 tracer = trace.get_tracer("kubep4.node_agent.compiler")
 
@@ -108,6 +108,9 @@ class Compiler:
             return Result(p4info, config, False, seconds, backend)
 
     async def _run(self, backend: str, source: kr.P4Source, arch: str, target: str) -> tuple[bytes, bytes]:
+        for opt in source.options:  # admission refuses these too; a Pipeline may come from elsewhere
+            if problem := compiler_option_problem(opt):
+                raise CompileError(problem)
         b = BACKENDS.get(backend)
         if b is None:
             raise CompileError(f"unknown compiler backend {backend!r}")
