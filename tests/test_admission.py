@@ -296,16 +296,3 @@ async def test_a_10000_character_name_gets_a_short_deliverable_answer(admitted):
     assert "10000 characters" in str(exc.value)
     assert await store.revision() == before
 
-
-@pytest.mark.parametrize("option", ["-DFOO", "-DFOO=1", "-DWIDTH=32", "-UBAR", "--Wdisable", "--Wwarn=uninitialized",
-                                    "--Werror=unused,shadow", "-w", "--std=p4-16"])
-def test_allowed_compiler_options(option):
-    from kubep4.p4 import compiler_option_problem
-    assert compiler_option_problem(option) is None
-
-
-@pytest.mark.parametrize("option", ["-o", "-I/x", "--p4runtime-files=/x", "--pp", "@f", "-DX=$(id)", "-DX=a b",
-                                    "--arch=psa", "-D", "--Wwarn=../x", "--top4=x", ""])
-def test_refused_compiler_options(option):
-    from kubep4.p4 import compiler_option_problem
-    assert compiler_option_problem(option)
