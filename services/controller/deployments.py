@@ -16,6 +16,7 @@ from opentelemetry import metrics, trace
 
 from kubep4 import conditions as cond
 from kubep4 import store as st
+from kubep4.entities import copy_entities
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.telemetry import extract_context, stamp_write
 from services.controller import scheduling as sched
@@ -184,7 +185,8 @@ class DeploymentReconciler:
         p.spec.CopyFrom(kr.PlacementSpec(
             deployment=d.metadata.name, namespace=d.metadata.namespace, replica=replica, node=node,
             device=device, pipeline=d.spec.pipeline, pipeline_digest=d.status.pipeline_digest,
-            deployment_generation=d.metadata.generation, table_entries=d.spec.table_entries))
+            deployment_generation=d.metadata.generation))
+        copy_entities(d.spec, p.spec)
         if current is None or moved:
             p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
             p.status.last_transition_time.GetCurrentTime()

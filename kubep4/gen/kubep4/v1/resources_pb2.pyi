@@ -194,20 +194,162 @@ class ActionParam(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class TableEntry(_message.Message):
-    __slots__ = ("table", "match", "action", "params", "priority", "is_default_action")
+    __slots__ = ("table", "match", "action", "params", "priority", "is_default_action", "member_id", "group_id", "action_set", "meter_config", "counter_data")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_ACTION_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_SET_FIELD_NUMBER: _ClassVar[int]
+    METER_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    COUNTER_DATA_FIELD_NUMBER: _ClassVar[int]
     table: str
     match: _containers.RepeatedCompositeFieldContainer[FieldMatch]
     action: str
     params: _containers.RepeatedCompositeFieldContainer[ActionParam]
     priority: int
     is_default_action: bool
-    def __init__(self, table: _Optional[str] = ..., match: _Optional[_Iterable[_Union[FieldMatch, _Mapping]]] = ..., action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ..., priority: _Optional[int] = ..., is_default_action: _Optional[bool] = ...) -> None: ...
+    member_id: int
+    group_id: int
+    action_set: _containers.RepeatedCompositeFieldContainer[ProfileAction]
+    meter_config: MeterConfig
+    counter_data: CounterData
+    def __init__(self, table: _Optional[str] = ..., match: _Optional[_Iterable[_Union[FieldMatch, _Mapping]]] = ..., action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ..., priority: _Optional[int] = ..., is_default_action: _Optional[bool] = ..., member_id: _Optional[int] = ..., group_id: _Optional[int] = ..., action_set: _Optional[_Iterable[_Union[ProfileAction, _Mapping]]] = ..., meter_config: _Optional[_Union[MeterConfig, _Mapping]] = ..., counter_data: _Optional[_Union[CounterData, _Mapping]] = ...) -> None: ...
+
+class ProfileAction(_message.Message):
+    __slots__ = ("action", "params", "weight")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    params: _containers.RepeatedCompositeFieldContainer[ActionParam]
+    weight: int
+    def __init__(self, action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class ProfileMember(_message.Message):
+    __slots__ = ("action_profile", "member_id", "action", "params")
+    ACTION_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    action_profile: str
+    member_id: int
+    action: str
+    params: _containers.RepeatedCompositeFieldContainer[ActionParam]
+    def __init__(self, action_profile: _Optional[str] = ..., member_id: _Optional[int] = ..., action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ...) -> None: ...
+
+class ProfileGroup(_message.Message):
+    __slots__ = ("action_profile", "group_id", "members", "max_size")
+    class Member(_message.Message):
+        __slots__ = ("member_id", "weight")
+        MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+        WEIGHT_FIELD_NUMBER: _ClassVar[int]
+        member_id: int
+        weight: int
+        def __init__(self, member_id: _Optional[int] = ..., weight: _Optional[int] = ...) -> None: ...
+    ACTION_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    action_profile: str
+    group_id: int
+    members: _containers.RepeatedCompositeFieldContainer[ProfileGroup.Member]
+    max_size: int
+    def __init__(self, action_profile: _Optional[str] = ..., group_id: _Optional[int] = ..., members: _Optional[_Iterable[_Union[ProfileGroup.Member, _Mapping]]] = ..., max_size: _Optional[int] = ...) -> None: ...
+
+class PacketReplica(_message.Message):
+    __slots__ = ("egress_port", "instance")
+    EGRESS_PORT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    egress_port: int
+    instance: int
+    def __init__(self, egress_port: _Optional[int] = ..., instance: _Optional[int] = ...) -> None: ...
+
+class MulticastGroup(_message.Message):
+    __slots__ = ("group_id", "replicas")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    replicas: _containers.RepeatedCompositeFieldContainer[PacketReplica]
+    def __init__(self, group_id: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[PacketReplica, _Mapping]]] = ...) -> None: ...
+
+class CloneSession(_message.Message):
+    __slots__ = ("session_id", "replicas", "class_of_service", "packet_length_bytes")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    CLASS_OF_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PACKET_LENGTH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    session_id: int
+    replicas: _containers.RepeatedCompositeFieldContainer[PacketReplica]
+    class_of_service: int
+    packet_length_bytes: int
+    def __init__(self, session_id: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[PacketReplica, _Mapping]]] = ..., class_of_service: _Optional[int] = ..., packet_length_bytes: _Optional[int] = ...) -> None: ...
+
+class MeterConfig(_message.Message):
+    __slots__ = ("cir", "cburst", "pir", "pburst")
+    CIR_FIELD_NUMBER: _ClassVar[int]
+    CBURST_FIELD_NUMBER: _ClassVar[int]
+    PIR_FIELD_NUMBER: _ClassVar[int]
+    PBURST_FIELD_NUMBER: _ClassVar[int]
+    cir: int
+    cburst: int
+    pir: int
+    pburst: int
+    def __init__(self, cir: _Optional[int] = ..., cburst: _Optional[int] = ..., pir: _Optional[int] = ..., pburst: _Optional[int] = ...) -> None: ...
+
+class CounterData(_message.Message):
+    __slots__ = ("byte_count", "packet_count")
+    BYTE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PACKET_COUNT_FIELD_NUMBER: _ClassVar[int]
+    byte_count: int
+    packet_count: int
+    def __init__(self, byte_count: _Optional[int] = ..., packet_count: _Optional[int] = ...) -> None: ...
+
+class MeterEntry(_message.Message):
+    __slots__ = ("meter", "index", "config")
+    METER_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    meter: str
+    index: int
+    config: MeterConfig
+    def __init__(self, meter: _Optional[str] = ..., index: _Optional[int] = ..., config: _Optional[_Union[MeterConfig, _Mapping]] = ...) -> None: ...
+
+class CounterEntry(_message.Message):
+    __slots__ = ("counter", "index", "data")
+    COUNTER_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    counter: str
+    index: int
+    data: CounterData
+    def __init__(self, counter: _Optional[str] = ..., index: _Optional[int] = ..., data: _Optional[_Union[CounterData, _Mapping]] = ...) -> None: ...
+
+class RegisterEntry(_message.Message):
+    __slots__ = ("register", "index", "value")
+    REGISTER_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    register: str
+    index: int
+    value: str
+    def __init__(self, register: _Optional[str] = ..., index: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+
+class ValueSetEntry(_message.Message):
+    __slots__ = ("value_set", "members")
+    class Member(_message.Message):
+        __slots__ = ("match",)
+        MATCH_FIELD_NUMBER: _ClassVar[int]
+        match: _containers.RepeatedCompositeFieldContainer[FieldMatch]
+        def __init__(self, match: _Optional[_Iterable[_Union[FieldMatch, _Mapping]]] = ...) -> None: ...
+    VALUE_SET_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    value_set: str
+    members: _containers.RepeatedCompositeFieldContainer[ValueSetEntry.Member]
+    def __init__(self, value_set: _Optional[str] = ..., members: _Optional[_Iterable[_Union[ValueSetEntry.Member, _Mapping]]] = ...) -> None: ...
 
 class LabelSelectorRequirement(_message.Message):
     __slots__ = ("key", "operator", "values")
@@ -243,7 +385,7 @@ class UpdateStrategy(_message.Message):
     def __init__(self, type: _Optional[str] = ..., max_unavailable: _Optional[int] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
-    __slots__ = ("pipeline", "replicas", "selector", "target", "arch", "table_entries", "strategy")
+    __slots__ = ("pipeline", "replicas", "selector", "target", "arch", "table_entries", "strategy", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "meter_entries", "counter_entries", "register_entries", "value_set_entries")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -251,6 +393,14 @@ class DeploymentSpec(_message.Message):
     ARCH_FIELD_NUMBER: _ClassVar[int]
     TABLE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROFILE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROFILE_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    MULTICAST_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CLONE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    METER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    COUNTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SET_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     pipeline: str
     replicas: int
     selector: LabelSelector
@@ -258,7 +408,15 @@ class DeploymentSpec(_message.Message):
     arch: str
     table_entries: _containers.RepeatedCompositeFieldContainer[TableEntry]
     strategy: UpdateStrategy
-    def __init__(self, pipeline: _Optional[str] = ..., replicas: _Optional[int] = ..., selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., strategy: _Optional[_Union[UpdateStrategy, _Mapping]] = ...) -> None: ...
+    action_profile_members: _containers.RepeatedCompositeFieldContainer[ProfileMember]
+    action_profile_groups: _containers.RepeatedCompositeFieldContainer[ProfileGroup]
+    multicast_groups: _containers.RepeatedCompositeFieldContainer[MulticastGroup]
+    clone_sessions: _containers.RepeatedCompositeFieldContainer[CloneSession]
+    meter_entries: _containers.RepeatedCompositeFieldContainer[MeterEntry]
+    counter_entries: _containers.RepeatedCompositeFieldContainer[CounterEntry]
+    register_entries: _containers.RepeatedCompositeFieldContainer[RegisterEntry]
+    value_set_entries: _containers.RepeatedCompositeFieldContainer[ValueSetEntry]
+    def __init__(self, pipeline: _Optional[str] = ..., replicas: _Optional[int] = ..., selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., strategy: _Optional[_Union[UpdateStrategy, _Mapping]] = ..., action_profile_members: _Optional[_Iterable[_Union[ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[CloneSession, _Mapping]]] = ..., meter_entries: _Optional[_Iterable[_Union[MeterEntry, _Mapping]]] = ..., counter_entries: _Optional[_Iterable[_Union[CounterEntry, _Mapping]]] = ..., register_entries: _Optional[_Iterable[_Union[RegisterEntry, _Mapping]]] = ..., value_set_entries: _Optional[_Iterable[_Union[ValueSetEntry, _Mapping]]] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
     __slots__ = ("replica", "node", "device", "phase", "message", "reason")
@@ -376,7 +534,7 @@ class Node(_message.Message):
     def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
 
 class PlacementSpec(_message.Message):
-    __slots__ = ("deployment", "namespace", "replica", "node", "device", "pipeline", "pipeline_digest", "deployment_generation", "table_entries")
+    __slots__ = ("deployment", "namespace", "replica", "node", "device", "pipeline", "pipeline_digest", "deployment_generation", "table_entries", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "meter_entries", "counter_entries", "register_entries", "value_set_entries")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
@@ -386,6 +544,14 @@ class PlacementSpec(_message.Message):
     PIPELINE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_GENERATION_FIELD_NUMBER: _ClassVar[int]
     TABLE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROFILE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROFILE_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    MULTICAST_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CLONE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    METER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    COUNTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SET_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     namespace: str
     replica: int
@@ -395,7 +561,15 @@ class PlacementSpec(_message.Message):
     pipeline_digest: str
     deployment_generation: int
     table_entries: _containers.RepeatedCompositeFieldContainer[TableEntry]
-    def __init__(self, deployment: _Optional[str] = ..., namespace: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ...) -> None: ...
+    action_profile_members: _containers.RepeatedCompositeFieldContainer[ProfileMember]
+    action_profile_groups: _containers.RepeatedCompositeFieldContainer[ProfileGroup]
+    multicast_groups: _containers.RepeatedCompositeFieldContainer[MulticastGroup]
+    clone_sessions: _containers.RepeatedCompositeFieldContainer[CloneSession]
+    meter_entries: _containers.RepeatedCompositeFieldContainer[MeterEntry]
+    counter_entries: _containers.RepeatedCompositeFieldContainer[CounterEntry]
+    register_entries: _containers.RepeatedCompositeFieldContainer[RegisterEntry]
+    value_set_entries: _containers.RepeatedCompositeFieldContainer[ValueSetEntry]
+    def __init__(self, deployment: _Optional[str] = ..., namespace: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., action_profile_members: _Optional[_Iterable[_Union[ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[CloneSession, _Mapping]]] = ..., meter_entries: _Optional[_Iterable[_Union[MeterEntry, _Mapping]]] = ..., counter_entries: _Optional[_Iterable[_Union[CounterEntry, _Mapping]]] = ..., register_entries: _Optional[_Iterable[_Union[RegisterEntry, _Mapping]]] = ..., value_set_entries: _Optional[_Iterable[_Union[ValueSetEntry, _Mapping]]] = ...) -> None: ...
 
 class PlacementStatus(_message.Message):
     __slots__ = ("phase", "message", "cookie", "observed_generation", "last_transition_time", "reason")
