@@ -139,3 +139,59 @@ class DeploymentEvent(_message.Message):
     object: _resources_pb2.Deployment
     resource_version: int
     def __init__(self, type: _Optional[_Union[EventType, str]] = ..., object: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ..., resource_version: _Optional[int] = ...) -> None: ...
+
+class ReadDeploymentRequest(_message.Message):
+    __slots__ = ("namespace", "name", "kind", "object_name")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    kind: str
+    object_name: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., object_name: _Optional[str] = ...) -> None: ...
+
+class DeviceValues(_message.Message):
+    __slots__ = ("counters", "meters", "registers", "table_entries", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "cookie")
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    METERS_FIELD_NUMBER: _ClassVar[int]
+    REGISTERS_FIELD_NUMBER: _ClassVar[int]
+    TABLE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROFILE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROFILE_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    MULTICAST_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CLONE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    counters: _containers.RepeatedCompositeFieldContainer[_resources_pb2.CounterEntry]
+    meters: _containers.RepeatedCompositeFieldContainer[_resources_pb2.MeterEntry]
+    registers: _containers.RepeatedCompositeFieldContainer[_resources_pb2.RegisterEntry]
+    table_entries: _containers.RepeatedCompositeFieldContainer[_resources_pb2.TableEntry]
+    action_profile_members: _containers.RepeatedCompositeFieldContainer[_resources_pb2.ProfileMember]
+    action_profile_groups: _containers.RepeatedCompositeFieldContainer[_resources_pb2.ProfileGroup]
+    multicast_groups: _containers.RepeatedCompositeFieldContainer[_resources_pb2.MulticastGroup]
+    clone_sessions: _containers.RepeatedCompositeFieldContainer[_resources_pb2.CloneSession]
+    cookie: int
+    def __init__(self, counters: _Optional[_Iterable[_Union[_resources_pb2.CounterEntry, _Mapping]]] = ..., meters: _Optional[_Iterable[_Union[_resources_pb2.MeterEntry, _Mapping]]] = ..., registers: _Optional[_Iterable[_Union[_resources_pb2.RegisterEntry, _Mapping]]] = ..., table_entries: _Optional[_Iterable[_Union[_resources_pb2.TableEntry, _Mapping]]] = ..., action_profile_members: _Optional[_Iterable[_Union[_resources_pb2.ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[_resources_pb2.ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[_resources_pb2.MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[_resources_pb2.CloneSession, _Mapping]]] = ..., cookie: _Optional[int] = ...) -> None: ...
+
+class ReplicaValues(_message.Message):
+    __slots__ = ("replica", "node", "device", "values", "error", "reason")
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    replica: int
+    node: str
+    device: str
+    values: DeviceValues
+    error: str
+    reason: str
+    def __init__(self, replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., values: _Optional[_Union[DeviceValues, _Mapping]] = ..., error: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReadDeploymentResponse(_message.Message):
+    __slots__ = ("replicas",)
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaValues]
+    def __init__(self, replicas: _Optional[_Iterable[_Union[ReplicaValues, _Mapping]]] = ...) -> None: ...

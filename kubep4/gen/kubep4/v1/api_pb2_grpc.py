@@ -100,6 +100,11 @@ class KubeP4Stub:
                 request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ListRequest.SerializeToString,
                 response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.NodeList.FromString,
                 _registered_method=True)
+        self.ReadDeployment = channel.unary_unary(
+                '/kubep4.v1.KubeP4/ReadDeployment',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentResponse.FromString,
+                _registered_method=True)
 
 
 class KubeP4Servicer:
@@ -183,6 +188,12 @@ class KubeP4Servicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KubeP4Servicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +261,11 @@ def add_KubeP4Servicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ListRequest.FromString,
                     response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.NodeList.SerializeToString,
+            ),
+            'ReadDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadDeployment,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -603,6 +619,33 @@ class KubeP4:
             '/kubep4.v1.KubeP4/ListNodes',
             kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ListRequest.SerializeToString,
             kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.NodeList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/ReadDeployment',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -502,14 +502,16 @@ class DeviceStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., phase: _Optional[str] = ..., cookie: _Optional[str] = ..., used_slots: _Optional[int] = ..., message: _Optional[str] = ..., last_verified: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
-    __slots__ = ("address", "devices", "kubernetes_node")
+    __slots__ = ("address", "devices", "kubernetes_node", "read_address")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     KUBERNETES_NODE_FIELD_NUMBER: _ClassVar[int]
+    READ_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     address: str
     devices: _containers.RepeatedCompositeFieldContainer[Device]
     kubernetes_node: str
-    def __init__(self, address: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., kubernetes_node: _Optional[str] = ...) -> None: ...
+    read_address: str
+    def __init__(self, address: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., kubernetes_node: _Optional[str] = ..., read_address: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("phase", "conditions", "last_heartbeat", "devices")
