@@ -1,0 +1,188 @@
+"""Development certificates and gRPC TLS credentials: one CA, a certificate per component.
+
+    ca = make_ca(dir)                                    # dir/ca.pem, dir/ca-key.pem
+    api = issue(ca, "apiserver", dir, "kubep4-apiserver")  # dir/apiserver.pem, dir/apiserver-key.pem
+    server_credentials(api.cert, api.key, ca.cert)       # mTLS: clients must show a cert of this CA
+    channel_credentials(ca.cert, api.cert, api.key)      # a client presenting its certificate
+    peer_identity(context)                               # Identity(user=CN, groups=O...) of the caller
+
+The certificate's subject names the caller the way Kubernetes does: CN is the user, each O a
+group. Keys are written 0600. Every loader names the file it could not read.
+
+For development and tests: a real deployment brings its own CA (cert-manager, Vault...) and
+only the loaders and ``peer_identity`` are used.
+"""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALIDITY = datetime.timedelta(days=365)
+
+
+class TLSFileError(ValueError):
+    """A certificate or key file is missing, unreadable or not PEM."""
+
+
+@dataclass(frozen=True)
+class CA:
+    cert: str  # path of the CA certificate (PEM)
+    key: str   # path of its private key (PEM, 0600)
+
+
+@dataclass(frozen=True)
+class Issued:
+    name: str
+    cert: str  # path of the certificate (PEM)
+    key: str   # path of its private key (PEM, 0600)
+    ca: str    # path of the CA certificate that signed it
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who called, from the client certificate: CN the user, O the groups."""
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+def _write(path: str, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)  # O_CREAT's mode does not apply to a file that already existed
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def make_ca(directory: str, common_name: str = "kubep4-dev-ca", name: str = "ca") -> CA:
+    """A self-signed CA: ``<directory>/<name>.pem`` and ``<name>-key.pem`` (0600)."""
+    os.makedirs(directory, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    ca = CA(os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}-key.pem"))
+    _write(ca.key, _key_pem(key), 0o600)
+    _write(ca.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return ca
+
+
+def issue(ca: CA, name: str, directory: str, common_name: str, organizations: Iterable[str] = (),
+          dns: Iterable[str] = ("localhost",), ips: Iterable[str] = ("127.0.0.1",),
+          client: bool = True, server: bool = True) -> Issued:
+    """A certificate signed by ``ca``: ``<directory>/<name>.pem`` and ``<name>-key.pem`` (0600).
+
+    ``common_name`` is the user a server sees (etcd takes it as the user name with
+    --client-cert-auth), each of ``organizations`` a group; ``dns``/``ips`` the names a client
+    checks when this certificate serves; ``client``/``server`` its extended key usages."""
+    ca_cert = x509.load_pem_x509_certificate(read_pem(ca.cert))
+    ca_key = serialization.load_pem_private_key(read_pem(ca.key), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                         *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations)])
+    usages = ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else []) + \
+             ([ExtendedKeyUsageOID.SERVER_AUTH] if server else [])
+    if not usages:
+        raise ValueError("a certificate must be for a client, a server or both")
+    sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
+                                            content_commitment=False, data_encipherment=False,
+                                            key_agreement=True, key_cert_sign=False, crl_sign=False,
+                                            encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),
+                              critical=False))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    os.makedirs(directory, exist_ok=True)
+    out = Issued(name, os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}-key.pem"),
+                 ca.cert)
+    _write(out.key, _key_pem(key), 0o600)
+    _write(out.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return out
+
+
+def read_pem(path: str, what: str = "") -> bytes:
+    """The file's bytes; TLSFileError naming the file (and what it was for) when it cannot be read
+    or holds no PEM block."""
+    label = f"{what} " if what else ""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise TLSFileError(f"TLS {label}file {path} does not exist") from None
+    except OSError as e:
+        raise TLSFileError(f"TLS {label}file {path} cannot be read: {e.strerror or e}") from None
+    if b"-----BEGIN " not in data:
+        raise TLSFileError(f"TLS {label}file {path} holds no PEM data")
+    return data
+
+
+def server_credentials(cert: str, key: str, ca: str | None = None,
+                       require_client_auth: bool = True) -> grpc.ServerCredentials:
+    """Credentials for ``server.add_secure_port``: serve ``cert``; with ``ca``, verify client
+    certificates against it, and with ``require_client_auth`` refuse a client without one (mTLS)."""
+    if require_client_auth and not ca:
+        raise ValueError("require_client_auth needs the CA that signs client certificates")
+    return grpc.ssl_server_credentials(
+        [(read_pem(key, "key"), read_pem(cert, "certificate"))],
+        root_certificates=read_pem(ca, "CA") if ca else None,
+        require_client_auth=require_client_auth)
+
+
+def channel_credentials(ca: str | None = None, cert: str | None = None,
+                        key: str | None = None) -> grpc.ChannelCredentials:
+    """Credentials for ``grpc.aio.secure_channel``: trust ``ca`` (else the system roots) and, with
+    ``cert`` and ``key``, present that client certificate."""
+    if bool(cert) != bool(key):
+        raise ValueError("a client certificate needs both its cert and its key file")
+    return grpc.ssl_channel_credentials(
+        root_certificates=read_pem(ca, "CA") if ca else None,
+        private_key=read_pem(key, "key") if key else None,
+        certificate_chain=read_pem(cert, "certificate") if cert else None)
+
+
+def peer_identity(context) -> Identity | None:
+    """The caller's identity from its verified client certificate (a grpc or grpc.aio servicer
+    context), or None when it showed none (plaintext, or TLS without client auth).
+
+    gRPC has verified the chain against the server's CA before the handler runs; the subject is
+    read from the leaf certificate it hands on (``x509_pem_cert``)."""
+    auth = context.auth_context() or {}
+    pem = auth.get("x509_pem_cert")
+    if pem:
+        cert = x509.load_pem_x509_certificate(pem[0])
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        return Identity(str(cn[0].value) if cn else "", tuple(str(o.value) for o in orgs))
+    cn = auth.get("x509_common_name")
+    if cn:  # a transport that hands on only the CN
+        return Identity(cn[0].decode())
+    return None
