@@ -22,14 +22,15 @@ from kubep4.gen.p4.v1 import p4runtime_pb2 as p4r
 from kubep4.gen.p4.v1 import p4runtime_pb2_grpc as p4r_grpc
 
 __all__ = ["p4r", "p4i", "p4r_grpc", "P4InfoIndex", "EntryError", "parse_p4info", "encode_value",
-           "canonical", "cookie_for_digest", "to_p4_entry", "MatchKind"]
+           "canonical", "cookie_for_digest", "to_p4_entry", "to_p4_action", "to_p4_matches",
+           "to_p4_meter_config", "to_p4_counter_data", "profile_weight", "register_bitwidth", "MatchKind"]
 
 MatchKind = p4i.MatchField.MatchType
 MAX_BITWIDTH = 2048  # admission's default bound on a match field's or a param's width
 
 
 class EntryError(ValueError):
-    """A table entry does not fit the P4Info; ``field`` is the path inside the entry."""
+    """An entity does not fit the P4Info; ``field`` is the path inside the entity (or the spec)."""
 
     def __init__(self, field: str, description: str):
         super().__init__(f"{field}: {description}")
@@ -140,6 +141,30 @@ def encode_value(text: str, bitwidth: int) -> bytes:
     return canonical(number.to_bytes(max(1, (bitwidth + 7) // 8), "big"))
 
 
+V1MODEL_PORT_BITS = 9
+
+
+def register_bitwidth(register: p4i.Register) -> int | None:
+    """The width of a ``bit<W>`` register's cells; None for any other type (not writable here)."""
+    t = register.type_spec
+    if t.WhichOneof("type_spec") == "bitstring" and t.bitstring.WhichOneof("type_spec") == "bit":
+        return t.bitstring.bit.bitwidth
+    return None
+
+
+def _named(items) -> tuple[dict, dict]:
+    """By-name (and alias: a name wins over another object's alias) and by-id maps of P4Info objects."""
+    by_name: dict = {}
+    by_id: dict = {}
+    for obj in items:
+        by_name[obj.preamble.name] = obj
+        by_id[obj.preamble.id] = obj
+    for obj in items:
+        if obj.preamble.alias:
+            by_name.setdefault(obj.preamble.alias, obj)
+    return by_name, by_id
+
+
 @dataclass(frozen=True)
 class _Table:
     info: p4i.Table
@@ -168,6 +193,39 @@ class P4InfoIndex:
             if t.preamble.alias:
                 self.tables_by_name.setdefault(t.preamble.alias, entry)
             self.tables_by_id[t.preamble.id] = entry
+        self.action_profiles_by_name, self.action_profiles_by_id = _named(info.action_profiles)
+        self.counters_by_name, self.counters_by_id = _named(info.counters)
+        self.direct_counters_by_name, self.direct_counters_by_id = _named(info.direct_counters)
+        self.meters_by_name, self.meters_by_id = _named(info.meters)
+        self.direct_meters_by_name, self.direct_meters_by_id = _named(info.direct_meters)
+        self.registers_by_name, self.registers_by_id = _named(info.registers)
+        self.value_sets_by_name, self.value_sets_by_id = _named(info.value_sets)
+
+    def direct_counter(self, table: p4i.Table) -> p4i.DirectCounter | None:
+        """The table's direct counter (one of its ``direct_resource_ids``), if it has one."""
+        return next((self.direct_counters_by_id[i] for i in table.direct_resource_ids
+                     if i in self.direct_counters_by_id), None)
+
+    def direct_meter(self, table: p4i.Table) -> p4i.DirectMeter | None:
+        return next((self.direct_meters_by_id[i] for i in table.direct_resource_ids
+                     if i in self.direct_meters_by_id), None)
+
+    def profile_of(self, table: p4i.Table) -> p4i.ActionProfile | None:
+        """The action profile (or selector) implementing the table; None for a direct table."""
+        return self.action_profiles_by_id.get(table.implementation_id) if table.implementation_id else None
+
+    def port_bitwidth(self) -> int:
+        """The width of the architecture's port numbers (a replica's egress port): the P4Info's
+        ``PortId_t`` type where it declares one (PSA's translated 32 bits), else 9 (v1model's
+        ``bit<9>``, also what BMv2 and Tofino take)."""
+        new_type = self.info.type_info.new_types.get("PortId_t")
+        if new_type is not None:
+            if new_type.HasField("translated_type") and new_type.translated_type.sdn_bitwidth:
+                return new_type.translated_type.sdn_bitwidth
+            bits = new_type.original_type.bitstring.bit.bitwidth
+            if bits:
+                return bits
+        return V1MODEL_PORT_BITS
 
     def problems(self) -> list[tuple[str, str]]:
         """Self-consistency violations as (field path, description)."""
@@ -176,7 +234,8 @@ class P4InfoIndex:
         groups = [("tables", self.info.tables), ("actions", self.info.actions),
                   ("counters", self.info.counters), ("direct_counters", self.info.direct_counters),
                   ("meters", self.info.meters), ("registers", self.info.registers),
-                  ("action_profiles", self.info.action_profiles), ("digests", self.info.digests)]
+                  ("action_profiles", self.info.action_profiles), ("digests", self.info.digests),
+                  ("direct_meters", self.info.direct_meters), ("value_sets", self.info.value_sets)]
         for group, items in groups:
             for i, obj in enumerate(items):
                 pid = obj.preamble.id
@@ -243,6 +302,11 @@ class P4InfoIndex:
             names, ids = set(), set()
             for j, m in enumerate(vs.match):
                 check(f"value_sets[{i}].match[{j}]", "match field", m, names, ids)
+        for i, r in enumerate(self.info.registers):  # a register's value is encoded at its width
+            width = register_bitwidth(r)
+            if width is not None and not 1 <= width <= max_bitwidth:
+                why = f"register {quoted(r.preamble.name)} is {width} bits wide: must be between 1 and {max_bitwidth}"
+                out.append((f"registers[{i}].type_spec.bitstring", why))
         return out
 
     def table(self, name: str) -> _Table:
@@ -254,21 +318,18 @@ def _needs_priority(table: p4i.Table) -> bool:
                for m in table.match_fields)
 
 
-def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
-    """Convert a KubeP4 table entry into a P4Runtime TableEntry.
-
-    Raises EntryError whose ``field`` is relative to the entry (e.g. ``match[0].lpm.value``).
-    """
-    if entry.table not in index.tables_by_name:
-        raise EntryError("table", f"no table {quoted(entry.table)} in the P4Info")
-    t = index.table(entry.table)
-    out = p4r.TableEntry(table_id=t.info.preamble.id)
+def to_p4_matches(matches, fields: dict[str, p4i.MatchField], ordered, owner: str, out,
+                  required: bool = True) -> set[str]:
+    """Convert KubeP4 field matches (of a table entry or a value set member) into ``out`` (a
+    repeated p4r.FieldMatch); don't-care LPM and ternary matches are omitted (spec §9.1.1).
+    Exact fields are required unless ``required`` is false. Returns the names given. Raises
+    EntryError with paths ``match[i]...`` (or ``match``)."""
     seen: set[str] = set()
-    for i, fm in enumerate(entry.match):
+    for i, fm in enumerate(matches):
         path = f"match[{i}]"
-        mf = t.fields.get(fm.field)
+        mf = fields.get(fm.field)
         if mf is None:
-            raise EntryError(f"{path}.field", f"table {entry.table} has no match field {quoted(fm.field)}")
+            raise EntryError(f"{path}.field", f"{owner} has no match field {quoted(fm.field)}")
         if fm.field in seen:
             raise EntryError(f"{path}.field", f"match field {fm.field} given twice")
         seen.add(fm.field)
@@ -277,7 +338,7 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
         if kind != expected:
             raise EntryError(f"{path}.{kind or 'kind'}", f"field {fm.field} is matched by {expected}, not {kind}")
         w = mf.bitwidth
-        p = out.match.add(field_id=mf.id)
+        p = out.add(field_id=mf.id)
         try:
             if kind == "exact":
                 p.exact.value = encode_value(fm.exact.value, w)
@@ -285,7 +346,7 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
                 if not 0 <= fm.lpm.prefix_len <= w:
                     raise EntryError(f"{path}.lpm.prefix_len", f"must be between 0 and {w}")
                 if fm.lpm.prefix_len == 0:  # a don't-care LPM is omitted (spec §9.1.1)
-                    out.match.pop()
+                    out.pop()
                     continue
                 v = int.from_bytes(encode_value(fm.lpm.value, w), "big")
                 mask = ((1 << fm.lpm.prefix_len) - 1) << (w - fm.lpm.prefix_len)
@@ -295,7 +356,7 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
                 v = int.from_bytes(encode_value(fm.ternary.value, w), "big")
                 m = int.from_bytes(encode_value(fm.ternary.mask, w), "big")
                 if m == 0:
-                    out.match.pop()
+                    out.pop()
                     continue
                 p.ternary.value = canonical((v & m).to_bytes((w + 7) // 8, "big"))
                 p.ternary.mask = canonical(m.to_bytes((w + 7) // 8, "big"))
@@ -311,9 +372,93 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
             if isinstance(e, EntryError):
                 raise
             raise EntryError(f"{path}.{kind}", str(e)) from None
-    for i, mf in enumerate(t.info.match_fields):
-        if mf.match_type == MatchKind.EXACT and mf.name not in seen and not entry.is_default_action:
-            raise EntryError("match", f"exact match field {mf.name} is required")
+    if required:
+        for mf in ordered:
+            if mf.match_type == MatchKind.EXACT and mf.name not in seen:
+                raise EntryError("match", f"exact match field {mf.name} is required")
+    return seen
+
+
+def to_p4_action(name: str, params, index: P4InfoIndex, allowed: frozenset[int], owner: str,
+                 prefix: str = "") -> p4r.Action:
+    """A P4Runtime Action from an action name and its KubeP4 params; the action must be one of
+    ``allowed`` (action ids; ``owner`` names them in errors). Paths: ``{prefix}action``,
+    ``{prefix}params[i]...``."""
+    action = index.actions_by_name.get(name)
+    if action is None:
+        raise EntryError(f"{prefix}action", f"no action {quoted(name)} in the P4Info" if name else
+                         "required: the name of an action")
+    if action.preamble.id not in allowed:
+        raise EntryError(f"{prefix}action", f"action {name} is not an action of {owner}")
+    a = p4r.Action(action_id=action.preamble.id)
+    specs = {p.name: p for p in action.params}
+    given = set()
+    for i, prm in enumerate(params):
+        spec = specs.get(prm.name)
+        if spec is None:
+            raise EntryError(f"{prefix}params[{i}].name", f"action {name} has no parameter {quoted(prm.name)}")
+        if prm.name in given:
+            raise EntryError(f"{prefix}params[{i}].name", f"parameter {prm.name} given twice")
+        given.add(prm.name)
+        try:
+            a.params.add(param_id=spec.id, value=encode_value(prm.value, spec.bitwidth))
+        except ValueError as e:
+            raise EntryError(f"{prefix}params[{i}].value", str(e)) from None
+    missing = [n for n in specs if n not in given]
+    if missing:
+        raise EntryError(f"{prefix}params", f"action {name} needs parameters {', '.join(missing)}")
+    return a
+
+
+def to_p4_meter_config(config: kr.MeterConfig, spec: p4i.MeterSpec, prefix: str = "") -> p4r.MeterConfig:
+    """A P4Runtime MeterConfig: rates and bursts are not negative, and a two-rate meter's
+    committed rate is at most its peak rate (P4Runtime §9.4 and RFC 2698). Paths ``{prefix}cir``..."""
+    for name in ("cir", "cburst", "pir", "pburst"):
+        if getattr(config, name) < 0:
+            raise EntryError(f"{prefix}{name}", f"must be 0 or more, got {getattr(config, name)}")
+    if spec.type == p4i.MeterSpec.TWO_RATE_THREE_COLOR and config.cir > config.pir:
+        raise EntryError(f"{prefix}cir", f"the committed rate {config.cir} exceeds the peak rate {config.pir}")
+    return p4r.MeterConfig(cir=config.cir, cburst=config.cburst, pir=config.pir, pburst=config.pburst)
+
+
+def to_p4_counter_data(data: kr.CounterData, spec: p4i.CounterSpec, owner: str, prefix: str = ""
+                       ) -> p4r.CounterData:
+    """P4Runtime CounterData: counts are not negative, and only in the units the counter counts."""
+    unit = spec.unit
+    for name, counted in (("byte_count", (p4i.CounterSpec.BYTES, p4i.CounterSpec.BOTH)),
+                          ("packet_count", (p4i.CounterSpec.PACKETS, p4i.CounterSpec.BOTH))):
+        value = getattr(data, name)
+        if value < 0:
+            raise EntryError(f"{prefix}{name}", f"must be 0 or more, got {value}")
+        if value and unit not in counted:
+            raise EntryError(f"{prefix}{name}", f"{owner} counts {p4i.CounterSpec.Unit.Name(unit)}, "
+                             f"not {name.split('_')[0]}s")
+    return p4r.CounterData(byte_count=data.byte_count, packet_count=data.packet_count)
+
+
+def profile_weight(weight: int, profile: p4i.ActionProfile, path: str) -> int:
+    if weight < 0:
+        raise EntryError(path, f"must be 0 (meaning 1) or more, got {weight}")
+    if weight > 1 and profile.weights_disallowed:
+        raise EntryError(path, f"action profile {profile.preamble.name} takes no weights")
+    return weight or 1
+
+
+def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
+    """Convert a KubeP4 table entry into a P4Runtime TableEntry.
+
+    A direct table's entry takes ``action`` and ``params``; a table implemented by an action
+    profile takes ``member_id``, ``group_id`` (a selector's) or ``action_set`` (a selector's
+    one-shot set, weights 0 meaning 1), never ``action``. ``meter_config`` and ``counter_data``
+    only where the table has a direct meter / direct counter. Raises EntryError whose ``field``
+    is relative to the entry (e.g. ``match[0].lpm.value``).
+    """
+    if entry.table not in index.tables_by_name:
+        raise EntryError("table", f"no table {quoted(entry.table)} in the P4Info")
+    t = index.table(entry.table)
+    out = p4r.TableEntry(table_id=t.info.preamble.id)
+    to_p4_matches(entry.match, t.fields, t.info.match_fields, f"table {entry.table}", out.match,
+                  required=not entry.is_default_action)
     if _needs_priority(t.info) and not entry.is_default_action:
         if entry.priority <= 0:
             raise EntryError("priority", f"table {entry.table} has ternary/range/optional fields: "
@@ -325,27 +470,59 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
         out.is_default_action = True
         if entry.match:
             raise EntryError("match", "a default action entry has no match")
-    action = index.actions_by_name.get(entry.action)
-    if action is None:
-        raise EntryError("action", f"no action {quoted(entry.action)} in the P4Info")
-    if action.preamble.id not in t.action_ids:
-        raise EntryError("action", f"action {entry.action} is not an action of table {entry.table}")
-    a = out.action.action
-    a.action_id = action.preamble.id
-    params = {p.name: p for p in action.params}
-    given = set()
-    for i, prm in enumerate(entry.params):
-        spec = params.get(prm.name)
-        if spec is None:
-            raise EntryError(f"params[{i}].name", f"action {entry.action} has no parameter {quoted(prm.name)}")
-        given.add(prm.name)
-        try:
-            a.params.add(param_id=spec.id, value=encode_value(prm.value, spec.bitwidth))
-        except ValueError as e:
-            raise EntryError(f"params[{i}].value", str(e)) from None
-    missing = [n for n in params if n not in given]
-    if missing:
-        raise EntryError("params", f"action {entry.action} needs parameters {', '.join(missing)}")
+    given = [name for name, set_ in (("action", bool(entry.action)), ("member_id", bool(entry.member_id)),
+                                     ("group_id", bool(entry.group_id)), ("action_set", bool(entry.action_set)))
+             if set_]
+    if len(given) > 1:
+        raise EntryError(given[1], f"an entry has one of action, member_id, group_id or action_set, "
+                         f"not {' and '.join(given)}")
+    profile = index.profile_of(t.info)
+    if t.info.implementation_id and profile is None:
+        raise EntryError("table", f"table {entry.table} is implemented by an unknown action profile "
+                         f"(id {t.info.implementation_id})")
+    if profile is None:
+        if given and given[0] != "action":
+            raise EntryError(given[0], f"table {entry.table} is a direct table: give action and params")
+        out.action.action.CopyFrom(to_p4_action(entry.action, entry.params, index, t.action_ids,
+                                                f"table {entry.table}"))
+    else:
+        pname = profile.preamble.name
+        selector = "action selector" if profile.with_selector else "action profile"
+        if not given or given[0] == "action":
+            raise EntryError("action", f"table {entry.table} is implemented by {selector} {pname}: give "
+                             + ("member_id, group_id or action_set" if profile.with_selector else "member_id")
+                             + (", not action" if given else ""))
+        if entry.params:
+            raise EntryError("params", f"an entry of table {entry.table} takes its params from its member")
+        if given[0] in ("group_id", "action_set") and not profile.with_selector:
+            raise EntryError(given[0], f"table {entry.table} is implemented by action profile {pname}, "
+                             "which has no selector: give member_id")
+        if entry.member_id:
+            out.action.action_profile_member_id = entry.member_id
+        elif entry.group_id:
+            out.action.action_profile_group_id = entry.group_id
+        else:
+            if profile.max_group_size and len(entry.action_set) > profile.max_group_size:
+                raise EntryError("action_set", f"{len(entry.action_set)} actions; action selector {pname} "
+                                 f"takes at most {profile.max_group_size}")
+            aset = out.action.action_profile_action_set
+            for i, pa in enumerate(entry.action_set):
+                act = to_p4_action(pa.action, pa.params, index, t.action_ids, f"table {entry.table}",
+                                   f"action_set[{i}].")
+                aset.action_profile_actions.add(action=act, weight=profile_weight(pa.weight, profile,
+                                                                           f"action_set[{i}].weight"))
+    if entry.HasField("meter_config"):
+        meter = index.direct_meter(t.info)
+        if meter is None:
+            raise EntryError("meter_config", f"table {entry.table} has no direct meter")
+        out.meter_config.CopyFrom(to_p4_meter_config(entry.meter_config, meter.spec, "meter_config."))
+    if entry.HasField("counter_data"):
+        counter = index.direct_counter(t.info)
+        if counter is None:
+            raise EntryError("counter_data", f"table {entry.table} has no direct counter")
+        out.counter_data.CopyFrom(to_p4_counter_data(entry.counter_data, counter.spec,
+                                                     f"direct counter {counter.preamble.name}",
+                                                     "counter_data."))
     return out
 
 
