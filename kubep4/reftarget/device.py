@@ -36,6 +36,15 @@ from typing import Iterable, Iterator
 from google.rpc import code_pb2, status_pb2
 
 from kubep4.p4 import MatchKind, P4InfoIndex, p4i, p4r
+from kubep4.reftarget.direct import DEFAULT_KEY, DirectStore
+from kubep4.reftarget.errors import P4RuntimeError
+from kubep4.reftarget.errors import fail as _fail
+from kubep4.reftarget.errors import q as _q
+from kubep4.reftarget.indexed import CounterStore, MeterStore, RegisterStore
+from kubep4.reftarget.values import KIND_NAMES as _KIND_NAMES
+from kubep4.reftarget.values import PRIORITY_KINDS as _PRIORITY_KINDS
+from kubep4.reftarget.values import EntryKey, check_action_spec, check_update_type, modify_only
+from kubep4.reftarget.values import match_key as _match_key
 
 __all__ = ["P4RuntimeError", "Session", "Device", "DeviceStats", "Pipeline", "election_id_of",
            "uint128", "update_error", "DEFAULT_TABLE_SIZE", "MAX_DEVICE_ENTRIES", "MAX_BATCH"]
@@ -51,31 +60,6 @@ DEFAULT_TABLE_SIZE = 1024      # entries of a table whose P4Info size is 0
 MAX_DEVICE_ENTRIES = 65_536    # entries of all tables of a device together
 MAX_BATCH = 10_000             # updates of a Write, entities of a Read
 
-# Match kinds whose presence requires a priority (P4Runtime spec §9.1).
-_PRIORITY_KINDS = (MatchKind.TERNARY, MatchKind.RANGE, MatchKind.OPTIONAL)
-_KIND_NAMES = {MatchKind.EXACT: "exact", MatchKind.LPM: "lpm", MatchKind.TERNARY: "ternary",
-               MatchKind.RANGE: "range", MatchKind.OPTIONAL: "optional"}
-
-
-class P4RuntimeError(Exception):
-    """A refused request: ``code`` is a ``google.rpc.Code`` value."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"P4RuntimeError({code_pb2.Code.Name(self.code)}, {self.message!r})"
-
-
-def _q(name: str, limit: int = 80) -> str:
-    """A P4Info name as quoted in a message: a hostile 100k-character name becomes its two ends."""
-    return name if len(name) <= limit else f"{name[:limit // 2]}...{name[-(limit // 4):]}"
-
-
-def _fail(code: int, message: str) -> P4RuntimeError:
-    return P4RuntimeError(code, message)
 
 
 def election_id_of(msg: p4r.Uint128) -> int:
@@ -222,93 +206,6 @@ def validate_config(config: p4r.ForwardingPipelineConfig) -> P4InfoIndex:
 # --------------------------------------------------------------------------- value checks
 
 
-def _check_bytes(value: bytes, bitwidth: int, what: str) -> int:
-    """Validate a canonical P4Runtime bytestring (spec §8.4) and return its integer value."""
-    if not value:
-        raise _fail(Code.INVALID_ARGUMENT, f"{what}: empty bytestring")
-    if len(value) > 1 and value[0] == 0:
-        raise _fail(Code.INVALID_ARGUMENT, f"{what}: bytestring {value.hex()} is not canonical "
-                                           "(leading zero bytes)")
-    number = int.from_bytes(value, "big")
-    if bitwidth and number.bit_length() > bitwidth:
-        raise _fail(Code.INVALID_ARGUMENT, f"{what}: value 0x{value.hex()} does not fit in {bitwidth} bits")
-    return number
-
-
-MatchKey = tuple[tuple[int, str, tuple[bytes, ...]], ...]
-EntryKey = tuple[MatchKey, int]
-
-
-def _match_key(table: _TableInfo, matches: Iterable[p4r.FieldMatch], what: str = "match") -> MatchKey:
-    """Validate the match of an entry against its table; return a canonical, hashable key."""
-    out: list[tuple[int, str, tuple[bytes, ...]]] = []
-    seen: set[int] = set()
-    for i, fm in enumerate(matches):
-        path = f"{what}[{i}]"
-        mf = table.fields.get(fm.field_id)
-        if mf is None:
-            raise _fail(Code.INVALID_ARGUMENT,
-                        f"{path}: table {table.name} has no match field id {fm.field_id}")
-        if fm.field_id in seen:
-            raise _fail(Code.INVALID_ARGUMENT, f"{path}: match field {_q(mf.name)} given twice")
-        seen.add(fm.field_id)
-        kind = fm.WhichOneof("field_match_type")
-        expected = _KIND_NAMES.get(mf.match_type)
-        if kind is None:
-            raise _fail(Code.INVALID_ARGUMENT, f"{path}: no match value for field {_q(mf.name)}")
-        if kind == "other" or expected is None:
-            raise _fail(Code.UNIMPLEMENTED, f"{path}: match kind of field {_q(mf.name)} is not supported")
-        if kind != expected:
-            raise _fail(Code.INVALID_ARGUMENT,
-                        f"{path}: field {_q(mf.name)} is matched by {expected}, not {kind}")
-        w = mf.bitwidth
-        fp = f"{path} ({_q(mf.name)})"
-        if kind == "exact":
-            _check_bytes(fm.exact.value, w, f"{fp}.exact.value")
-            values: tuple[bytes, ...] = (fm.exact.value,)
-        elif kind == "lpm":
-            plen = fm.lpm.prefix_len
-            if plen <= 0:
-                raise _fail(Code.INVALID_ARGUMENT,
-                            f"{fp}.lpm.prefix_len: a don't-care LPM match (prefix 0) must be omitted")
-            if plen > w:
-                raise _fail(Code.INVALID_ARGUMENT, f"{fp}.lpm.prefix_len: {plen} exceeds bitwidth {w}")
-            v = _check_bytes(fm.lpm.value, w, f"{fp}.lpm.value")
-            # the low (w - plen) bits must be 0: v's trailing zeros, without building a w-bit mask
-            if v and ((v & -v).bit_length() - 1) < w - plen:
-                raise _fail(Code.INVALID_ARGUMENT,
-                            f"{fp}.lpm.value: bits are set beyond the /{plen} prefix")
-            values = (fm.lpm.value, plen.to_bytes(4, "big"))
-        elif kind == "ternary":
-            v = _check_bytes(fm.ternary.value, w, f"{fp}.ternary.value")
-            m = _check_bytes(fm.ternary.mask, w, f"{fp}.ternary.mask")
-            if m == 0:
-                raise _fail(Code.INVALID_ARGUMENT,
-                            f"{fp}.ternary.mask: a don't-care ternary match (mask 0) must be omitted")
-            if v & ~m:
-                raise _fail(Code.INVALID_ARGUMENT, f"{fp}.ternary.value: bits are set outside the mask")
-            values = (fm.ternary.value, fm.ternary.mask)
-        elif kind == "range":
-            lo = _check_bytes(fm.range.low, w, f"{fp}.range.low")
-            hi = _check_bytes(fm.range.high, w, f"{fp}.range.high")
-            if lo > hi:
-                raise _fail(Code.INVALID_ARGUMENT, f"{fp}.range: low is greater than high")
-            if w and lo == 0 and hi.bit_length() == w and not (hi & (hi + 1)):  # hi is w one-bits
-                raise _fail(Code.INVALID_ARGUMENT,
-                            f"{fp}.range: a don't-care range (full range) must be omitted")
-            values = (fm.range.low, fm.range.high)
-        else:  # optional
-            _check_bytes(fm.optional.value, w, f"{fp}.optional.value")
-            values = (fm.optional.value,)
-        out.append((fm.field_id, kind, values))
-    for mf in table.fields.values():
-        if mf.match_type == MatchKind.EXACT and mf.id not in seen:
-            raise _fail(Code.INVALID_ARGUMENT,
-                        f"{what}: exact match field {_q(mf.name)} of table {table.name} is mandatory")
-    out.sort()
-    return tuple(out)
-
-
 def _check_priority(table: _TableInfo, priority: int) -> None:
     if table.needs_priority:
         if priority <= 0:
@@ -316,6 +213,56 @@ def _check_priority(table: _TableInfo, priority: int) -> None:
                                                "fields: priority must be > 0")
     elif priority != 0:
         raise _fail(Code.INVALID_ARGUMENT, f"table {table.name} takes no priority (got {priority})")
+
+
+# --------------------------------------------------------------------------- the state
+
+
+# Entity kinds whose whole state is one store of :class:`State`: entity field -> State attribute.
+_STORE_OF = {
+    "counter_entry": "counters",
+    "meter_entry": "meters",
+    "register_entry": "registers",
+}
+
+
+@dataclass
+class State:
+    """Everything Writes have changed on a device.  A ROLLBACK_ON_ERROR Write works on a
+    :meth:`copy` and keeps it only when every update applied."""
+
+    # the stores besides the tables, each with copy() and reconcile()
+    STORES = ("direct", "counters", "meters", "registers")
+
+    # table id -> entry key -> the TableEntry as written (direct-resource fields cleared)
+    entries: dict[int, dict[EntryKey, p4r.TableEntry]] = field(default_factory=dict)
+    # table id -> the default-action entry set by MODIFY (absent: the P4Info initial default)
+    defaults: dict[int, p4r.TableEntry] = field(default_factory=dict)
+    direct: DirectStore = field(default_factory=DirectStore)
+    counters: CounterStore = field(default_factory=CounterStore)
+    meters: MeterStore = field(default_factory=MeterStore)
+    registers: RegisterStore = field(default_factory=RegisterStore)
+    tally: int = 0   # entries of all tables, kept during a Write
+
+    @classmethod
+    def empty(cls, info: p4i.P4Info) -> "State":
+        return cls(direct=DirectStore(info), counters=CounterStore(info), meters=MeterStore(info),
+                   registers=RegisterStore(info))
+
+    def copy(self) -> "State":
+        out = State(entries={tid: dict(es) for tid, es in self.entries.items()},
+                    defaults=dict(self.defaults), tally=self.tally)
+        for name in self.STORES:
+            setattr(out, name, getattr(self, name).copy())
+        return out
+
+
+def _stored(entry: p4r.TableEntry) -> p4r.TableEntry:
+    """A TableEntry as the table store keeps it: the direct resources live in the DirectStore."""
+    out = _copy(entry)
+    for name in ("counter_data", "meter_config", "meter_counter_data"):
+        out.ClearField(name)
+    return out
 
 
 # --------------------------------------------------------------------------- the device
@@ -340,10 +287,8 @@ class Device:
         self.max_batch = max_batch
         self.pipeline: Pipeline | None = None
         self.saved: tuple[p4r.ForwardingPipelineConfig, P4InfoIndex] | None = None
-        # table id -> entry key -> the TableEntry exactly as written
-        self.entries: dict[int, dict[EntryKey, p4r.TableEntry]] = {}
-        # table id -> the default-action entry set by MODIFY (absent: the P4Info initial default)
-        self.defaults: dict[int, p4r.TableEntry] = {}
+        # everything written through Write: tables, direct resources and every other entity kind
+        self.state = State()
         self.stats = DeviceStats()
         self._roles: dict[str, _RoleState] = {}
 
@@ -457,10 +402,8 @@ class Device:
         elif action == SetAction.RECONCILE_AND_COMMIT:
             index = validate_config(config)
             new = Pipeline(_copy(config), index, self.default_table_size)
-            kept_entries, kept_defaults = self._reconcile(new)
+            self.state = self._reconcile(new)
             self.pipeline = new
-            self.entries = kept_entries
-            self.defaults = kept_defaults
             self.saved = None
             self.stats.pipeline_commits += 1
             self.stats.reconciles += 1
@@ -468,22 +411,24 @@ class Device:
             raise _fail(Code.INVALID_ARGUMENT, f"unsupported SetForwardingPipelineConfig action {action}")
 
     def _commit(self, config: p4r.ForwardingPipelineConfig, index: P4InfoIndex) -> None:
+        """Install a pipeline with an empty state: VERIFY_AND_COMMIT and COMMIT forget every entity
+        written (spec §7.3: the new config starts from a clean state)."""
         self.pipeline = Pipeline(config, index, self.default_table_size)
-        self.entries = {}
-        self.defaults = {}
+        self.state = State.empty(config.p4info)
         self.saved = None
         self.stats.pipeline_commits += 1
 
-    def _reconcile(self, new: Pipeline) -> tuple[dict[int, dict[EntryKey, p4r.TableEntry]],
-                                                  dict[int, p4r.TableEntry]]:
-        """Check that every installed entry survives ``new``; INVALID_ARGUMENT otherwise."""
+    def _reconcile(self, new: Pipeline) -> "State":
+        """The state kept by RECONCILE_AND_COMMIT (spec §7.3): every entity written must fit ``new``,
+        its object keeping its id and shape; INVALID_ARGUMENT naming what does not, the device unchanged."""
+        info = new.config.p4info
         if self.pipeline is None:
-            return {}, {}
-        old = self.pipeline
+            return State.empty(info)
+        old, st = self.pipeline, self.state
         problems: list[str] = []
-        for table_id in sorted(set(self.entries) | set(self.defaults)):
-            entries = self.entries.get(table_id, {})
-            default = self.defaults.get(table_id)
+        for table_id in sorted(set(st.entries) | set(st.defaults)):
+            entries = st.entries.get(table_id, {})
+            default = st.defaults.get(table_id)
             if not entries and default is None:
                 continue
             old_t = old.tables[table_id]
@@ -499,21 +444,49 @@ class Device:
             if old_sig != new_sig:
                 problems.append(f"table {old_t.name} (id {table_id}) changed its match fields")
                 continue
+            if old_t.info.implementation_id != new_t.info.implementation_id:
+                problems.append(f"table {old_t.name} (id {table_id}) changed its implementation")
+                continue
             for entry in itertools.chain(entries.values(), [default] if default is not None else []):
-                aid = entry.action.action.action_id
-                if aid not in new_t.action_scopes:
-                    problems.append(f"action id {aid} used by entries of {old_t.name} is no longer "
-                                    "an action of the table")
+                problem = self._action_survives(old, new, old_t, new_t, entry)
+                if problem:
+                    problems.append(problem)
                     break
-                old_params = sorted((p.id, p.bitwidth) for p in old.action_params[aid].values())
-                new_params = sorted((p.id, p.bitwidth) for p in new.action_params.get(aid, {}).values())
-                if old_params != new_params:
-                    problems.append(f"action id {aid} used by entries of {old_t.name} changed its params")
-                    break
+        kept_tables = {tid for tid in old.tables if tid in new.tables}
+        out = State(entries={tid: dict(es) for tid, es in st.entries.items() if es},
+                    defaults=dict(st.defaults))
+        for name in State.STORES:
+            if name == "direct":
+                store, more = st.direct.reconcile(info, kept_tables)
+            else:
+                store, more = getattr(st, name).reconcile(info)
+            setattr(out, name, store)
+            problems.extend(more)
         if problems:
-            raise _fail(Code.INVALID_ARGUMENT,
-                        "RECONCILE_AND_COMMIT cannot keep the installed entries: " + "; ".join(problems))
-        return ({tid: dict(es) for tid, es in self.entries.items() if es}, dict(self.defaults))
+            shown = "; ".join(problems[:10]) + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else "")
+            raise _fail(Code.INVALID_ARGUMENT, "RECONCILE_AND_COMMIT cannot keep the installed entities: " + shown)
+        return out
+
+    @staticmethod
+    def _action_survives(old: Pipeline, new: Pipeline, old_t: _TableInfo, new_t: _TableInfo,
+                         entry: p4r.TableEntry) -> str | None:
+        """Why ``entry``'s action no longer fits ``new`` (None when it does)."""
+        kind = entry.action.WhichOneof("type")
+        if kind == "action":
+            actions = [entry.action.action]
+        elif kind == "action_profile_action_set":
+            actions = [a.action for a in entry.action.action_profile_action_set.action_profile_actions]
+        else:   # a member or group reference: the profile's own reconcile checks the actions
+            return None
+        for action in actions:
+            aid = action.action_id
+            if aid not in new_t.action_scopes:
+                return f"action id {aid} used by entries of {old_t.name} is no longer an action of the table"
+            old_params = sorted((p.id, p.bitwidth) for p in old.action_params[aid].values())
+            new_params = sorted((p.id, p.bitwidth) for p in new.action_params.get(aid, {}).values())
+            if old_params != new_params:
+                return f"action id {aid} used by entries of {old_t.name} changed its params"
+        return None
 
     def get_pipeline(self, response_type: int) -> p4r.ForwardingPipelineConfig:
         if self.pipeline is None:
@@ -540,29 +513,29 @@ class Device:
         """Apply the updates of a Write; return one error (or None when applied) per update.
 
         CONTINUE_ON_ERROR applies each update independently.  ROLLBACK_ON_ERROR and
-        DATAPLANE_ATOMIC apply all or nothing; when one fails the others report ABORTED.
+        DATAPLANE_ATOMIC apply all or nothing, for every entity kind alike; when one fails the
+        others report ABORTED.
         """
         pipeline = self._require_pipeline()
         updates = list(updates)
         self._check_batch(len(updates), "Write", "updates")
         self.stats.write_requests += 1
         if atomicity == Atomicity.CONTINUE_ON_ERROR:
-            tally = [self.entry_count()]
-            results = [self._try_update(pipeline, u, self.entries, self.defaults, tally) for u in updates]
+            self.state.tally = self.entry_count()
+            results = [self._try_update(pipeline, u, self.state) for u in updates]
             self._count(updates, results)
             return results
         if atomicity not in (Atomicity.ROLLBACK_ON_ERROR, Atomicity.DATAPLANE_ATOMIC):
             raise _fail(Code.INVALID_ARGUMENT, f"unknown atomicity {atomicity}")
-        entries = {tid: dict(es) for tid, es in self.entries.items()}
-        defaults = dict(self.defaults)
-        tally = [self.entry_count()]
-        results = [self._try_update(pipeline, u, entries, defaults, tally) for u in updates]
+        work = self.state.copy()
+        work.tally = self.entry_count()
+        results = [self._try_update(pipeline, u, work) for u in updates]
         if any(r is not None for r in results):
             aborted = _fail(Code.ABORTED, "not applied: another update of the batch failed")
             results = [r if r is not None else aborted for r in results]
             self.stats.writes_failed += len(updates)
             return results
-        self.entries, self.defaults = entries, defaults
+        self.state = work
         self._count(updates, results)
         return results
 
@@ -579,48 +552,48 @@ class Device:
             else:
                 self.stats.deletes += 1
 
-    def _try_update(self, pipeline: Pipeline, update: p4r.Update,
-                    entries: dict[int, dict[EntryKey, p4r.TableEntry]],
-                    defaults: dict[int, p4r.TableEntry], tally: list[int]) -> P4RuntimeError | None:
+    def _try_update(self, pipeline: Pipeline, update: p4r.Update, st: "State") -> P4RuntimeError | None:
         try:
-            self._apply_update(pipeline, update, entries, defaults, tally)
+            self._apply_update(pipeline, update, st)
         except P4RuntimeError as e:
             return e
         return None
 
-    def _apply_update(self, pipeline: Pipeline, update: p4r.Update,
-                      entries: dict[int, dict[EntryKey, p4r.TableEntry]],
-                      defaults: dict[int, p4r.TableEntry], tally: list[int]) -> None:
-        """Apply one update to ``entries`` / ``defaults``; ``tally[0]`` counts the entries of all tables."""
+    def _apply_update(self, pipeline: Pipeline, update: p4r.Update, st: "State") -> None:
+        """Apply one update to ``st``; a refused update leaves ``st`` as it was."""
         which = update.entity.WhichOneof("entity")
         if which is None:
             raise _fail(Code.INVALID_ARGUMENT, "update has no entity")
-        if which != "table_entry":
+        if which == "table_entry":
+            self._write_table_entry(pipeline, update, st)
+        elif which in ("direct_counter_entry", "direct_meter_entry"):
+            self._write_direct(pipeline, update, which, st)
+        elif which in _STORE_OF:
+            getattr(st, _STORE_OF[which]).write(update)
+        else:
             raise _fail(Code.UNIMPLEMENTED, f"writing {which} entities is not supported")
-        if update.type not in (UpdateType.INSERT, UpdateType.MODIFY, UpdateType.DELETE):
-            what = "UNSPECIFIED" if update.type == UpdateType.UNSPECIFIED else f"unknown ({update.type})"
-            raise _fail(Code.INVALID_ARGUMENT, f"update type is {what}")
+
+    def _write_table_entry(self, pipeline: Pipeline, update: p4r.Update, st: "State") -> None:
+        check_update_type(update)
         entry = update.entity.table_entry
-        if entry.table_id == 0:
-            raise _fail(Code.INVALID_ARGUMENT, "table_id 0 is not a table (wildcards are for reads)")
-        table = pipeline.tables.get(entry.table_id)
-        if table is None:
-            raise _fail(Code.INVALID_ARGUMENT, f"unknown table id {entry.table_id}")
+        table = self._table(pipeline, entry.table_id)
         if entry.is_default_action:
-            self._write_default(pipeline, table, update, defaults)
+            self._write_default(pipeline, table, update, st)
             return
         key = (_match_key(table, entry.match), entry.priority)
         _check_priority(table, entry.priority)
-        store = entries.get(table.id, {})
+        store = st.entries.get(table.id, {})
         if update.type == UpdateType.DELETE:
             if key not in store:
                 raise _fail(Code.NOT_FOUND, f"no such entry in table {table.name}")
             del store[key]
-            tally[0] -= 1
+            st.tally -= 1
             if not store:
-                del entries[table.id]
+                del st.entries[table.id]
+            st.direct.entry_deleted(table.id, key)
             return
         self._check_action(pipeline, table, entry, default=False)
+        st.direct.check_entry(table.id, table.name, entry)
         if update.type == UpdateType.INSERT:
             if key in store:
                 raise _fail(Code.ALREADY_EXISTS, f"an entry with this match and priority already exists "
@@ -628,16 +601,19 @@ class Device:
             if len(store) >= table.size:
                 bound = f"{table.size} entries" + ("" if table.info.size else ", the default bound of size 0")
                 raise _fail(Code.RESOURCE_EXHAUSTED, f"table {table.name} is full ({bound})")
-            if tally[0] >= self.max_entries:
+            if st.tally >= self.max_entries:
                 raise _fail(Code.RESOURCE_EXHAUSTED, f"the device is full ({self.max_entries} entries "
                                                      "in all tables)")
-            tally[0] += 1
+            st.tally += 1
         elif key not in store:
             raise _fail(Code.NOT_FOUND, f"no such entry in table {table.name}")
-        entries.setdefault(table.id, store)[key] = _copy(entry)
+        st.entries.setdefault(table.id, store)[key] = _stored(entry)
+        st.direct.entry_written(table.id, key, entry, insert=update.type == UpdateType.INSERT)
 
-    def _write_default(self, pipeline: Pipeline, table: _TableInfo, update: p4r.Update,
-                       defaults: dict[int, p4r.TableEntry]) -> None:
+    def _write_default(self, pipeline: Pipeline, table: _TableInfo, update: p4r.Update, st: "State") -> None:
+        """MODIFY of a table's default entry (spec §9.1.4): with an action it replaces the default
+        action, without one it resets it to the P4Info's initial default action; INSERT and DELETE are
+        INVALID_ARGUMENT, a const default action PERMISSION_DENIED."""
         entry = update.entity.table_entry
         if update.type != UpdateType.MODIFY:
             raise _fail(Code.INVALID_ARGUMENT, "a default action entry can only be MODIFY'd")
@@ -645,11 +621,14 @@ class Device:
             raise _fail(Code.INVALID_ARGUMENT, "a default action entry has no match and no priority")
         if table.info.const_default_action_id:
             raise _fail(Code.PERMISSION_DENIED, f"the default action of table {table.name} is const")
-        if not entry.HasField("action"):  # reset to the P4Info's initial default action
-            defaults.pop(table.id, None)
-            return
-        self._check_action(pipeline, table, entry, default=True)
-        defaults[table.id] = _copy(entry)
+        if entry.HasField("action"):
+            self._check_action(pipeline, table, entry, default=True)
+        st.direct.check_entry(table.id, table.name, entry)
+        if entry.HasField("action"):
+            st.defaults[table.id] = _stored(entry)
+        else:
+            st.defaults.pop(table.id, None)
+        st.direct.entry_written(table.id, DEFAULT_KEY, entry, insert=False)
 
     def _check_action(self, pipeline: Pipeline, table: _TableInfo, entry: p4r.TableEntry,
                       default: bool) -> None:
@@ -658,7 +637,10 @@ class Device:
             raise _fail(Code.INVALID_ARGUMENT, f"an entry of table {table.name} needs an action")
         if kind != "action":
             raise _fail(Code.UNIMPLEMENTED, f"{kind} actions (action profiles) are not supported")
-        action = entry.action.action
+        self._check_direct_action(pipeline, table, entry.action.action, default)
+
+    def _check_direct_action(self, pipeline: Pipeline, table: _TableInfo, action: p4r.Action,
+                             default: bool, what: str = "action") -> None:
         scope = table.action_scopes.get(action.action_id)
         if scope is None:
             raise _fail(Code.INVALID_ARGUMENT,
@@ -667,21 +649,42 @@ class Device:
             raise _fail(Code.INVALID_ARGUMENT, f"action id {action.action_id} cannot be a default action")
         if not default and scope == Scope.DEFAULT_ONLY:
             raise _fail(Code.INVALID_ARGUMENT, f"action id {action.action_id} is a default-only action")
-        params = pipeline.action_params.get(action.action_id, {})
-        given: set[int] = set()
-        for i, prm in enumerate(action.params):
-            spec = params.get(prm.param_id)
-            if spec is None:
-                raise _fail(Code.INVALID_ARGUMENT, f"action.params[{i}]: action id {action.action_id} "
-                                                   f"has no param id {prm.param_id}")
-            if prm.param_id in given:
-                raise _fail(Code.INVALID_ARGUMENT, f"action.params[{i}]: param {_q(spec.name)} given twice")
-            given.add(prm.param_id)
-            _check_bytes(prm.value, spec.bitwidth, f"action.params[{i}] ({_q(spec.name)})")
-        missing = [p.name for pid, p in params.items() if pid not in given]
-        if missing:
-            raise _fail(Code.INVALID_ARGUMENT, f"action id {action.action_id} is missing params "
-                                               f"{', '.join(missing)}")
+        check_action_spec(pipeline.action_params, action, what)
+
+    def _write_direct(self, pipeline: Pipeline, update: p4r.Update, which: str, st: "State") -> None:
+        """MODIFY of a DirectCounterEntry / DirectMeterEntry (spec §9.3.1, §9.4.1): its table entry
+        (the default entry with ``is_default_action``) must be installed, else NOT_FOUND."""
+        kind = "counter" if which == "direct_counter_entry" else "meter"
+        msg = getattr(update.entity, which)
+        modify_only(update, f"a direct {kind} entry")
+        te = msg.table_entry
+        table = self._table(pipeline, te.table_id)
+        st.direct.require(kind, table.id, table.info.preamble.name)
+        key = self._installed_key(table, te, st)
+        if kind == "counter":
+            st.direct.write_counter(table.id, key, msg)
+        else:
+            st.direct.write_meter(table.id, key, msg)
+
+    def _installed_key(self, table: _TableInfo, te: p4r.TableEntry, st: "State"):
+        """The key of the installed entry ``te`` names (DEFAULT_KEY for the default entry); NOT_FOUND."""
+        if te.is_default_action:
+            if len(te.match) or te.priority:
+                raise _fail(Code.INVALID_ARGUMENT, "a default entry has no match and no priority")
+            return DEFAULT_KEY
+        key = (_match_key(table, te.match, "table_entry.match"), te.priority)
+        if key not in st.entries.get(table.id, {}):
+            raise _fail(Code.NOT_FOUND, f"no such entry in table {table.name}")
+        return key
+
+    @staticmethod
+    def _table(pipeline: Pipeline, table_id: int) -> _TableInfo:
+        if table_id == 0:
+            raise _fail(Code.INVALID_ARGUMENT, "table_id 0 is not a table (wildcards are for reads)")
+        table = pipeline.tables.get(table_id)
+        if table is None:
+            raise _fail(Code.INVALID_ARGUMENT, f"unknown table id {table_id}")
+        return table
 
     # ----------------------------------------------------------------- read
 
@@ -695,29 +698,82 @@ class Device:
 
     def _plan_read(self, pipeline: Pipeline, entity: p4r.Entity) -> list[p4r.Entity]:
         which = entity.WhichOneof("entity")
-        if which != "table_entry":
-            raise _fail(Code.UNIMPLEMENTED, f"reading {which} entities is not supported")
-        query = entity.table_entry
+        if which is None:
+            raise _fail(Code.INVALID_ARGUMENT, "a read entity names no entity kind")
+        if which == "table_entry":
+            return self._read_table(pipeline, entity.table_entry)
+        if which in ("direct_counter_entry", "direct_meter_entry"):
+            return self._read_direct(pipeline, which, getattr(entity, which))
+        if which in _STORE_OF:
+            return getattr(self.state, _STORE_OF[which]).read(entity)
+        raise _fail(Code.UNIMPLEMENTED, f"reading {which} entities is not supported")
+
+    def _read_table(self, pipeline: Pipeline, query: p4r.TableEntry) -> list[p4r.Entity]:
+        """TableEntry reads (spec §11.1): table_id 0 reads every entry of every table (never default
+        entries), a table without match every entry of it (those of ``priority`` if given), a match
+        that one entry; ``is_default_action`` the default entry, on every table.  Direct resources come
+        back when the query sets their fields (spec §9.1.x)."""
+        st = self.state
+        direct = st.direct
         if query.table_id == 0:
             if len(query.match) or query.is_default_action:
                 raise _fail(Code.INVALID_ARGUMENT, "a wildcard read (table_id 0) takes no match")
-            return [p4r.Entity(table_entry=e)
-                    for tid in sorted(self.entries) for e in self.entries[tid].values()]
+            return [p4r.Entity(table_entry=direct.fill_read(tid, k, query, e))
+                    for tid in sorted(st.entries) for k, e in st.entries[tid].items()]
         table = pipeline.tables.get(query.table_id)
         if table is None:
             raise _fail(Code.INVALID_ARGUMENT, f"unknown table id {query.table_id}")
         if query.is_default_action:
-            return [p4r.Entity(table_entry=self.default_entry(pipeline, table))]
-        store = self.entries.get(table.id, {})
+            entry = self.default_entry(pipeline, table)
+            return [p4r.Entity(table_entry=direct.fill_read(table.id, DEFAULT_KEY, query, entry))]
+        store = st.entries.get(table.id, {})
         if len(query.match):
             key = (_match_key(table, query.match, "table_entry.match"), query.priority)
             found = store.get(key)
-            return [p4r.Entity(table_entry=found)] if found is not None else []
-        return [p4r.Entity(table_entry=e) for e in store.values()
+            return [p4r.Entity(table_entry=direct.fill_read(table.id, key, query, found))] \
+                if found is not None else []
+        return [p4r.Entity(table_entry=direct.fill_read(table.id, k, query, e)) for k, e in store.items()
                 if not query.priority or e.priority == query.priority]
 
+    def _read_direct(self, pipeline: Pipeline, which: str, msg) -> list[p4r.Entity]:
+        """DirectCounterEntry / DirectMeterEntry reads (spec §9.3.1, §9.4.1): an installed entry's match
+        (NOT_FOUND when none), the default entry, every entry of a table (no match), or every entry
+        of every table with that direct resource (table_id 0).  A real BMv2 refuses the wildcard forms;
+        this target implements them as the spec's wildcard rules say."""
+        kind = "counter" if which == "direct_counter_entry" else "meter"
+        st = self.state
+        direct = st.direct
+        te = msg.table_entry
+
+        def one(tid: int, key, stored: p4r.TableEntry | None) -> p4r.Entity:
+            handle = p4r.TableEntry(table_id=tid)
+            if stored is None:
+                handle.is_default_action = True
+            else:
+                handle.match.extend(stored.match)
+                handle.priority = stored.priority
+            if kind == "counter":
+                return direct.counter_entity(tid, key, handle)
+            return direct.meter_entity(tid, key, handle, msg)
+
+        if te.table_id == 0:
+            if len(te.match) or te.is_default_action or te.priority:
+                raise _fail(Code.INVALID_ARGUMENT, f"a wildcard direct {kind} read (table_id 0) takes no match")
+            owners = direct.counter_of if kind == "counter" else direct.meter_of
+            return [one(tid, k, e) for tid in sorted(owners) if tid in pipeline.tables
+                    for k, e in st.entries.get(tid, {}).items()]
+        table = pipeline.tables.get(te.table_id)
+        if table is None:
+            raise _fail(Code.INVALID_ARGUMENT, f"unknown table id {te.table_id}")
+        direct.require(kind, table.id, table.info.preamble.name)
+        if te.is_default_action or len(te.match):
+            key = self._installed_key(table, te, st)
+            return [one(table.id, key, None if key == DEFAULT_KEY else st.entries[table.id][key])]
+        return [one(table.id, k, e) for k, e in st.entries.get(table.id, {}).items()
+                if not te.priority or e.priority == te.priority]
+
     def default_entry(self, pipeline: Pipeline, table: _TableInfo) -> p4r.TableEntry:
-        entry = self.defaults.get(table.id)
+        entry = self.state.defaults.get(table.id)
         if entry is not None:
             return entry
         out = p4r.TableEntry(table_id=table.id, is_default_action=True)
@@ -743,7 +799,17 @@ class Device:
                                                  f"{self.max_batch} per request: split the batch")
 
     def entry_count(self) -> int:
-        return sum(len(es) for es in self.entries.values())
+        return sum(len(es) for es in self.state.entries.values())
+
+    @property
+    def entries(self) -> dict[int, dict[EntryKey, p4r.TableEntry]]:
+        """Table id -> entry key -> the TableEntry as written (direct-resource fields cleared)."""
+        return self.state.entries
+
+    @property
+    def defaults(self) -> dict[int, p4r.TableEntry]:
+        """Table id -> the default entry set by MODIFY (absent: the P4Info's initial default)."""
+        return self.state.defaults
 
 
 def _copy(msg):

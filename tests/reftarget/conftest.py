@@ -5,7 +5,13 @@ import pytest
 
 from kubep4.reftarget import serve
 
-from .p4rt_client import P4RTClient, basic_device_config, basic_p4info
+from .p4rt_client import (
+    P4RTClient,
+    basic_device_config,
+    basic_p4info,
+    multipath_device_config,
+    multipath_p4info,
+)
 
 
 @pytest.fixture
@@ -55,4 +61,12 @@ async def client(make_client) -> P4RTClient:
 async def loaded(client) -> P4RTClient:
     """The primary client with the basic pipeline committed (cookie 42)."""
     await client.set_pipeline(basic_p4info(), basic_device_config(), cookie=42)
+    return client
+
+
+@pytest.fixture
+async def mp(client) -> P4RTClient:
+    """The primary client with the multipath pipeline committed (cookie 7): action selector, PRE,
+    direct and indexed counters and meters, a register."""
+    await client.set_pipeline(multipath_p4info(), multipath_device_config(), cookie=7)
     return client

@@ -20,7 +20,8 @@ from kubep4.p4 import P4InfoIndex, canonical, p4i, p4r, p4r_grpc, parse_p4info
 from kubep4.p4runtime_client import DeviceConnection, uint128
 
 __all__ = ["P4RTClient", "basic_p4info", "basic_device_config", "insert", "modify", "delete",
-           "write_errors", "be", "lpm_entry", "acl_entry", "BASIC"]
+           "write_errors", "be", "lpm_entry", "acl_entry", "BASIC", "MP", "multipath_p4info",
+           "multipath_device_config"]
 
 REPO = Path(__file__).resolve().parents[2]
 BASIC_DIR = REPO / "examples" / "basic"
@@ -51,6 +52,50 @@ class _Basic:
 
 
 BASIC = _Basic()
+
+MULTIPATH_DIR = REPO / "examples" / "multipath"
+
+
+def multipath_p4info() -> p4i.P4Info:
+    return parse_p4info((MULTIPATH_DIR / "multipath.p4info.txtpb").read_text())
+
+
+def multipath_device_config() -> bytes:
+    return (MULTIPATH_DIR / "multipath.json").read_bytes()
+
+
+class _Multipath:
+    """Ids of the multipath program (action selector, PRE, counters, meters, register), by name."""
+
+    def __init__(self) -> None:
+        info = multipath_p4info()
+        idx = P4InfoIndex(info)
+        self.info = info
+        self.ipv4_route = idx.table("MpIngress.ipv4_route").info.preamble.id
+        self.l2_flood = idx.table("MpIngress.l2_flood").info.preamble.id
+        self.acl = idx.table("MpIngress.acl").info.preamble.id
+        act = idx.actions_by_name
+        self.set_next_hop = act["MpIngress.set_next_hop"].preamble.id
+        self.drop = act["MpIngress.drop"].preamble.id
+        self.to_cpu = act["MpIngress.to_cpu"].preamble.id
+        self.flood = act["MpIngress.flood"].preamble.id
+        self.mirror = act["MpIngress.mirror"].preamble.id
+        self.acl_allow = act["MpIngress.acl_allow"].preamble.id
+        self.acl_deny = act["MpIngress.acl_deny"].preamble.id
+        self.no_action = act["NoAction"].preamble.id
+
+        def by_name(items, name):
+            return next(o.preamble.id for o in items if o.preamble.name == name)
+
+        self.ecmp_selector = by_name(info.action_profiles, "MpIngress.ecmp_selector")
+        self.port_rx = by_name(info.counters, "MpIngress.port_rx")
+        self.acl_counter = by_name(info.direct_counters, "MpIngress.acl_counter")
+        self.port_policer = by_name(info.meters, "MpIngress.port_policer")
+        self.acl_meter = by_name(info.direct_meters, "MpIngress.acl_meter")
+        self.last_seen_src = by_name(info.registers, "MpIngress.last_seen_src")
+
+
+MP = _Multipath()
 
 
 def be(number: int) -> bytes:
@@ -218,3 +263,32 @@ class P4RTClient:
     async def read_table(self, table_id: int = 0, **fields) -> list[p4r.TableEntry]:
         entity = p4r.Entity(table_entry=p4r.TableEntry(table_id=table_id, **fields))
         return [e.table_entry for e in await self.read([entity])]
+
+
+async def expect(code: grpc.StatusCode, coro):
+    """Await ``coro`` expecting an RPC error of ``code``; return the error."""
+    import pytest
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await coro
+    assert err.value.code() == code, err.value.details()
+    return err.value
+
+
+async def write_fails(client: "P4RTClient", updates: list[p4r.Update], **kw) -> list[int]:
+    """Write expecting the per-update failure report (spec §12.3); return the canonical codes in order."""
+    err = await expect(grpc.StatusCode.UNKNOWN, client.write(updates, **kw))
+    codes = error_codes(err)
+    assert len(codes) == len(updates)
+    return codes
+
+
+async def write_error(client: "P4RTClient", update: p4r.Update) -> p4r.Error:
+    """Write one update expecting it refused; return its ``p4.v1.Error``."""
+    err = await expect(grpc.StatusCode.UNKNOWN, client.write([update]))
+    errors = write_errors(err)
+    assert len(errors) == 1
+    return errors[0]
+
+
+def entity(**kw) -> p4r.Entity:
+    return p4r.Entity(**kw)

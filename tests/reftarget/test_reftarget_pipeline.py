@@ -6,8 +6,17 @@ import pytest
 
 from kubep4.p4 import p4i, p4r
 
-from .p4rt_client import (BASIC, ResponseType, SetAction, acl_entry, basic_device_config, basic_p4info,
-                          insert, lpm_entry, modify)
+from .p4rt_client import (
+    BASIC,
+    ResponseType,
+    SetAction,
+    acl_entry,
+    basic_device_config,
+    basic_p4info,
+    insert,
+    lpm_entry,
+    modify,
+)
 
 
 async def expect(code: grpc.StatusCode, coro):

@@ -7,8 +7,7 @@ from google.rpc import code_pb2
 
 from kubep4.p4 import p4i, p4r
 
-from .p4rt_client import (BASIC, acl_entry, be, delete, error_codes, insert, lpm_entry,
-                          modify, write_errors)
+from .p4rt_client import BASIC, acl_entry, be, delete, error_codes, insert, lpm_entry, modify, write_errors
 
 INVALID = code_pb2.INVALID_ARGUMENT
 OK = code_pb2.OK
@@ -228,11 +227,18 @@ async def test_rollback_on_error_applies_nothing(loaded, device):
     assert await loaded.read_table() == [good]
 
 
-async def test_other_entities_are_unimplemented(loaded):
-    counter = p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=307793940))
-    update = p4r.Update(type=p4r.Update.MODIFY, entity=counter)
+async def test_digest_entries_are_unimplemented(loaded):
+    digest = p4r.Entity(digest_entry=p4r.DigestEntry(digest_id=401001))
+    update = p4r.Update(type=p4r.Update.INSERT, entity=digest)
     assert await write_fails(loaded, [update]) == [code_pb2.UNIMPLEMENTED]
-    await expect(grpc.StatusCode.UNIMPLEMENTED, loaded.read([counter]))
+    await expect(grpc.StatusCode.UNIMPLEMENTED, loaded.read([digest]))
+
+
+async def test_an_unknown_counter_is_invalid(loaded):
+    counter = p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=307793999))
+    update = p4r.Update(type=p4r.Update.MODIFY, entity=counter)
+    assert await write_fails(loaded, [update]) == [INVALID]
+    await expect(grpc.StatusCode.INVALID_ARGUMENT, loaded.read([counter]))
 
 
 async def test_unspecified_update_type_is_invalid(loaded):
