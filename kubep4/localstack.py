@@ -164,7 +164,8 @@ class LocalStack:
                 ports = [free_port() for _ in range(self.devices_per_node)]
                 self.device_ports[node] = ports
                 dev_args, agent_args = [], ["--etcd", etcd, "--node-name", node, "--lease-ttl",
-                                            str(self.lease_ttl), "--resync", str(self.resync_seconds)]
+                                            str(self.lease_ttl), "--resync", str(self.resync_seconds),
+                                            "--read-listen", f"{HOST}:0"]  # live values, for ReadDeployment
                 for d, port in enumerate(ports):
                     dev_args += ["--device", f"{device_id}@{HOST}:{port}"]
                     agent_args += ["--device", f"name=dev{d},address={HOST}:{port},device_id={device_id},"

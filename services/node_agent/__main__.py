@@ -14,6 +14,7 @@ from kubep4 import store as st
 from kubep4.config import flag
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import report_health
+from services.node_agent import reads
 from services.node_agent.agent import NodeAgent, Settings
 
 log = logging.getLogger("kubep4.node_agent")
@@ -51,6 +52,24 @@ def _pairs(parser: argparse.ArgumentParser, items: list[str], flag_name: str) ->
     return out
 
 
+def published_address(listen: str, port: int, node_address: str) -> str:
+    """Where the apiserver dials this node's read service: the listen host (the node's address when
+    it listens on every interface) and the port it got."""
+    host = listen.rpartition(":")[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = node_address
+    return f"{host}:{port}"
+
+
+async def publish_read_address(store: st.Store, node: str, address: str) -> None:
+    """Set Node.spec.read_address once the agent has registered the Node (it writes the rest of the
+    spec; nothing is written when the address is already there)."""
+    def update(n: kr.Node) -> kr.Node:
+        n.spec.read_address = address
+        return n
+    await store.mutate(st.NODES, "", node, update)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="kubep4-node-agent", description="KubeP4 node agent")
     flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
@@ -66,6 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--kubernetes-node", "KUBEP4_KUBERNETES_NODE", "", help="Kubernetes node this agent runs on")
     flag(p, "--compile-cache", "KUBEP4_COMPILE_CACHE", "", help="compiler output cache dir")
     flag(p, "--health-listen", "KUBEP4_HEALTH_LISTEN", "", help="gRPC health endpoint (empty: none)")
+    flag(p, "--read-listen", "KUBEP4_READ_LISTEN", "",
+         help="serve live device values (counters, tables...) to the apiserver here (empty: no read service)")
+    flag(p, "--read-address", "KUBEP4_READ_ADDRESS", "",
+         help="host:port the apiserver dials for reads, published in the Node (default: --read-listen's; "
+              "with --address's host when it listens on every interface)")
     flag(p, "--release-unreachable-after", "KUBEP4_RELEASE_UNREACHABLE_AFTER", 15.0, type=float,
          help="seconds a deleted placement waits for its unreachable device before it is released anyway "
               "(the device is cleared when it answers again)")
@@ -78,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
          help="seconds between rewrites of the Node's status when nothing changed")
     p.add_argument("--no-prefetch", action="store_true",
                    help="do not load a new precompiled Pipeline's artifacts before a placement needs them")
+    flag(p, "--max-write-batch", "KUBEP4_MAX_WRITE_BATCH", 1000, type=int,
+         help="updates per P4Runtime Write; a larger install is sent in several")
     p.add_argument("--compiler-image", action="append", default=[], metavar="BACKEND=IMAGE",
                    help="run a compiler backend in this container image when it is not on PATH (repeatable)")
     p.add_argument("--switch-image", action="append", default=[], metavar="DEVICE=IMAGE",
@@ -110,13 +136,21 @@ def main(argv: list[str] | None = None) -> None:
                         switch_images=_pairs(p, args.switch_image, "--switch-image"),
                         docker_url=args.docker_url, release_unreachable_after=args.release_unreachable_after,
                         device_patience=args.device_patience, retry_max=args.retry_max,
-                        status_report_seconds=args.status_report, prefetch=not args.no_prefetch)
+                        status_report_seconds=args.status_report, prefetch=not args.no_prefetch,
+                        max_write_batch=args.max_write_batch)
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-node-agent")
         health = servicer = None
         if args.health_listen:
             health, _, servicer = await serving.start_server(args.health_listen, lambda s: None, [])
+        read_server = device_reads = None
+        read_address = ""
+        if args.read_listen:
+            read_server, read_port, device_reads = await reads.start(args.read_listen, devices,
+                                                                     tel.server_interceptors())
+            read_address = args.read_address or published_address(args.read_listen, read_port, args.address)
+            print(f"node reads listening on {args.read_listen.rpartition(':')[0]}:{read_port}", flush=True)
         async with st.Store(settings.etcd) as store:
             agent = NodeAgent(store, settings)
             task = asyncio.create_task(agent.run())
@@ -125,6 +159,11 @@ def main(argv: list[str] | None = None) -> None:
             await asyncio.wait({task, registered}, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 task.result()
+            if read_address:
+                try:
+                    await publish_read_address(store, settings.node_name, read_address)
+                except st.StoreError as e:  # reads are not worth stopping the agent for: say so
+                    log.warning("could not publish the read address %s: %s", read_address, e)
             print(f"node agent started: {settings.node_name} with {len(devices)} device(s)", flush=True)
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
             await asyncio.gather(task, *([reporting] if reporting else []), return_exceptions=True)
         if health is not None:
             await health.stop(1)
+        if read_server is not None:
+            await reads.stop(read_server, device_reads)
         tel.shutdown()
 
     serving.run(run)
