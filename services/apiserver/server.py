@@ -43,6 +43,7 @@ from kubep4.p4 import digest_of
 from kubep4.serving import start_server
 from kubep4.telemetry import Telemetry, stamp_write, tracer
 from services.apiserver.auth import TokenAuthInterceptor
+from services.apiserver.reads import DeploymentReads, request_problems
 from services.apiserver.watch_cache import Subscriber, TooSlow, WatchCache
 
 log = logging.getLogger(__name__)
@@ -181,8 +182,9 @@ class Settings:
 
 class KubeP4Servicer(api_grpc.KubeP4Servicer):
     def __init__(self, store: st.Store, admission: ka_grpc.AdmissionStub, etcd_quota_bytes: int = 2 << 30,
-                 storage_guard: float = 0.8):
+                 storage_guard: float = 0.8, reads: DeploymentReads | None = None):
         self.store = store
+        self.reads = reads or DeploymentReads(store)
         self.admission = admission
         self.etcd_quota_bytes, self.storage_guard = etcd_quota_bytes, storage_guard
         # digest -> P4Info bytes: content-addressed, so never stale; bounded, oldest dropped first
@@ -455,6 +457,14 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         items, rev, token = await self._list(st.NODES, request, None)
         return api.NodeList(items=items, resource_version=rev, continue_token=token)
 
+    # ------------------------------------------------------------ live values (services/apiserver/reads.py)
+    @_guard
+    async def ReadDeployment(self, request, context):
+        _check_key(request.namespace, request.name)
+        if bad := request_problems(request):
+            raise _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "invalid request: " + "; ".join(map(str, bad)), bad)
+        return await self.reads.read(request, context.time_remaining())
+
     async def _list(self, kind: st.Kind, request: api.ListRequest, ns: str | None) -> tuple[list, int, str]:
         """One page of a list (Kubernetes' limit / continue), and the token for the next ("" when done)."""
         _check_key(request.namespace)
@@ -604,7 +614,7 @@ async def create_server(settings: Settings, telemetry: Telemetry | None = None
     interceptors = telemetry.client_interceptors() if telemetry else []
     channel = grpc.aio.insecure_channel(settings.admission, options=GRPC_OPTIONS, interceptors=interceptors)
     servicer = KubeP4Servicer(store, ka_grpc.AdmissionStub(channel), settings.etcd_quota_bytes,
-                              settings.storage_guard)
+                              settings.storage_guard, DeploymentReads(store, interceptors))
     server_interceptors = list(telemetry.server_interceptors() if telemetry else [])
     if settings.token:
         server_interceptors.append(TokenAuthInterceptor(settings.token))
@@ -620,6 +630,7 @@ async def shutdown(server: grpc.aio.Server, store: st.Store, channel: grpc.aio.C
     servicer = getattr(server, "kubep4_servicer", None)
     if servicer is not None:
         await servicer.stop_watch_caches()
+        await servicer.reads.close()
     await channel.close()
     await store.close()
 
