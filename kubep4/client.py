@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -135,6 +134,24 @@ class AsyncClient:
                              or updated.metadata.labels != current.metadata.labels else "unchanged")
         raise errors.Conflict(f"deployment {ns}/{md.name} keeps changing; try again")
 
+    # -------------------------------------------------------------- live values
+    async def read_deployment(self, name: str, kind: str, object_name: str | None = None,
+                              namespace: str = "default") -> api.ReadDeploymentResponse:
+        """Live values of a deployment's replicas, read from their devices now (nothing is stored).
+
+        ``kind``: counter, meter, register, table, action_profile, multicast or clone_session;
+        ``object_name``: one of them by its P4Info name (None: all). One ``ReplicaValues`` per
+        replica in ``.replicas``: its node, device and ``values``, or its ``error`` and ``reason``
+        when its node or device did not answer (the others still do).
+        """
+        return await self._call("ReadDeployment", api.ReadDeploymentRequest(
+            namespace=namespace, name=name, kind=kind, object_name=object_name or ""))
+
+    async def counters(self, name: str, counter: str | None = None, namespace: str = "default"
+                       ) -> api.ReadDeploymentResponse:
+        """The deployment's indexed counters (one by name, or all), per replica: ``values.counters``."""
+        return await self.read_deployment(name, "counter", counter, namespace)
+
     # -------------------------------------------------------------- watch
     async def watch(self, kind: str, namespace: str = "", name: str = "", resource_version: int = 0
                     ) -> AsyncIterator[tuple[str, Message, int]]:
@@ -245,6 +262,12 @@ class Client:
 
     def apply(self, obj):
         return self._run(self._async.apply(obj))
+
+    def read_deployment(self, name, kind, object_name=None, namespace="default"):
+        return self._run(self._async.read_deployment(name, kind, object_name, namespace))
+
+    def counters(self, name, counter=None, namespace="default"):
+        return self._run(self._async.counters(name, counter, namespace))
 
     def wait_ready(self, name, namespace="default", timeout=30.0, condition=cond.READY):
         return self._run(self._async.wait_ready(name, namespace, timeout, condition))

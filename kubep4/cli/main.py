@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--for", dest="for_", default="Ready", help="condition: Ready, Scheduled, Installed")
     w.add_argument("--timeout", type=_duration, default=30.0, help="e.g. 30s, 2m")
     w.set_defaults(fn=cmd_wait)
-    from kubep4.cli import extra
+    from kubep4.cli import extra, read
+    read.register(sub)
     extra.register(sub)
     return p
 
