@@ -3,24 +3,23 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from google.protobuf.text_format import ParseError
 
 from kubep4 import labels
+from kubep4.entities import ENTITY_FIELDS, entity_count
 from kubep4.errors import Violation, quoted, truncate
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import (
     MAX_BITWIDTH,
     MAX_TEXT_DEPTH,
-    EntryError,
     P4InfoIndex,
     compiler_option_problem,
     parse_p4info,
-    to_p4_entry,
 )
+from services.admission.entities import entity_violations
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 KNOWN_TARGETS = frozenset({"bmv2", "dpdk", "tofino", "t4p4s", "ebpf", "ubpf", "netfpga"})
@@ -42,14 +41,14 @@ class Policy:
     max_p4info_bytes: int = 4 << 20
     max_p4info_depth: int = MAX_TEXT_DEPTH
     max_violations: int = 100        # reported per review; the last one counts the rest
-    max_review_seconds: float = 5.0  # converting entries stops there (the apiserver waits 10 s)
+    max_review_seconds: float = 5.0  # converting entities stops there (the apiserver waits 10 s)
     # per-namespace quotas (0: no limit), checked against the usage the apiserver counted
     quota_name: str = "kubep4-quota"
     # (off by default, as Kubernetes has no ResourceQuota until one is created)
     max_pipelines: int = 0
     max_deployments: int = 0
     max_artifact_bytes: int = 0
-    max_table_entries: int = 0          # per deployment
+    max_table_entries: int = 0          # per deployment, counting every entity (entity_count)
 
 
 KEY_CHARS = 64  # of a map key echoed in a field path
@@ -191,7 +190,7 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
             out.append(Violation("spec.arch", f"{quoted(s.arch)} differs from the pipeline's arch {quoted(pipeline.spec.arch)}"))
         if pipeline.spec.artifacts.p4info:
             index = _pipeline_index(pipeline, policy, out)
-        # a pipeline given as source has no P4Info until a node compiles it: its entries are
+        # a pipeline given as source has no P4Info until a node compiles it: its entities are
         # checked by the node agent after the compile, and a bad one fails the placement with its path
     if s.target and s.target not in KNOWN_TARGETS:
         out.append(Violation("spec.target", f"unknown target {quoted(s.target)}"))
@@ -199,10 +198,12 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
         out.append(Violation("spec.arch", f"unknown arch {quoted(s.arch)}"))
     size = d.ByteSize()
     if size > policy.max_object_bytes:
-        out.append(Violation("spec.table_entries", f"the deployment is {size} bytes; at most "
-                             f"{policy.max_object_bytes} (one etcd value): split the entries across deployments"))
+        largest = max(ENTITY_FIELDS, key=lambda name: sum(e.ByteSize() for e in getattr(s, name)))
+        out.append(Violation(f"spec.{largest}", f"the deployment is {size} bytes; at most "
+                             f"{policy.max_object_bytes} (one etcd value): split the entities across deployments"))
     if index is not None:
-        _entries(s.table_entries, index, policy, out)
+        # each entity costs at most a few values of max_bitwidth bits; all share the review budget
+        out.extend(entity_violations(s, index, policy.max_review_seconds))
     return d, out
 
 
@@ -223,20 +224,6 @@ def _pipeline_index(pipeline: kr.Pipeline, policy: Policy, out: list[Violation])
                              f"against ({len(problems)} problem(s)): {field}: {problem}"))
         return None
     return index
-
-
-def _entries(entries, index: P4InfoIndex, policy: Policy, out: list[Violation]) -> None:
-    """Convert every entry (each costs at most a few values of max_bitwidth bits), within the budget."""
-    deadline = time.monotonic() + policy.max_review_seconds
-    for i, entry in enumerate(entries):
-        if time.monotonic() >= deadline:
-            out.append(Violation("spec.table_entries", f"review stopped after {policy.max_review_seconds} s "
-                                 f"at entry {i} of {len(entries)}: split the entries across deployments"))
-            return
-        try:
-            to_p4_entry(entry, index)
-        except EntryError as e:
-            out.append(Violation(f"spec.table_entries[{i}].{e.field}", e.description))
 
 
 QUOTA_EXCEEDED = "QuotaExceeded"  # the reason of a quota violation (a FieldViolation's reason)
@@ -262,8 +249,9 @@ def quota_violations(obj: kr.Pipeline | kr.Deployment, usage, creating: bool, po
                    usage.artifact_bytes, policy.max_artifact_bytes, True)]
     else:
         checks = [("deployments", int(creating), usage.deployments, policy.max_deployments, True),
-                  # per deployment: what it would hold against the limit (used: what it holds now)
-                  ("deployment.table_entries", len(obj.spec.table_entries), usage.table_entries,
+                  # per deployment: what it would hold against the limit (used: what it holds now);
+                  # every entity counts, as each is one P4Runtime update (the quota keeps its name)
+                  ("deployment.table_entries", entity_count(obj.spec), usage.table_entries,
                    policy.max_table_entries, False)]
     over = [(name, req, used, limit) for name, req, used, limit, cumulative in checks
             if limit > 0 and req > 0 and (used + req if cumulative else req) > limit]
