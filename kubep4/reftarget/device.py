@@ -41,6 +41,7 @@ from kubep4.reftarget.errors import P4RuntimeError
 from kubep4.reftarget.errors import fail as _fail
 from kubep4.reftarget.errors import q as _q
 from kubep4.reftarget.indexed import CounterStore, MeterStore, RegisterStore
+from kubep4.reftarget.profiles import ProfileStore, entry_ref
 from kubep4.reftarget.values import KIND_NAMES as _KIND_NAMES
 from kubep4.reftarget.values import PRIORITY_KINDS as _PRIORITY_KINDS
 from kubep4.reftarget.values import EntryKey, check_action_spec, check_update_type, modify_only
@@ -192,6 +193,22 @@ def validate_config(config: p4r.ForwardingPipelineConfig) -> P4InfoIndex:
                 problems.append((f"tables[{i}].action_refs[{j}].scope", f"unknown action scope {r.scope}"))
         if t.size < 0:
             problems.append((f"tables[{i}].size", f"negative size {t.size}"))
+    profile_ids = {p.preamble.id for p in config.p4info.action_profiles}
+    table_ids = {t.preamble.id for t in config.p4info.tables}
+    for i, t in enumerate(config.p4info.tables):
+        if t.implementation_id and t.implementation_id not in profile_ids:
+            problems.append((f"tables[{i}].implementation_id",
+                             f"table {_q(t.preamble.name)} names unknown action profile {t.implementation_id}"))
+    for i, p in enumerate(config.p4info.action_profiles):
+        for j, tid in enumerate(p.table_ids):
+            if tid not in table_ids:
+                problems.append((f"action_profiles[{i}].table_ids[{j}]", f"unknown table id {tid}"))
+        if p.size < 0 or p.max_group_size < 0:
+            problems.append((f"action_profiles[{i}]", f"negative size in {_q(p.preamble.name)}"))
+    for group in ("counters", "meters", "registers", "value_sets"):
+        for i, obj in enumerate(getattr(config.p4info, group)):
+            if obj.size < 0:
+                problems.append((f"{group}[{i}].size", f"negative size {obj.size}"))
     for i, a in enumerate(config.p4info.actions):
         pids = [p.id for p in a.params]
         if len(pids) != len(set(pids)) or 0 in pids:
@@ -232,7 +249,7 @@ class State:
     :meth:`copy` and keeps it only when every update applied."""
 
     # the stores besides the tables, each with copy() and reconcile()
-    STORES = ("direct", "counters", "meters", "registers")
+    STORES = ("direct", "counters", "meters", "registers", "profiles")
 
     # table id -> entry key -> the TableEntry as written (direct-resource fields cleared)
     entries: dict[int, dict[EntryKey, p4r.TableEntry]] = field(default_factory=dict)
@@ -242,12 +259,13 @@ class State:
     counters: CounterStore = field(default_factory=CounterStore)
     meters: MeterStore = field(default_factory=MeterStore)
     registers: RegisterStore = field(default_factory=RegisterStore)
+    profiles: ProfileStore = field(default_factory=ProfileStore)
     tally: int = 0   # entries of all tables, kept during a Write
 
     @classmethod
     def empty(cls, info: p4i.P4Info) -> "State":
         return cls(direct=DirectStore(info), counters=CounterStore(info), meters=MeterStore(info),
-                   registers=RegisterStore(info))
+                   registers=RegisterStore(info), profiles=ProfileStore(info))
 
     def copy(self) -> "State":
         out = State(entries={tid: dict(es) for tid, es in self.entries.items()},
@@ -568,6 +586,10 @@ class Device:
             self._write_table_entry(pipeline, update, st)
         elif which in ("direct_counter_entry", "direct_meter_entry"):
             self._write_direct(pipeline, update, which, st)
+        elif which == "action_profile_member":
+            st.profiles.write_member(update)
+        elif which == "action_profile_group":
+            st.profiles.write_group(update)
         elif which in _STORE_OF:
             getattr(st, _STORE_OF[which]).write(update)
         else:
@@ -583,16 +605,28 @@ class Device:
         key = (_match_key(table, entry.match), entry.priority)
         _check_priority(table, entry.priority)
         store = st.entries.get(table.id, {})
+        impl = table.info.implementation_id
+        old = store.get(key)
+        old_ref = entry_ref(old.action) if impl and old is not None else None
         if update.type == UpdateType.DELETE:
-            if key not in store:
+            if old is None:
                 raise _fail(Code.NOT_FOUND, f"no such entry in table {table.name}")
             del store[key]
             st.tally -= 1
             if not store:
                 del st.entries[table.id]
             st.direct.entry_deleted(table.id, key)
+            if old_ref is not None:
+                st.profiles.refer(impl, old_ref, -1)
             return
-        self._check_action(pipeline, table, entry, default=False)
+        new_ref = None
+        if impl:
+            def check(action: p4r.Action, what: str) -> None:
+                self._check_direct_action(pipeline, table, action, False, what)
+            new_ref = st.profiles.check_entry_action(impl, table.name, entry.action, check,
+                                                     old_ref if update.type == UpdateType.MODIFY else None)
+        else:
+            self._check_action(pipeline, table, entry, default=False)
         st.direct.check_entry(table.id, table.name, entry)
         if update.type == UpdateType.INSERT:
             if key in store:
@@ -609,6 +643,10 @@ class Device:
             raise _fail(Code.NOT_FOUND, f"no such entry in table {table.name}")
         st.entries.setdefault(table.id, store)[key] = _stored(entry)
         st.direct.entry_written(table.id, key, entry, insert=update.type == UpdateType.INSERT)
+        if new_ref is not None:
+            if old_ref is not None:
+                st.profiles.refer(impl, old_ref, -1)
+            st.profiles.refer(impl, new_ref, +1)
 
     def _write_default(self, pipeline: Pipeline, table: _TableInfo, update: p4r.Update, st: "State") -> None:
         """MODIFY of a table's default entry (spec §9.1.4): with an action it replaces the default
@@ -636,7 +674,11 @@ class Device:
         if kind is None:
             raise _fail(Code.INVALID_ARGUMENT, f"an entry of table {table.name} needs an action")
         if kind != "action":
-            raise _fail(Code.UNIMPLEMENTED, f"{kind} actions (action profiles) are not supported")
+            if default:
+                raise _fail(Code.INVALID_ARGUMENT, f"the default entry of table {table.name} takes an "
+                                                   f"action, not a {kind}")
+            raise _fail(Code.INVALID_ARGUMENT, f"table {table.name} has no action profile: its entries take "
+                                               f"an action, not a {kind}")
         self._check_direct_action(pipeline, table, entry.action.action, default)
 
     def _check_direct_action(self, pipeline: Pipeline, table: _TableInfo, action: p4r.Action,
@@ -704,6 +746,8 @@ class Device:
             return self._read_table(pipeline, entity.table_entry)
         if which in ("direct_counter_entry", "direct_meter_entry"):
             return self._read_direct(pipeline, which, getattr(entity, which))
+        if which in ("action_profile_member", "action_profile_group"):
+            return self.state.profiles.read(entity)
         if which in _STORE_OF:
             return getattr(self.state, _STORE_OF[which]).read(entity)
         raise _fail(Code.UNIMPLEMENTED, f"reading {which} entities is not supported")

@@ -203,7 +203,8 @@ async def test_action_rules(loaded):
     profile.action.action_profile_member_id = 1
     codes = await write_fails(loaded, [insert(e) for e in (not_in_table, missing_param, unknown_param,
                                                            wide_param, no_action, unknown_table, profile)])
-    assert codes == [INVALID] * 6 + [code_pb2.UNIMPLEMENTED]
+    # a member id on a table without an action profile (implementation_id) is INVALID_ARGUMENT
+    assert codes == [INVALID] * 7
     assert await loaded.read_table() == []
 
 
