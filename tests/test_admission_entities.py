@@ -139,6 +139,10 @@ INVALID = {
         _both(_clear("table_entries[0]", "group_id"),
               lambda d: d.spec.table_entries[0].action_set.add(action="flood")),
         "spec.table_entries[0].action_set[0].action"),
+    "one-shot set on a selector programmed with groups": (
+        _both(_clear("table_entries[1]", "member_id"),
+              lambda d: d.spec.table_entries[1].action_set.add(action="drop")),
+        "spec.table_entries[1].action_set"),
     "flood entry with a member": (_set("table_entries[2].member_id", 1), "spec.table_entries[2].member_id"),
     "flood entry with a meter config": (lambda d: d.spec.table_entries[2].meter_config.SetInParent(),
                                         "spec.table_entries[2].meter_config"),
@@ -335,3 +339,19 @@ def test_the_entry_quota_counts_every_entity():
     assert quota_violations(d, usage, True, Policy(max_table_entries=n)) == []
     [v] = quota_violations(d, usage, True, Policy(max_table_entries=n - 1))
     assert v.field == "spec.table_entries" and f"requested: deployment.table_entries={n}" in v.description
+
+
+@pytest.mark.parametrize("mutate,field", [
+    (lambda i: setattr(i.registers[0].type_spec.bitstring.bit, "bitwidth", 1 << 20),
+     "spec.artifacts.p4info.registers[0].type_spec.bitstring"),
+    (lambda i: setattr(i.direct_meters[0].preamble, "id", i.meters[0].preamble.id),
+     "spec.artifacts.p4info.direct_meters[0].preamble.id"),
+])
+def test_a_p4info_whose_entities_could_not_be_checked_is_refused(mutate, field):
+    """A register's width bounds its values' cost; ids must be unique for by-id lookups."""
+    p, _ = _example()
+    info = parse_p4info(p.spec.artifacts.p4info)
+    mutate(info)
+    p.spec.artifacts.p4info = info.SerializeToString()
+    _, out = review_pipeline(p, Policy())
+    assert field in [v.field for v in out], out

@@ -1,7 +1,8 @@
 """Admission of a Deployment's entities against its pipeline's P4Info: each entity converts (the
 node agent's own conversion, kubep4.entities), and what spans entities holds: ids unique per
 action profile, per replication-engine kind and per cell; a group's members and a table entry's
-member or group are in the same spec and profile; a profile holds at most its size of members."""
+member or group are in the same spec and profile; a profile holds at most its size of members
+and is programmed one way (members and groups, or one-shot sets)."""
 from __future__ import annotations
 
 import time
@@ -83,13 +84,23 @@ def _references(spec: kr.DeploymentSpec, index: P4InfoIndex) -> list[Violation]:
                 out.append(Violation(f"spec.action_profile_groups[{i}].members[{j}].member_id",
                                      f"no member {m.member_id} of action profile {name} in "
                                      "spec.action_profile_members"))
-    # table entries: a member or group of the table's profile, in this spec
+    # table entries: a member or group of the table's profile, in this spec; a selector is
+    # programmed one way, with members and groups or with one-shot sets (P4Runtime §9.2.3)
+    explicit = {pid for pid, _ in members} | {pid for pid, _ in groups}
+    for e in spec.table_entries:
+        t = index.tables_by_name.get(e.table)
+        if t is not None and t.info.implementation_id and (e.member_id or e.group_id):
+            explicit.add(t.info.implementation_id)
     for i, e in enumerate(spec.table_entries):
         t = index.tables_by_name.get(e.table)
         profile = index.profile_of(t.info) if t is not None else None
         if profile is None:
             continue
         pid, name = profile.preamble.id, profile.preamble.name
+        if e.action_set and not e.member_id and not e.group_id and pid in explicit:
+            out.append(Violation(f"spec.table_entries[{i}].action_set", f"action selector {name} is "
+                                 "programmed with members and groups in this deployment: a selector takes "
+                                 "one-shot action sets or members and groups, not both"))
         if e.member_id and not e.group_id and (pid, e.member_id) not in members:
             out.append(Violation(f"spec.table_entries[{i}].member_id", f"no member {e.member_id} of action "
                                  f"profile {name} (table {e.table}'s) in spec.action_profile_members"))
