@@ -311,7 +311,7 @@ def _bit_spec(spec) -> tuple[str, int] | None:
     which = spec.WhichOneof("type_spec")
     if which == "bitstring":
         b = spec.bitstring
-        kind = b.WhichOneof("type")
+        kind = b.WhichOneof("type_spec")
         if kind == "bit":
             return "bit", b.bit.bitwidth
         if kind == "int":
