@@ -25,10 +25,11 @@ from kubep4.config import GRPC_OPTIONS
 from kubep4.gen.kubep4.v1 import api_pb2 as api
 from kubep4.gen.kubep4.v1 import api_pb2_grpc as api_grpc
 from kubep4.localstack import LocalStack
+from kubep4.otlp_receiver import OTLPReceiver
 from kubep4.p4 import P4InfoIndex, p4r, parse_p4info, to_p4_entry
 from kubep4.p4runtime_client import DeviceConnection
 
-from .conftest import ROOT, example_objects
+from .conftest import ROOT, eventually, example_objects
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TOKEN = "read-s3cret"
@@ -210,7 +211,7 @@ async def test_an_unauthenticated_read_is_refused(stack, deployed):
 
 
 async def test_a_dead_agent_or_device_fails_its_replica_only(stack, client, deployed):
-    """Last in the module: it stops an agent and a switch."""
+    """The last test on the module's stack: it stops an agent and a switch."""
     readers, info = deployed
     by_node = {r.node: r.replica for r in (await client.get("deployment", "basic")).status.replicas}
     nodes = {n.metadata.name: n for n in await client.list("nodes")}
@@ -232,3 +233,33 @@ async def test_a_dead_agent_or_device_fails_its_replica_only(stack, client, depl
     got = {r.node: r for r in resp.replicas}
     assert got["node-0"].reason == "DeviceUnreachable", got["node-0"]
     assert got["node-1"].reason == "NodeUnreachable"
+
+
+async def test_a_read_is_one_trace_from_the_apiserver_to_the_devices(tmp_path):
+    receiver = await OTLPReceiver().start()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
+           "OTEL_METRICS_EXPORTER": "none"}
+    try:
+        with LocalStack(nodes=2, data_dir=str(tmp_path), env=env) as stack:
+            async with AsyncClient(stack.api) as c:
+                pipeline, deployment = example_objects()
+                await c.create(pipeline)
+                await c.create(deployment)
+                await c.wait_ready("basic", timeout=60)
+                resp = await c.counters("basic")
+                assert [bool(r.error) for r in resp.replicas] == [False, False], resp
+
+            def whole():
+                reads = [s for s in receiver.spans() if s.name == "apiserver read deployment"]
+                if not reads:
+                    return None
+                spans = receiver.spans(reads[0].trace_id)
+                names = sorted((s.service, s.name) for s in spans if s.name in (
+                    "read replica", "node-agent read device", "p4runtime read"))
+                return names if len(names) == 6 else None
+            # spans come through each service's batch exporter: a liveness bound, not a speed
+            names = await eventually(whole, 60, 0.1, "the read's spans from the apiserver and both agents")
+            assert names == [("kubep4-apiserver", "read replica")] * 2 + [
+                ("kubep4-node-agent", "node-agent read device")] * 2 + [("kubep4-node-agent", "p4runtime read")] * 2
+    finally:
+        await receiver.stop()

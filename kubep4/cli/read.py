@@ -56,7 +56,7 @@ def _show(c, args, what: str, object_name: str) -> int:
         raise errors.InvalidArgument("only deployments can be read (kubep4 read deployment NAME ...)")
     resp = c.read_deployment(args.name, what, object_name or None, args.namespace or "default")
     if args.output:
-        doc = json_format.MessageToDict(resp)
+        doc = json_format.MessageToDict(resp, always_print_fields_with_no_presence=True)
         if args.output == "json":
             print(json.dumps(doc, indent=2))
         else:
