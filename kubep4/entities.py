@@ -165,11 +165,15 @@ def _group(g: kr.ProfileGroup, index: P4InfoIndex) -> p4r.Entity:
 
 def _replicas(replicas, index: P4InfoIndex, out) -> None:
     bits = index.port_bitwidth()
+    v1model = index.info.pkg_info.arch == "v1model"
     seen: set[tuple[int, int]] = set()
     for j, r in enumerate(replicas):
         if r.egress_port >= 1 << bits:
             raise EntryError(f"replicas[{j}].egress_port", f"port {r.egress_port} does not fit the "
                              f"architecture's {bits}-bit ports (at most {(1 << bits) - 1})")
+        if v1model and r.instance >= 1 << V1MODEL_INSTANCE_BITS:
+            raise EntryError(f"replicas[{j}].instance", f"v1model tells copies apart by a "
+                             f"{V1MODEL_INSTANCE_BITS}-bit egress_rid: at most {(1 << V1MODEL_INSTANCE_BITS) - 1}")
         if (r.egress_port, r.instance) in seen:
             raise EntryError(f"replicas[{j}]", f"port {r.egress_port} instance {r.instance} is given twice")
         seen.add((r.egress_port, r.instance))
@@ -178,6 +182,7 @@ def _replicas(replicas, index: P4InfoIndex, out) -> None:
 
 
 V1MODEL_MULTICAST_GROUP_BITS = 16  # standard_metadata.mcast_grp
+V1MODEL_INSTANCE_BITS = 16  # standard_metadata.egress_rid
 
 
 def _multicast(g: kr.MulticastGroup, index: P4InfoIndex) -> p4r.Entity:

@@ -143,6 +143,15 @@ INVALID = {
         _both(_clear("table_entries[1]", "member_id"),
               lambda d: d.spec.table_entries[1].action_set.add(action="drop")),
         "spec.table_entries[1].action_set"),
+    "the same route twice": (lambda d: d.spec.table_entries.append(d.spec.table_entries[1]),
+                             "spec.table_entries[5].match"),
+    "the same match written another way": (
+        lambda d: d.spec.table_entries.add().CopyFrom(kr.TableEntry(
+            table="MpIngress.l2_flood", action="drop", match=[kr.FieldMatch(
+                field="hdr.ethernet.dst", exact=kr.FieldMatch.Exact(value="0xffffffffffff"))])),
+        "spec.table_entries[5].match"),
+    "two default actions of a table": (lambda d: d.spec.table_entries.append(d.spec.table_entries[3]),
+                                       "spec.table_entries[5].is_default_action"),
     "flood entry with a member": (_set("table_entries[2].member_id", 1), "spec.table_entries[2].member_id"),
     "flood entry with a meter config": (lambda d: d.spec.table_entries[2].meter_config.SetInParent(),
                                         "spec.table_entries[2].meter_config"),
@@ -221,6 +230,8 @@ VALID = {
     "another cell of the counter": _add("counter_entries", counter="port_rx", index=2,
                                                      data=kr.CounterData(packet_count=3)),
     "a value set": _wider(_add("value_set_entries", value_set="ethertypes", members=[VS_MEMBER])),
+    "an acl entry of the same match at another priority": lambda d: d.spec.table_entries.add().CopyFrom(
+        kr.TableEntry(table="acl", match=d.spec.table_entries[4].match, priority=11, action="acl_deny")),
     "a group at the profile's max_group_size": _wider(_set("action_profile_groups[0].members[0].weight", 3)),
 }
 

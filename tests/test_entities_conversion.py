@@ -210,6 +210,8 @@ INVALID = {
                                      "replicas { egress_port: 512 } }", "multicast_groups[0].replicas[1].egress_port"),
     "multicast replica twice": ("multicast_groups { group_id: 1 replicas { egress_port: 1 instance: 2 } "
                                 "replicas { egress_port: 1 instance: 2 } }", "multicast_groups[0].replicas[1]"),
+    "replica instance beyond v1model's 16 bits": ("multicast_groups { group_id: 1 replicas { egress_port: 1 "
+                                                  "instance: 65536 } }", "multicast_groups[0].replicas[0].instance"),
     "clone session 0": ("clone_sessions { replicas { egress_port: 1 } }", "clone_sessions[0].session_id"),
     "clone port beyond 9 bits": ("clone_sessions { session_id: 1 replicas { egress_port: 4096 } }",
                                  "clone_sessions[0].replicas[0].egress_port"),

@@ -2,7 +2,8 @@
 node agent's own conversion, kubep4.entities), and what spans entities holds: ids unique per
 action profile, per replication-engine kind and per cell; a group's members and a table entry's
 member or group are in the same spec and profile; a profile holds at most its size of members
-and is programmed one way (members and groups, or one-shot sets)."""
+and is programmed one way (members and groups, or one-shot sets); no two table entries have
+the same match (the device would keep one)."""
 from __future__ import annotations
 
 import time
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from kubep4.entities import ENTITY_FIELDS, entity_count, to_p4_entity
 from kubep4.errors import Violation
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
-from kubep4.p4 import EntryError, P4InfoIndex
+from kubep4.p4 import EntryError, P4InfoIndex, p4r
 
 
 def entity_violations(spec: kr.DeploymentSpec, index: P4InfoIndex, review_seconds: float,
@@ -22,6 +23,7 @@ def entity_violations(spec: kr.DeploymentSpec, index: P4InfoIndex, review_second
     deadline = clock() + review_seconds
     done = 0
     total = entity_count(spec)
+    converted: list[tuple[int, p4r.TableEntry]] = []
     for field in ENTITY_FIELDS:
         for i, item in enumerate(getattr(spec, field)):
             if clock() >= deadline:
@@ -30,12 +32,30 @@ def entity_violations(spec: kr.DeploymentSpec, index: P4InfoIndex, review_second
                                      "the entities across deployments"))
                 return out
             try:
-                to_p4_entity(field, item, index)
+                entity = to_p4_entity(field, item, index)
+                if field == "table_entries":
+                    converted.append((i, entity.table_entry))
             except EntryError as e:
                 out.append(Violation(f"spec.{field}[{i}].{e.field}" if e.field else f"spec.{field}[{i}]",
                                      e.description))
             done += 1
     out.extend(_references(spec, index))
+    out.extend(_duplicate_entries(spec, converted))
+    return out
+
+
+def _duplicate_entries(spec: kr.DeploymentSpec, converted: list[tuple[int, p4r.TableEntry]]) -> list[Violation]:
+    """Two entries of one table with the same match and priority (or two default entries): the
+    device would hold only one of them."""
+    out: list[Violation] = []
+    seen: dict = {}
+    for i, e in converted:
+        key = (e.table_id, True) if e.is_default_action else (
+            e.table_id, e.priority, tuple(sorted(m.SerializeToString(deterministic=True) for m in e.match)))
+        what = (f"the default action of table {spec.table_entries[i].table}" if e.is_default_action
+                else f"an entry of table {spec.table_entries[i].table} with this match and priority")
+        _first(seen, key, f"spec.table_entries[{i}].match" if not e.is_default_action
+               else f"spec.table_entries[{i}].is_default_action", what, out)
     return out
 
 
