@@ -43,6 +43,7 @@ from kubep4.reftarget.errors import q as _q
 from kubep4.reftarget.indexed import CounterStore, MeterStore, RegisterStore
 from kubep4.reftarget.pre import PreStore
 from kubep4.reftarget.profiles import ProfileStore, entry_ref
+from kubep4.reftarget.value_sets import ValueSetStore
 from kubep4.reftarget.values import KIND_NAMES as _KIND_NAMES
 from kubep4.reftarget.values import PRIORITY_KINDS as _PRIORITY_KINDS
 from kubep4.reftarget.values import EntryKey, check_action_spec, check_update_type, modify_only
@@ -242,6 +243,7 @@ _STORE_OF = {
     "meter_entry": "meters",
     "register_entry": "registers",
     "packet_replication_engine_entry": "pre",
+    "value_set_entry": "value_sets",
 }
 
 
@@ -251,7 +253,7 @@ class State:
     :meth:`copy` and keeps it only when every update applied."""
 
     # the stores besides the tables, each with copy() and reconcile()
-    STORES = ("direct", "counters", "meters", "registers", "profiles", "pre")
+    STORES = ("direct", "counters", "meters", "registers", "profiles", "pre", "value_sets")
 
     # table id -> entry key -> the TableEntry as written (direct-resource fields cleared)
     entries: dict[int, dict[EntryKey, p4r.TableEntry]] = field(default_factory=dict)
@@ -263,12 +265,14 @@ class State:
     registers: RegisterStore = field(default_factory=RegisterStore)
     profiles: ProfileStore = field(default_factory=ProfileStore)
     pre: PreStore = field(default_factory=PreStore)
+    value_sets: ValueSetStore = field(default_factory=ValueSetStore)
     tally: int = 0   # entries of all tables, kept during a Write
 
     @classmethod
     def empty(cls, info: p4i.P4Info) -> "State":
         return cls(direct=DirectStore(info), counters=CounterStore(info), meters=MeterStore(info),
-                   registers=RegisterStore(info), profiles=ProfileStore(info), pre=PreStore(info))
+                   registers=RegisterStore(info), profiles=ProfileStore(info), pre=PreStore(info),
+                   value_sets=ValueSetStore(info))
 
     def copy(self) -> "State":
         out = State(entries={tid: dict(es) for tid, es in self.entries.items()},
