@@ -7,7 +7,6 @@ the same match (the device would keep one)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from kubep4.entities import ENTITY_FIELDS, entity_count, to_p4_entity
 from kubep4.errors import Violation
@@ -15,18 +14,17 @@ from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import EntryError, P4InfoIndex, p4r
 
 
-def entity_violations(spec: kr.DeploymentSpec, index: P4InfoIndex, review_seconds: float,
-                      clock: Callable[[], float] = time.monotonic) -> list[Violation]:
+def entity_violations(spec: kr.DeploymentSpec, index: P4InfoIndex, review_seconds: float) -> list[Violation]:
     """Every violation of the spec's entities, each at its path ``spec.<field>[i]...``. Converting
     stops after ``review_seconds`` (all entities share the budget) with a violation saying where."""
     out: list[Violation] = []
-    deadline = clock() + review_seconds
+    deadline = time.monotonic() + review_seconds
     done = 0
     total = entity_count(spec)
     converted: list[tuple[int, p4r.TableEntry]] = []
     for field in ENTITY_FIELDS:
         for i, item in enumerate(getattr(spec, field)):
-            if clock() >= deadline:
+            if time.monotonic() >= deadline:
                 out.append(Violation(f"spec.{field}", f"review stopped after {review_seconds} s at "
                                      f"{field}[{i}] (entry {done} of {total}, counting every entity): split "
                                      "the entities across deployments"))
