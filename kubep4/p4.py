@@ -411,13 +411,20 @@ def to_p4_action(name: str, params, index: P4InfoIndex, allowed: frozenset[int],
 
 
 def to_p4_meter_config(config: kr.MeterConfig, spec: p4i.MeterSpec, prefix: str = "") -> p4r.MeterConfig:
-    """A P4Runtime MeterConfig: rates and bursts are not negative, and a two-rate meter's
-    committed rate is at most its peak rate (P4Runtime §9.4 and RFC 2698). Paths ``{prefix}cir``..."""
+    """A P4Runtime MeterConfig: rates and bursts are not negative; a two-rate meter's committed
+    rate is at most its peak rate (RFC 2698; BMv2 refuses the other order), a single-rate meter's
+    peak rate and burst are its committed ones (P4Runtime §9.4, as the reference target reads it).
+    Paths ``{prefix}cir``..."""
     for name in ("cir", "cburst", "pir", "pburst"):
         if getattr(config, name) < 0:
             raise EntryError(f"{prefix}{name}", f"must be 0 or more, got {getattr(config, name)}")
-    if spec.type == p4i.MeterSpec.TWO_RATE_THREE_COLOR and config.cir > config.pir:
-        raise EntryError(f"{prefix}cir", f"the committed rate {config.cir} exceeds the peak rate {config.pir}")
+    if spec.type == p4i.MeterSpec.TWO_RATE_THREE_COLOR:
+        if config.cir > config.pir:
+            raise EntryError(f"{prefix}cir", f"the committed rate {config.cir} exceeds the peak rate {config.pir}")
+    elif (config.pir, config.pburst) != (config.cir, config.cburst):
+        field = "pir" if config.pir != config.cir else "pburst"
+        raise EntryError(f"{prefix}{field}", f"a single-rate meter takes pir = cir and pburst = cburst "
+                         f"(got cir {config.cir}, cburst {config.cburst}, pir {config.pir}, pburst {config.pburst})")
     return p4r.MeterConfig(cir=config.cir, cburst=config.cburst, pir=config.pir, pburst=config.pburst)
 
 

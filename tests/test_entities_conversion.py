@@ -339,9 +339,15 @@ def test_counter_units_both_bytes():
     assert exc.value.field == "counter_entries[0].data.packet_count"
 
 
-def test_single_rate_meters_take_any_rate_order():
-    index = _index(lambda i: setattr(i.meters[0].spec, "type", p4i.MeterSpec.SINGLE_RATE_TWO_COLOR))
-    to_p4_entities(_spec("meter_entries { meter: 'port_policer' config { cir: 5 pir: 1 } }"), index)
+@pytest.mark.parametrize("kind", [p4i.MeterSpec.SINGLE_RATE_TWO_COLOR, p4i.MeterSpec.SINGLE_RATE_THREE_COLOR])
+def test_single_rate_meters_take_their_committed_rate_as_peak(kind):
+    index = _index(lambda i: setattr(i.meters[0].spec, "type", kind))
+    to_p4_entities(_spec("meter_entries { meter: 'port_policer' config { cir: 5 cburst: 2 pir: 5 pburst: 2 } }"),
+                   index)
+    for config, field in [("cir: 5 cburst: 2 pir: 6 pburst: 2", "pir"), ("cir: 5 cburst: 2 pir: 5", "pburst")]:
+        with pytest.raises(EntryError) as exc:
+            to_p4_entities(_spec(f"meter_entries {{ meter: 'port_policer' config {{ {config} }} }}"), index)
+        assert exc.value.field == f"meter_entries[0].config.{field}"
 
 
 def test_port_width_from_a_psa_port_type():
