@@ -1,8 +1,12 @@
 """P4Runtime reference target: an in-memory software switch speaking P4Runtime v1.
 
 Used by KubeP4's local stack and tests in place of BMv2 ``simple_switch_grpc``.
-It keeps the pipeline, table entries and arbitration state of each device in
-memory (a restart is a switch reboot) and forwards no packets.  Its bounds (table
+It keeps the pipeline, arbitration state and every entity kind of the P4Runtime
+spec of each device in memory (table and default entries, direct and indexed
+counters and meters, action profile members and groups, one-shot selector sets,
+multicast groups, clone sessions, registers, value sets; digests are
+UNIMPLEMENTED; a restart is a switch reboot) and forwards no packets, so counters
+only change when written.  Its bounds (table
 size 0 holds 1024 entries, 65,536 entries per device, 10,000 updates per Write)
 and its answers to hostile input are described in ``device.py`` and ``server.py``.
 """

@@ -1,8 +1,27 @@
 """The per-device state machine of the P4Runtime reference target.
 
 Everything a P4Runtime switch remembers lives here: the forwarding pipeline
-(P4Info, device config, cookie), a saved-but-not-committed config, the table
-store and default-action overrides, and the client arbitration per role.
+(P4Info, device config, cookie), a saved-but-not-committed config, the
+:class:`State` every Write changes, and the client arbitration per role.
+
+The state holds every entity kind of the spec, each in a store of its own module with
+``write(update)`` / ``read(entity)`` (and ``copy()`` / ``reconcile(p4info)`` for pipeline
+changes); :meth:`Device.write` and :meth:`Device.read` dispatch on ``Entity.entity``:
+
+* table entries and default entries (this module, spec §9.1), with their direct
+  counters and meters (``direct.py``: ``TableEntry.counter_data`` / ``meter_config`` /
+  ``meter_counter_data``, ``DirectCounterEntry``, ``DirectMeterEntry``; §9.1 direct
+  resources, §9.3.1, §9.4.1);
+* action profile members and groups, and the member / group / one-shot actions of
+  indirect tables (``profiles.py``, §9.2);
+* indexed counters, meters and registers (``indexed.py``, §9.3.2, §9.4.2, §9.7);
+* multicast groups and clone sessions (``pre.py``, §9.5);
+* parser value sets (``value_sets.py``, §9.6).
+
+``DigestEntry`` (§9.8) and extern entries are UNIMPLEMENTED.  VERIFY_AND_COMMIT and
+COMMIT start from an empty state; RECONCILE_AND_COMMIT keeps the state of every kind
+whose P4Info object keeps its id and shape, or fails INVALID_ARGUMENT, unchanged.
+A ROLLBACK_ON_ERROR / DATAPLANE_ATOMIC Write applies to a copy of the whole state.
 
 This module knows the protobuf messages but nothing about gRPC: every method is
 synchronous, raises :class:`P4RuntimeError` (carrying a ``google.rpc.Code``)
@@ -21,11 +40,14 @@ Bounds (attributes of each :class:`Device`, defaults from these constants):
 * a Write carries at most :data:`MAX_BATCH` (10,000) updates and a Read at most
   :data:`MAX_BATCH` entities: a larger request is refused as a whole with
   RESOURCE_EXHAUSTED before any update is tried (spec §12.3, an RPC-wide error
-  has no per-update details);
+  has no per-update details); a Read returns at most :data:`MAX_READ_ENTITIES`
+  (1,000,000) entities, a wildcard over indexed cells at most
+  :data:`~kubep4.reftarget.indexed.MAX_READ_CELLS` per entity: more is RESOURCE_EXHAUSTED;
 * enum values the P4Runtime protos do not define (``Update.type``,
   ``WriteRequest.atomicity``, ``SetForwardingPipelineConfigRequest.action``,
   ``GetForwardingPipelineConfigRequest.response_type``, P4Info match types and
-  action scopes) are INVALID_ARGUMENT, as are negative table sizes.
+  action scopes) are INVALID_ARGUMENT, as are negative table, profile, counter,
+  meter, register and value set sizes, and implementation ids naming no profile.
 """
 from __future__ import annotations
 
@@ -50,7 +72,8 @@ from kubep4.reftarget.values import EntryKey, check_action_spec, check_update_ty
 from kubep4.reftarget.values import match_key as _match_key
 
 __all__ = ["P4RuntimeError", "Session", "Device", "DeviceStats", "Pipeline", "election_id_of",
-           "uint128", "update_error", "DEFAULT_TABLE_SIZE", "MAX_DEVICE_ENTRIES", "MAX_BATCH"]
+           "uint128", "update_error", "DEFAULT_TABLE_SIZE", "MAX_DEVICE_ENTRIES", "MAX_BATCH",
+           "MAX_READ_ENTITIES", "State"]
 
 Code = code_pb2
 SetAction = p4r.SetForwardingPipelineConfigRequest.Action
@@ -62,6 +85,7 @@ Scope = p4i.ActionRef.Scope
 DEFAULT_TABLE_SIZE = 1024      # entries of a table whose P4Info size is 0
 MAX_DEVICE_ENTRIES = 65_536    # entries of all tables of a device together
 MAX_BATCH = 10_000             # updates of a Write, entities of a Read
+MAX_READ_ENTITIES = 1_000_000  # entities one Read returns
 
 
 
@@ -742,7 +766,14 @@ class Device:
         pipeline = self._require_pipeline()
         entities = list(entities)
         self._check_batch(len(entities), "Read", "entities")
-        plans = [self._plan_read(pipeline, e) for e in entities]
+        plans: list[list[p4r.Entity]] = []
+        total = 0
+        for e in entities:
+            plans.append(self._plan_read(pipeline, e))
+            total += len(plans[-1])
+            if total > MAX_READ_ENTITIES:
+                raise _fail(Code.RESOURCE_EXHAUSTED, f"this Read would return more than {MAX_READ_ENTITIES} "
+                                                     "entities: split it")
         return itertools.chain.from_iterable(plans)
 
     def _plan_read(self, pipeline: Pipeline, entity: p4r.Entity) -> list[p4r.Entity]:

@@ -97,3 +97,63 @@ def test_failed_reconcile_changes_nothing():
         d.set_pipeline(SetAction.RECONCILE_AND_COMMIT, smaller)
     assert err.value.code == code_pb2.INVALID_ARGUMENT
     assert d.pipeline.cookie == 1 and d.entry_count() == 1 and d.stats.snapshot() == before
+
+
+# ------------------------------------------------------------------ hostile P4Info objects of the other kinds
+
+
+def _mp_device(info) -> "Device":
+    from kubep4.reftarget.device import Device
+    d = Device(1)
+    d.set_pipeline(p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT, p4r.ForwardingPipelineConfig(p4info=info))
+    return d
+
+
+def test_a_huge_counter_costs_what_is_written():
+    """A counter of 2^40 cells: a MODIFY of every cell is one value, a wildcard read is refused
+    (RESOURCE_EXHAUSTED), a read by index works."""
+    from google.rpc import code_pb2
+
+    from kubep4.reftarget.device import P4RuntimeError
+
+    from .p4rt_client import MP, multipath_p4info
+    info = multipath_p4info()
+    info.counters[0].size = 1 << 40
+    d = _mp_device(info)
+    every = p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=MP.port_rx, data=p4r.CounterData(packet_count=2)))
+    assert d.write([p4r.Update(type=p4r.Update.MODIFY, entity=every)]) == [None]
+    last = p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=MP.port_rx))
+    last.counter_entry.index.index = (1 << 40) - 1
+    [got] = list(d.read([last]))
+    assert got.counter_entry.data.packet_count == 2
+    wildcard = p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=MP.port_rx))
+    try:
+        d.read([wildcard])
+    except P4RuntimeError as e:
+        assert e.code == code_pb2.RESOURCE_EXHAUSTED
+    else:
+        raise AssertionError("a wildcard read of 2^40 cells was not refused")
+
+
+def test_p4info_objects_with_negative_sizes_or_unknown_profiles_are_invalid():
+    from google.rpc import code_pb2
+
+    from kubep4.reftarget.device import P4RuntimeError, validate_config
+
+    from .p4rt_client import multipath_p4info
+
+    def refused(change) -> bool:
+        info = multipath_p4info()
+        change(info)
+        try:
+            validate_config(p4r.ForwardingPipelineConfig(p4info=info))
+        except P4RuntimeError as e:
+            return e.code == code_pb2.INVALID_ARGUMENT
+        return False
+
+    assert refused(lambda i: setattr(i.counters[0], "size", -1))
+    assert refused(lambda i: setattr(i.registers[0], "size", -1))
+    assert refused(lambda i: setattr(i.action_profiles[0], "max_group_size", -2))
+    assert refused(lambda i: setattr(i.tables[0], "implementation_id", 4242))
+    assert refused(lambda i: i.action_profiles[0].table_ids.append(4343))
+    assert not refused(lambda i: None)
