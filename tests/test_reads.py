@@ -194,6 +194,20 @@ async def test_bad_reads_are_refused_with_the_reason(client, deployed):
     assert [(r.reason, "no_such_counter" in r.error and COUNTER in r.error) for r in resp.replicas] == \
         [("NotFound", True)] * 2
 
+    # a replica with no device (every device is taken) is answered as such
+    _, nowhere = example_objects()
+    nowhere.metadata.name, nowhere.spec.replicas = "nowhere", 1
+    await client.create(nowhere)
+    await eventually(lambda: _unschedulable(client, "nowhere"), 30, 0.1, "nowhere to be Unschedulable")
+    resp = await client.counters("nowhere")
+    assert [(r.replica, r.node, r.reason) for r in resp.replicas] == [(0, "", "NotPlaced")]
+    await client.delete("deployment", "nowhere")
+
+
+async def _unschedulable(client: AsyncClient, name: str) -> bool:
+    d = await client.get("deployment", name)
+    return [r.phase for r in d.status.replicas] == ["Unschedulable"]
+
 
 async def test_an_unauthenticated_read_is_refused(stack, deployed):
     async with grpc.aio.insecure_channel(stack.api, options=GRPC_OPTIONS) as ch:

@@ -97,6 +97,8 @@ class DeploymentReads:
     async def _node(self, name: str, nodes: dict[str, asyncio.Future]) -> kr.Node:
         if name not in nodes:
             nodes[name] = asyncio.ensure_future(self.store.get(st.NODES, "", name))
+            # its error is every waiter's; retrieved here too when they were all cancelled (the deadline)
+            nodes[name].add_done_callback(lambda f: f.cancelled() or f.exception())
         return await asyncio.shield(nodes[name])
 
     async def _replica(self, ns: str, request: api.ReadDeploymentRequest, r: kr.ReplicaStatus,
