@@ -116,12 +116,13 @@ def _member(m: kr.ProfileMember, index: P4InfoIndex) -> p4r.Entity:
     profile = _profile(m.action_profile, index)
     if m.member_id == 0:
         raise EntryError("member_id", "required: an id greater than 0")
-    allowed = frozenset().union(*(index.tables_by_id[t].action_ids for t in profile.table_ids
-                                  if t in index.tables_by_id))
-    tables = ", ".join(index.tables_by_id[t].info.preamble.name for t in profile.table_ids
-                       if t in index.tables_by_id) or "none"
+    tables = [index.tables_by_id[t] for t in profile.table_ids if t in index.tables_by_id]
+    allowed = frozenset().union(*(t.entry_action_ids for t in tables))
+    default_only = frozenset().union(*(t.action_ids for t in tables)) - allowed
+    names = ", ".join(t.info.preamble.name for t in tables) or "none"
     action = to_p4_action(m.action, m.params, index, allowed,
-                          f"a table of action profile {profile.preamble.name} (tables: {tables})")
+                          f"a table of action profile {profile.preamble.name} (tables: {names})",
+                          scopes={i: "but their default only (@defaultonly)" for i in default_only})
     return p4r.Entity(action_profile_member=p4r.ActionProfileMember(
         action_profile_id=profile.preamble.id, member_id=m.member_id, action=action))
 
@@ -143,8 +144,9 @@ def _group(g: kr.ProfileGroup, index: P4InfoIndex) -> p4r.Entity:
     if profile.max_group_size and g.max_size > profile.max_group_size:
         raise EntryError("max_size", f"{g.max_size} exceeds action selector {pname}'s max_group_size "
                          f"{profile.max_group_size}")
+    # max_size 0 is the profile's max_group_size: given as such (a target may refuse 0 under a bound)
     out = p4r.ActionProfileGroup(action_profile_id=profile.preamble.id, group_id=g.group_id,
-                                 max_size=g.max_size)
+                                 max_size=g.max_size or profile.max_group_size)
     seen: set[int] = set()
     for j, m in enumerate(g.members):
         if m.member_id == 0:

@@ -171,6 +171,16 @@ class _Table:
     fields: dict[str, p4i.MatchField]
     action_ids: frozenset[int]
 
+    @property
+    def entry_action_ids(self) -> frozenset[int]:
+        """The actions an entry (not the default one) may take: all but the @defaultonly ones."""
+        return frozenset(r.id for r in self.info.action_refs if r.scope != p4i.ActionRef.DEFAULT_ONLY)
+
+    @property
+    def default_action_ids(self) -> frozenset[int]:
+        """The actions the default entry may take: all but the @tableonly ones."""
+        return frozenset(r.id for r in self.info.action_refs if r.scope != p4i.ActionRef.TABLE_ONLY)
+
 
 class P4InfoIndex:
     """Name and id lookups over a P4Info, with a consistency check."""
@@ -380,16 +390,18 @@ def to_p4_matches(matches, fields: dict[str, p4i.MatchField], ordered, owner: st
 
 
 def to_p4_action(name: str, params, index: P4InfoIndex, allowed: frozenset[int], owner: str,
-                 prefix: str = "") -> p4r.Action:
+                 prefix: str = "", scopes: dict[int, str] | None = None) -> p4r.Action:
     """A P4Runtime Action from an action name and its KubeP4 params; the action must be one of
-    ``allowed`` (action ids; ``owner`` names them in errors). Paths: ``{prefix}action``,
-    ``{prefix}params[i]...``."""
+    ``allowed`` (action ids; ``owner`` names them in errors, ``scopes`` says why an action of the
+    table is not allowed here). Paths: ``{prefix}action``, ``{prefix}params[i]...``."""
+    scopes = scopes or {}
     action = index.actions_by_name.get(name)
     if action is None:
         raise EntryError(f"{prefix}action", f"no action {quoted(name)} in the P4Info" if name else
                          "required: the name of an action")
     if action.preamble.id not in allowed:
-        raise EntryError(f"{prefix}action", f"action {name} is not an action of {owner}")
+        raise EntryError(f"{prefix}action", f"action {name} is not an action of {owner}"
+                         + (f" {scoped}" if (scoped := scopes.get(action.preamble.id)) else ""))
     a = p4r.Action(action_id=action.preamble.id)
     specs = {p.name: p for p in action.params}
     given = set()
@@ -444,20 +456,36 @@ def to_p4_counter_data(data: kr.CounterData, spec: p4i.CounterSpec, owner: str, 
 
 
 def profile_weight(weight: int, profile: p4i.ActionProfile, path: str) -> int:
+    """A group member's or one-shot action's weight (0 means 1), as the profile allows it."""
     if weight < 0:
         raise EntryError(path, f"must be 0 (meaning 1) or more, got {weight}")
     if weight > 1 and profile.weights_disallowed:
         raise EntryError(path, f"action profile {profile.preamble.name} takes no weights")
+    bound = profile.sum_of_members.max_member_weight if profile.HasField("sum_of_members") else 0
+    if bound and weight > bound:
+        raise EntryError(path, f"{weight} exceeds action selector {profile.preamble.name}'s "
+                         f"max_member_weight {bound}")
     return weight or 1
+
+
+def _allowed(t: _Table, default: bool) -> tuple[frozenset[int], dict[int, str]]:
+    """The actions a table's entry (or its default entry) may take, and why the others of the
+    table may not."""
+    if default:
+        return t.default_action_ids, {i: "as its default action (@tableonly)" for i in t.action_ids
+                                      - t.default_action_ids}
+    return t.entry_action_ids, {i: "but its default only (@defaultonly)" for i in t.action_ids
+                                - t.entry_action_ids}
 
 
 def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
     """Convert a KubeP4 table entry into a P4Runtime TableEntry.
 
-    A direct table's entry takes ``action`` and ``params``; a table implemented by an action
-    profile takes ``member_id``, ``group_id`` (a selector's) or ``action_set`` (a selector's
-    one-shot set, weights 0 meaning 1), never ``action``. ``meter_config`` and ``counter_data``
-    only where the table has a direct meter / direct counter. Raises EntryError whose ``field``
+    A direct table's entry, and every table's default entry, takes ``action`` and ``params``
+    (not a @defaultonly action in an entry, nor a @tableonly one as the default); an entry of a
+    table implemented by an action profile takes ``member_id``, ``group_id`` (a selector's) or
+    ``action_set`` (a selector's one-shot set, weights 0 meaning 1), never ``action``.
+    ``meter_config`` and ``counter_data`` only where the table has a direct meter / direct counter. Raises EntryError whose ``field``
     is relative to the entry (e.g. ``match[0].lpm.value``).
     """
     if entry.table not in index.tables_by_name:
@@ -487,11 +515,14 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
     if t.info.implementation_id and profile is None:
         raise EntryError("table", f"table {entry.table} is implemented by an unknown action profile "
                          f"(id {t.info.implementation_id})")
-    if profile is None:
+    if profile is None or entry.is_default_action:
         if given and given[0] != "action":
-            raise EntryError(given[0], f"table {entry.table} is a direct table: give action and params")
-        out.action.action.CopyFrom(to_p4_action(entry.action, entry.params, index, t.action_ids,
-                                                f"table {entry.table}"))
+            raise EntryError(given[0], f"the default entry of table {entry.table} takes an action and params"
+                             if entry.is_default_action else
+                             f"table {entry.table} is a direct table: give action and params")
+        allowed, scopes = _allowed(t, entry.is_default_action)
+        out.action.action.CopyFrom(to_p4_action(entry.action, entry.params, index, allowed,
+                                                f"table {entry.table}", scopes=scopes))
     else:
         pname = profile.preamble.name
         selector = "action selector" if profile.with_selector else "action profile"
@@ -514,8 +545,9 @@ def to_p4_entry(entry: kr.TableEntry, index: P4InfoIndex) -> p4r.TableEntry:
                                  f"takes at most {profile.max_group_size}")
             aset = out.action.action_profile_action_set
             for i, pa in enumerate(entry.action_set):
-                act = to_p4_action(pa.action, pa.params, index, t.action_ids, f"table {entry.table}",
-                                   f"action_set[{i}].")
+                allowed, scopes = _allowed(t, False)
+                act = to_p4_action(pa.action, pa.params, index, allowed, f"table {entry.table}",
+                                   f"action_set[{i}].", scopes)
                 aset.action_profile_actions.add(action=act, weight=profile_weight(pa.weight, profile,
                                                                            f"action_set[{i}].weight"))
     if entry.HasField("meter_config"):

@@ -440,3 +440,51 @@ def test_read_back_replicas_and_unknown_ids():
                                                              data=kr.CounterData(packet_count=1))
     with pytest.raises(EntryError):
         from_p4_entity(_entity("digest_entry { digest_id: 1 }"), INDEX)
+
+
+def test_action_scopes():
+    """@defaultonly actions are for default entries only, @tableonly ones never the default."""
+    for text, path in [
+        ("action_profile_members { action_profile: 'ecmp_selector' member_id: 1 action: 'NoAction' }",
+         "action_profile_members[0].action"),
+        (f"table_entries {{ {ROUTE_MATCH} action_set {{ action: 'NoAction' }} }}", "table_entries[0].action_set[0].action"),
+        ("table_entries { table: 'ipv4_route' is_default_action: true group_id: 1 }", "table_entries[0].group_id"),
+    ]:
+        with pytest.raises(EntryError) as exc:
+            to_p4_entities(_spec(text), INDEX)
+        assert exc.value.field == path
+    # a selector table's default entry takes a direct action (its P4Info default is NoAction)
+    [(_, e)] = to_p4_entities(_spec("table_entries { table: 'ipv4_route' is_default_action: true "
+                                    "action: 'NoAction' }"), INDEX)
+    assert e.table_entry == text_format.Parse(f"table_id: {ROUTE} is_default_action: true action {{ action {{ "
+                                              f"action_id: {NO_ACTION} }} }}", p4r.TableEntry())
+
+    def scoped(scope):
+        def mutate(info):
+            [ref] = [r for r in info.tables[1].action_refs if r.id == DROP]
+            ref.scope = scope
+        return _index(mutate)
+    entry = ("table_entries { table: 'l2_flood' match { field: 'hdr.ethernet.dst' exact { value: '1' } } "
+             "action: 'drop' }")
+    default = "table_entries { table: 'l2_flood' is_default_action: true action: 'drop' }"
+    table_only, default_only = scoped(p4i.ActionRef.TABLE_ONLY), scoped(p4i.ActionRef.DEFAULT_ONLY)
+    to_p4_entities(_spec(entry), table_only)
+    to_p4_entities(_spec(default), default_only)
+    for text, index in [(default, table_only), (entry, default_only)]:
+        with pytest.raises(EntryError) as exc:
+            to_p4_entities(_spec(text), index)
+        assert exc.value.field == "table_entries[0].action"
+
+
+def test_a_group_without_max_size_gets_the_profiles_bound_and_weights_their_bound():
+    def bounded(info):
+        info.action_profiles[0].max_group_size = 4
+        info.action_profiles[0].sum_of_members.max_member_weight = 2
+    index = _index(bounded)
+    [(_, e)] = to_p4_entities(_spec("action_profile_groups { action_profile: 'ecmp_selector' group_id: 1 "
+                                    "members { member_id: 1 weight: 2 } }"), index)
+    assert e.action_profile_group.max_size == 4
+    with pytest.raises(EntryError) as exc:
+        to_p4_entities(_spec("action_profile_groups { action_profile: 'ecmp_selector' group_id: 1 "
+                             "members { member_id: 1 weight: 3 } }"), index)
+    assert exc.value.field == "action_profile_groups[0].members[0].weight"
