@@ -154,7 +154,10 @@ class DeviceReads:
     async def _names(self, r: _Reader, timeout: float) -> tuple[int, _Names]:
         """The device's P4Info lookups, fetched again when its cookie is not the one they came with."""
         async with r.lock:
-            cookie = await r.conn.get_cookie() if r.names is not None else None
+            cookie = None
+            if r.names is not None:  # one small answer: is it still the pipeline the names came from?
+                now = await r.conn.get_pipeline(p4r.GetForwardingPipelineConfigRequest.COOKIE_ONLY, timeout=timeout)
+                cookie = None if now is None else now.cookie.cookie
             if r.names is None or cookie != r.cookie:
                 config = await r.conn.get_pipeline(p4r.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE,
                                                    timeout=timeout)
