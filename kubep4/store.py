@@ -12,6 +12,12 @@ Keys are laid out by kind / namespace / name::
 Every write is one etcd transaction guarded by the key's mod_revision (which is the
 object's ``metadata.resource_version``): a stale write raises Conflict, never
 overwrites. Watches resume from a revision and say when it was compacted.
+
+Connection: one endpoint (``Store("127.0.0.1:2379")``, plaintext, no retry: an unreachable etcd
+is Unavailable at once) or several members (``Store("h1:2379,h2:2379,h3:2379")`` or a list), with
+``tls=ClientTLS(ca, cert, key)`` for https and a client certificate. With several members the
+Store talks to one at a time and moves to the next when it fails: see ``_call`` for which failures
+are retried there and ``watch_raw`` for how a watch carries on from its last revision.
 """
 from __future__ import annotations
 
@@ -24,12 +30,16 @@ from typing import Any, Callable, Generic, TypeVar
 
 import aetcd
 import aetcd.exceptions
+import aetcd.watcher
+import grpc
 from aetcd import rpc
 from google.protobuf.message import Message
 from opentelemetry import trace
 
+from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import digest_of
+from kubep4.tls import ClientTLS
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.store")
@@ -37,6 +47,7 @@ tracer = trace.get_tracer("kubep4.store")
 ROOT = "/kubep4"
 CHUNK_SIZE = 1 << 20  # 1 MiB: etcd's default request limit is 1.5 MiB
 T = TypeVar("T", bound=Message)
+R = TypeVar("R")
 
 
 class StoreError(Exception):
@@ -80,13 +91,21 @@ class Rejected(StoreError):
     """etcd refused the request as invalid."""
 
 
+class Forbidden(Unavailable):
+    """etcd refused this client's identity (auth on: the certificate's CN is not a user, or its roles
+    do not cover the key). An Unavailable to every retry loop: a deployment's roles are wrong, and
+    nothing this process does will fix that, but it must not be mistaken for an answer."""
+
+
 def _rpc_error(endpoint: str, e: "rpc.AioRpcError") -> StoreError:
-    """One table from etcd's status codes to store errors: only an unreachable etcd is Unavailable."""
-    import grpc
+    """One table from etcd's status codes to store errors: only an unreachable etcd is Unavailable
+    (and a refused identity, Forbidden, a kind of it)."""
     code = e.code()
     msg = f"etcd at {endpoint}: {code.name} {e.details()}"
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return TooLarge(msg)
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return Forbidden(msg)
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
                 grpc.StatusCode.FAILED_PRECONDITION):
         return Rejected(msg)
@@ -180,15 +199,26 @@ def _encode(obj: Message) -> bytes:
 class Store:
     """An asyncio etcd client for KubeP4 objects. One per process."""
 
-    def __init__(self, endpoint: str = "127.0.0.1:2379", timeout: float = 5.0):
-        host, _, port = endpoint.rpartition(":")
-        self.endpoint = endpoint
+    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:2379", timeout: float = 5.0,
+                 tls: ClientTLS | None = None):
+        """``endpoints``: host:port, several comma-separated, or a list. ``tls``: https to every
+        member, with the client certificate when it has one (read now: a missing file is named at
+        once, not at the first request)."""
+        self.endpoints = parse_endpoints(endpoints, tls)
         # (key, lease id): when set, every transaction also compares that the key is held under that
         # lease — a controller's writes are fenced by its leadership
         self.fence: tuple[str, int] | None = None
         self._releasing: set[asyncio.Future] = set()  # releases of creates whose caller was cancelled
-        self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port or 2379), timeout=timeout,
-                                    options={"grpc.max_receive_message_length": 64 << 20, **RECONNECT})
+        self._client = _Client(self.endpoints, tls, timeout,
+                               {"grpc.max_receive_message_length": 64 << 20, **RECONNECT})
+        # with several members: tries of one call before it fails (each on the next member, after a
+        # backoff: about 5 s in all, the time an election takes after the leader died)
+        self._attempts = 1 if len(self.endpoints) == 1 else max(6, 3 * len(self.endpoints))
+
+    @property
+    def endpoint(self) -> str:
+        """The member this Store talks to now."""
+        return self.endpoints[self._client.current]
 
     async def __aenter__(self) -> "Store":
         await self.connect()
@@ -210,6 +240,34 @@ class Store:
     def client(self) -> aetcd.Client:
         return self._client
 
+    async def _call(self, call: Callable[["_Client"], Any], idempotent: bool) -> Any:
+        """``await call(client)`` on the current member; with several members, a failure of that
+        member moves the Store to the next one and, when it is safe, tries the call there.
+
+        Reads (``idempotent``) are tried again on any UNAVAILABLE or DEADLINE_EXCEEDED. A write
+        is tried again only when etcd surely did not apply it: no connection could be made, or the
+        member refused it for having no leader (the "hasleader" metadata, checked before the
+        request is handled). A write whose connection broke while in flight may have been applied:
+        it raises Unavailable, as etcd's own client does, and the caller reads before writing
+        again (every write of this Store is conditional on what it read)."""
+        await self.connect()
+        backoff: Backoff | None = None
+        attempt = 0
+        while True:
+            index = self._client.current
+            try:
+                return await call(self._client)
+            except rpc.AioRpcError as e:
+                attempt += 1
+                if len(self.endpoints) == 1 or e.code() not in _MEMBER_FAILED:
+                    raise _rpc_error(self.endpoints[index], e) from e
+                self._client.failover(index)
+                if attempt >= self._attempts or not (idempotent or _not_sent(e)):
+                    raise _rpc_error(self.endpoints[index], e) from e
+                backoff = backoff or Backoff(initial=0.05, cap=1.0)
+                await backoff.sleep(log.info, "etcd at %s: %s %s; trying %s in %.2fs", self.endpoints[index],
+                                    e.code().name, e.details(), self.endpoint)
+
     # ------------------------------------------------------------------ raw KV
     async def _txn(self, compare: list, success: list, failure: list | None = None) -> rpc.TxnResponse:
         await self.connect()
@@ -220,11 +278,9 @@ class Store:
             compare = [*compare, rpc.Compare(key=key.encode(), target=rpc.Compare.LEASE,
                                              result=rpc.Compare.EQUAL, lease=lease)]
             failure.append(self._get_op(key.encode()))
-        try:
-            resp = await self._client.kvstub.Txn(rpc.TxnRequest(compare=compare, success=success, failure=failure),
-                                                 timeout=self._client._timeout)
-        except rpc.AioRpcError as e:
-            raise _rpc_error(self.endpoint, e) from e
+        request = rpc.TxnRequest(compare=compare, success=success, failure=failure)
+        resp = await self._call(lambda c: c.kvstub.Txn(request, timeout=c._timeout, metadata=c.metadata),
+                                idempotent=False)
         if fence is not None and not resp.succeeded:
             holder = resp.responses[-1].response_range.kvs
             if not holder or holder[0].lease != fence[1]:
@@ -233,14 +289,10 @@ class Store:
 
     async def _range(self, key: bytes, range_end: bytes | None = None, revision: int = 0,
                      keys_only: bool = False, limit: int = 0) -> rpc.RangeResponse:
-        await self.connect()
-        try:
-            return await self._client.kvstub.Range(
-                rpc.RangeRequest(key=key, range_end=range_end or b"", revision=revision,
-                                 keys_only=keys_only, limit=limit),
-                timeout=self._client._timeout)
-        except rpc.AioRpcError as e:
-            raise _rpc_error(self.endpoint, e) from e
+        request = rpc.RangeRequest(key=key, range_end=range_end or b"", revision=revision,
+                                   keys_only=keys_only, limit=limit)
+        return await self._call(lambda c: c.kvstub.Range(request, timeout=c._timeout, metadata=c.metadata),
+                                idempotent=True)
 
     @staticmethod
     def _cmp_mod(key: bytes, rev: int) -> rpc.Compare:
@@ -266,22 +318,15 @@ class Store:
     async def count(self, kind: Kind[T], namespace: str | None = None) -> tuple[int, int]:
         """How many objects are under the prefix, and the revision counted at."""
         prefix = kind.prefix(namespace).encode()
-        await self.connect()
-        try:
-            r = await self._client.kvstub.Range(rpc.RangeRequest(key=prefix, range_end=_range_end(prefix),
-                                                                 count_only=True),
-                                                timeout=self._client._timeout)
-        except rpc.AioRpcError as e:
-            raise _rpc_error(self.endpoint, e) from e
+        request = rpc.RangeRequest(key=prefix, range_end=_range_end(prefix), count_only=True)
+        r = await self._call(lambda c: c.kvstub.Range(request, timeout=c._timeout, metadata=c.metadata),
+                             idempotent=True)
         return r.count, r.header.revision
 
     async def db_size(self) -> int:
         """The size of etcd's database (what its --quota-backend-bytes limits), from Maintenance Status."""
-        await self.connect()
-        try:
-            r = await self._client.maintenancestub.Status(rpc.StatusRequest(), timeout=self._client._timeout)
-        except rpc.AioRpcError as e:
-            raise _rpc_error(self.endpoint, e) from e
+        r = await self._call(lambda c: c.maintenancestub.Status(rpc.StatusRequest(), timeout=c._timeout,
+                                                                metadata=c.metadata), idempotent=True)
         return r.dbSize
 
     async def revision(self) -> int:
@@ -511,26 +556,74 @@ class Store:
         Not aetcd's shared stream: it pairs a watch-create answer with whichever create is pending, so
         after one create timed out under load a later watch got another's events and its own were
         cancelled (seen at 5,000 hollow nodes: agents received other nodes' placements, or none of
-        theirs). One stream per watch costs an HTTP/2 stream on the same channel."""
+        theirs). One stream per watch costs an HTTP/2 stream on the same channel.
+
+        With several members, a stream that fails (its member died, or lost its leader) is opened
+        again on the next member from the revision of the last event handed on (revisions are the
+        cluster's, the same on every member); the events of that revision already handed on are
+        skipped. The caller sees one unbroken watch, or Compacted, or Unavailable when no member
+        answers. With one endpoint a failed stream raises Unavailable, as ever."""
         await self.connect()
         end = _range_end(prefix)
+        if len(self.endpoints) == 1:
+            async for ev in self._watch_stream(prefix, end, start_revision):
+                yield ev
+            return
+        if not start_revision:  # "from now" must mean the same revision on the member we may move to
+            start_revision = (await self._range(prefix, keys_only=True)).header.revision + 1
+        last, delivered = 0, set()  # the last revision handed on, and its keys handed on
+        backoff: Backoff | None = None
+        failures = 0
+        while True:
+            index = self._client.current
+            try:
+                async for ev in self._watch_stream(prefix, end, last or start_revision):
+                    rev, key = ev[1].mod_revision, ev[1].key
+                    if rev < last or (rev == last and key in delivered):
+                        continue  # handed on before the stream was reopened
+                    if rev != last:
+                        last, delivered = rev, set()
+                    delivered.add(key)
+                    failures = 0
+                    yield ev
+                raise Unavailable("etcd watch ended")
+            except Forbidden:
+                raise
+            except Unavailable as e:
+                failures += 1
+                self._client.failover(index)
+                if failures >= self._attempts:
+                    raise
+                backoff = backoff or Backoff(initial=0.05, cap=1.0)
+                await backoff.sleep(log.info, "etcd watch on %s at %s: %s; reopening on %s from revision %d "
+                                    "in %.2fs", prefix.decode(errors="replace"), self.endpoints[index], e,
+                                    self.endpoint, last or start_revision)
+
+    async def _watch_stream(self, prefix: bytes, end: bytes, start_revision: int
+                            ) -> AsyncIterator[tuple[str, Any, Any]]:
+        """One watch stream on the current member; Unavailable when it fails."""
         events: asyncio.Queue = asyncio.Queue()
 
         async def deliver(ev) -> None:
             await events.put(ev)
-        w = aetcd.watcher.Watcher(rpc.WatchStub(self._client.channel), timeout=self._client._timeout)
+        w = _Watcher(rpc.WatchStub(self._client.channel), timeout=self._client._timeout,
+                     metadata=self._client.metadata)
         try:
             try:
                 await w.add_callback(prefix, deliver, range_end=end, start_revision=start_revision or None,
                                      prev_kv=True)
             except aetcd.exceptions.RevisionCompactedError as e:
                 raise Compacted(e.compacted_revision) from e
+            except StoreError:  # etcd cancelled the watch (permission denied...)
+                raise
             except Exception as e:  # a timeout, the stream failed
                 raise Unavailable(f"etcd watch: {type(e).__name__}: {e}") from e
             while True:
                 ev = await events.get()
                 if isinstance(ev, aetcd.exceptions.RevisionCompactedError):
                     raise Compacted(ev.compacted_revision)
+                if isinstance(ev, StoreError):
+                    raise ev
                 if ev is None or isinstance(ev, BaseException):
                     raise Unavailable(f"etcd watch: {type(ev).__name__}: {ev}" if ev else "etcd watch ended")
                 key = ev.kv.key
@@ -547,24 +640,31 @@ class Store:
 
     # ------------------------------------------------------------------ leases
     async def grant_lease(self, ttl: int) -> int:
-        try:
-            lease = await self._client.lease(ttl)
-        except aetcd.exceptions.ClientError as e:
+        try:  # not idempotent: a grant tried again may leave an unused lease, to expire after ttl
+            r = await self._call(lambda c: c.leasestub.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl), timeout=c._timeout,
+                                                                  metadata=c.metadata), idempotent=False)
+        except StoreError as e:
             raise Unavailable(f"etcd lease: {e}") from e
-        return lease.id
+        return r.ID
 
     async def keepalive(self, lease_id: int) -> int:
         """Refresh a lease; returns the remaining TTL (0 when the lease is gone)."""
+        async def once(c: _Client):
+            async for reply in c.leasestub.LeaseKeepAlive([rpc.LeaseKeepAliveRequest(ID=lease_id)],
+                                                          timeout=c._timeout, metadata=c.metadata):
+                return reply
+            return None
         try:
-            reply = await self._client.refresh_lease(lease_id)
-        except aetcd.exceptions.ClientError as e:
+            reply = await self._call(once, idempotent=True)
+        except StoreError as e:
             raise Unavailable(f"etcd lease keepalive: {e}") from e
         return int(reply.TTL) if reply is not None else 0
 
     async def revoke_lease(self, lease_id: int) -> None:
         try:
-            await self._client.revoke_lease(lease_id)
-        except aetcd.exceptions.ClientError:
+            await self._call(lambda c: c.leasestub.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease_id), timeout=c._timeout,
+                                                               metadata=c.metadata), idempotent=True)
+        except StoreError:
             pass
 
     async def put_if_absent(self, key: str, value: bytes, lease: int = 0) -> bool:
@@ -753,6 +853,134 @@ class Store:
             p.spec.artifacts.p4info = await self.get_blob(p.spec.p4info_ref)
             p.spec.artifacts.device_config = await self.get_blob(p.spec.device_config_ref)
         return p
+
+
+# a member failed (died, lost its leader, timed out): the next member may answer
+_MEMBER_FAILED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# UNAVAILABLE details that say the request was never handled: no connection was made, or the
+# member refused it before handling it (no leader, with the "hasleader" metadata)
+_NOT_SENT = ("failed to connect to all addresses", "connection refused", "etcdserver: no leader")
+
+
+def _not_sent(e: "rpc.AioRpcError") -> bool:
+    details = (e.details() or "").lower()
+    return e.code() == grpc.StatusCode.UNAVAILABLE and any(s in details for s in _NOT_SENT)
+
+
+def parse_endpoints(endpoints: str | Sequence[str], tls: ClientTLS | None = None) -> list[str]:
+    """host:port endpoints from "h1:p1,h2:p2", a list of them, or URLs (http://, https:// with
+    ``tls``); a missing port is 2379, a missing host 127.0.0.1."""
+    items = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    out = []
+    for item in items:
+        for e in item.split(","):
+            e = e.strip()
+            if not e:
+                continue
+            scheme, sep, rest = e.partition("://")
+            if sep:
+                if scheme not in ("http", "https"):
+                    raise ValueError(f"etcd endpoint {e}: the scheme must be http or https")
+                if (scheme == "https") != (tls is not None):
+                    raise ValueError(f"etcd endpoint {e}: https needs TLS settings (a CA), and TLS an "
+                                     "https endpoint" if scheme == "https" else
+                                     f"etcd endpoint {e}: TLS settings were given for an http endpoint")
+                e = rest.rstrip("/")
+            host, colon, port = e.rpartition(":")
+            if not colon:
+                host, port = e, ""
+            if port and not port.isdigit():
+                raise ValueError(f"etcd endpoint {e}: the port must be a number")
+            out.append(f"{host or '127.0.0.1'}:{port or 2379}")
+    if not out:
+        raise ValueError("no etcd endpoint given")
+    return out
+
+
+class _Watcher(aetcd.watcher.Watcher):
+    """aetcd's watcher, also hearing etcd cancel a watch: aetcd drops ``canceled``, so a watch etcd
+    refused (permission denied: created and cancelled at once) or ended (its member lost the
+    leader) would wait for events forever. The cancel reaches the watch as Forbidden or
+    Unavailable."""
+
+    async def _handle_response(self, response):
+        if not response.canceled or response.compact_revision:  # compaction: aetcd's own path
+            return await super()._handle_response(response)
+        reason = response.cancel_reason or "etcd cancelled the watch"
+        error = (Forbidden if "permission denied" in reason else Unavailable)(f"etcd watch: {reason}")
+        async with self._lock:
+            if response.created and self._new_callback is not None:
+                self._new_callback.error = error
+                self._new_callback_ready.notify_all()
+                return
+            callback = self._callbacks.pop(response.watch_id, None)
+        if callback is not None:
+            await self._process_callback(callback, error)
+
+
+class _Client(aetcd.Client):
+    """aetcd's client, on one member of several at a time, over TLS when configured.
+
+    aetcd opens an insecure channel to one host; this opens a channel per member (TLS with the
+    client certificate when configured), lazily, and points aetcd's stubs (``kvstub``,
+    ``leasestub``...) at the current member's. ``failover`` moves to the next member: calls in
+    flight on the old channel finish or fail there, none is cancelled. With several members every
+    call carries etcd's "hasleader" metadata: a member that lost its leader refuses at once (and a
+    watch stream on it ends) instead of serving stale or waiting out a timeout."""
+
+    def __init__(self, endpoints: list[str], tls: ClientTLS | None, timeout: float, options: dict):
+        host, _, port = endpoints[0].rpartition(":")
+        super().__init__(host=host, port=int(port), timeout=timeout, options=options)
+        self.endpoints = endpoints
+        self.current = 0
+        self._credentials = tls.credentials() if tls else None
+        self._channel_options = list(options.items()) + (tls.options() if tls else [])
+        self._channels: dict[int, grpc.aio.Channel] = {}
+        self._require_leader = (("hasleader", "true"),) if len(endpoints) > 1 else None
+
+    def _init_channel_attrs(self):
+        super()._init_channel_attrs()
+        self._channels = {}
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        self._point(self.current)
+        self._connected.set()
+
+    def _point(self, index: int) -> None:
+        channel = self._channels.get(index)
+        if channel is None:
+            target = self.endpoints[index]
+            channel = (grpc.aio.secure_channel(target, self._credentials, options=self._channel_options)
+                       if self._credentials else
+                       grpc.aio.insecure_channel(target, options=self._channel_options))
+            self._channels[index] = channel
+        self.current = index
+        self.channel = channel
+        self.metadata = self._require_leader
+        self.kvstub = rpc.KVStub(channel)
+        self.clusterstub = rpc.ClusterStub(channel)
+        self.leasestub = rpc.LeaseStub(channel)
+        self.maintenancestub = rpc.MaintenanceStub(channel)
+        self.auth_stub = rpc.AuthStub(channel)
+        # aetcd's shared watcher (its own watch helpers; the Store opens a stream per watch)
+        self._watcher = aetcd.watcher.Watcher(rpc.WatchStub(channel), timeout=self._timeout,
+                                              metadata=self.metadata)
+
+    def failover(self, failed: int) -> None:
+        """Move to the member after ``failed``, unless another call has moved already."""
+        if self.current == failed and len(self.endpoints) > 1 and self._connected.is_set():
+            self._point((failed + 1) % len(self.endpoints))
+
+    async def close(self) -> None:
+        channels = list(self._channels.values())
+        if self._watcher is not None:
+            await self._watcher.shutdown()
+        self._init_channel_attrs()
+        self._connected.clear()
+        for channel in channels:
+            await channel.close()
 
 
 def _from_key(kind: Kind[T], key: str, revision: int) -> T:

@@ -169,6 +169,25 @@ def channel_credentials(ca: str | None = None, cert: str | None = None,
         certificate_chain=read_pem(cert, "certificate") if cert else None)
 
 
+@dataclass(frozen=True)
+class ClientTLS:
+    """What a client needs to reach a TLS server: the CA that signed the server's certificate and,
+    for mTLS, its own certificate and key. ``server_name``: the name to check in the server's
+    certificate when it is not the host dialled (a certificate for ``localhost`` dialled as
+    127.0.0.1)."""
+    ca: str
+    cert: str = ""
+    key: str = ""
+    server_name: str = ""
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return channel_credentials(self.ca, self.cert or None, self.key or None)
+
+    def options(self) -> list[tuple[str, str]]:
+        """Channel options to add (the name override)."""
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+
 def peer_identity(context) -> Identity | None:
     """The caller's identity from its verified client certificate (a grpc or grpc.aio servicer
     context), or None when it showed none (plaintext, or TLS without client auth).
