@@ -188,10 +188,12 @@ class DeviceReads:
                     got = await r.conn.read(entities, timeout) if entities else []
             except P4RuntimeError as e:
                 span.set_attribute("kubep4.read.error", e.code.name)
-                if e.code in _UNREACHABLE:
+                said = str(e).removeprefix(f"{r.device.p4rt_address} ")  # the device by its name, not its address
+                if e.code in _UNREACHABLE:  # gRPC's words name addresses and its internals: logged only
+                    log.warning("read of device %s: %s", device, e)
                     raise ReadError(grpc.StatusCode.UNAVAILABLE,
-                                    f"device {quoted(device)} does not answer: {e}") from None
-                raise ReadError(e.code, f"device {quoted(device)} refused the read: {e}",
+                                    f"device {quoted(device)} does not answer ({e.code.name})") from None
+                raise ReadError(e.code, f"device {quoted(device)} refused the read: {said}",
                                 "Unimplemented" if e.code == grpc.StatusCode.UNIMPLEMENTED else "DeviceRefused") \
                     from None
             values = decode(names, got)
