@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 DEFAULT_API = "127.0.0.1:50051"
 DEFAULT_ADMISSION = "127.0.0.1:50052"
@@ -29,6 +30,60 @@ def flag(parser: argparse.ArgumentParser, name: str, env: str, default=None, *,
                             help=f"{help} [env {env}, default {value}]", **kw)
         return
     parser.add_argument(name, type=type, default=value, help=f"{help} [env {env}, default {value}]", **kw)
+
+
+@dataclass(frozen=True)
+class EtcdSettings:
+    """Where etcd's members are and how to reach them: ``st.Store(**settings.store_args())``.
+
+    TLS is on when a CA or a client certificate is given; with etcd's --client-cert-auth and
+    auth on, the certificate's CN is the etcd user (``kubep4.etcd_auth``)."""
+    endpoints: tuple[str, ...] = (DEFAULT_ETCD,)
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    def tls(self):
+        """The Store's ``tls`` argument: a ``kubep4.tls.ClientTLS``, or None for plaintext."""
+        if not (self.ca or self.cert):
+            return None
+        from kubep4.tls import ClientTLS  # grpc and cryptography only for the services that need them
+        return ClientTLS(self.ca, self.cert, self.key)
+
+    def store_args(self) -> dict:
+        return {"endpoints": list(self.endpoints), "tls": self.tls()}
+
+    def __str__(self) -> str:  # for logs: the members, and whether TLS is on
+        return ",".join(self.endpoints) + (" (TLS)" if self.ca or self.cert else "")
+
+
+def etcd_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str] = os.environ) -> None:
+    """--etcd, --etcd-ca, --etcd-cert, --etcd-key (env KUBEP4_ETCD, KUBEP4_ETCD_CA...): read them
+    back with ``etcd_settings``."""
+    flag(parser, "--etcd", "KUBEP4_ETCD", DEFAULT_ETCD, environ=environ,
+         help="etcd members, host:port comma-separated (https://host:port with --etcd-ca)")
+    flag(parser, "--etcd-ca", "KUBEP4_ETCD_CA", "", environ=environ,
+         help="CA certificate (PEM) that signed etcd's certificates: TLS to etcd")
+    flag(parser, "--etcd-cert", "KUBEP4_ETCD_CERT", "", environ=environ,
+         help="client certificate (PEM) shown to etcd; its CN is the etcd user")
+    flag(parser, "--etcd-key", "KUBEP4_ETCD_KEY", "", environ=environ, help="the client certificate's key (PEM)")
+
+
+def etcd_settings(args: argparse.Namespace) -> EtcdSettings:
+    """The etcd flags as settings; ValueError when they do not go together (the files themselves are
+    read when the Store is made, which names any it cannot read)."""
+    endpoints = tuple(e.strip() for e in args.etcd.split(",") if e.strip())
+    if not endpoints:
+        raise ValueError("--etcd: no endpoint given")
+    if bool(args.etcd_cert) != bool(args.etcd_key):
+        raise ValueError("--etcd-cert and --etcd-key go together")
+    tls = bool(args.etcd_ca or args.etcd_cert)
+    for e in endpoints:
+        if e.startswith("https://") and not tls:
+            raise ValueError(f"--etcd {e}: https needs --etcd-ca")
+        if e.startswith("http://") and tls:
+            raise ValueError(f"--etcd {e}: --etcd-ca/--etcd-cert given for an http endpoint")
+    return EtcdSettings(endpoints, args.etcd_ca, args.etcd_cert, args.etcd_key)
 
 
 SECRET_ENVS = ("KUBEP4_TOKEN",)  # environment variables holding secrets: never handed to a child that does not need them

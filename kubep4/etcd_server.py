@@ -71,6 +71,7 @@ class EtcdServer:
     name: str = "kubep4"
     initial_cluster: str | None = None  # name=peer-url,...; None: this member alone
     cluster_token: str = "etcd-cluster"
+    extra_args: tuple[str, ...] = ()  # more etcd flags (--max-txn-ops 1000 ...)
     proc: subprocess.Popen | None = field(default=None, init=False)
     _own_dir: bool = field(default=False, init=False)
 
@@ -109,7 +110,7 @@ class EtcdServer:
         if peer_tls:
             args += ["--peer-cert-file", peer_tls.cert, "--peer-key-file", peer_tls.key,
                      "--peer-trusted-ca-file", peer_tls.ca, "--peer-client-cert-auth"]
-        return args
+        return args + list(self.extra_args)
 
     def spawn(self) -> "EtcdServer":
         """Start the process without waiting for it to serve (a cluster starts every member first:
@@ -205,6 +206,7 @@ class EtcdCluster:
     tls: EtcdTLS | None = None
     host: str = "127.0.0.1"
     binary: str = "etcd"
+    extra_args: tuple[str, ...] = ()  # more etcd flags, for every member
     members: list[EtcdServer] = field(default_factory=list, init=False)
     _own_dir: bool = field(default=False, init=False)
 
@@ -223,7 +225,8 @@ class EtcdCluster:
         token = f"kubep4-{os.getpid()}-{time.monotonic_ns()}"
         self.members = [EtcdServer(data_dir=os.path.join(self.data_dir, f"kubep4-{i}"), host=self.host,
                                    port=free_port(self.host), peer_port=free_port(self.host),
-                                   binary=self.binary, tls=self.tls, name=f"kubep4-{i}", cluster_token=token)
+                                   binary=self.binary, tls=self.tls, name=f"kubep4-{i}", cluster_token=token,
+                                   extra_args=self.extra_args)
                         for i in range(self.size)]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         try:

@@ -572,19 +572,23 @@ class Store:
         if not start_revision:  # "from now" must mean the same revision on the member we may move to
             start_revision = (await self._range(prefix, keys_only=True)).header.revision + 1
         last, delivered = 0, set()  # the last revision handed on, and its keys handed on
-        backoff: Backoff | None = None
+        backoff = Backoff(initial=0.05, cap=1.0)
         failures = 0
+
+        def opened() -> None:  # a stream that opened is a member that answered: count afresh
+            nonlocal failures
+            failures = 0
+            backoff.reset()
         while True:
             index = self._client.current
             try:
-                async for ev in self._watch_stream(prefix, end, last or start_revision):
+                async for ev in self._watch_stream(prefix, end, last or start_revision, opened):
                     rev, key = ev[1].mod_revision, ev[1].key
                     if rev < last or (rev == last and key in delivered):
                         continue  # handed on before the stream was reopened
                     if rev != last:
                         last, delivered = rev, set()
                     delivered.add(key)
-                    failures = 0
                     yield ev
                 raise Unavailable("etcd watch ended")
             except Forbidden:
@@ -594,14 +598,14 @@ class Store:
                 self._client.failover(index)
                 if failures >= self._attempts:
                     raise
-                backoff = backoff or Backoff(initial=0.05, cap=1.0)
                 await backoff.sleep(log.info, "etcd watch on %s at %s: %s; reopening on %s from revision %d "
                                     "in %.2fs", prefix.decode(errors="replace"), self.endpoints[index], e,
                                     self.endpoint, last or start_revision)
 
-    async def _watch_stream(self, prefix: bytes, end: bytes, start_revision: int
-                            ) -> AsyncIterator[tuple[str, Any, Any]]:
-        """One watch stream on the current member; Unavailable when it fails."""
+    async def _watch_stream(self, prefix: bytes, end: bytes, start_revision: int,
+                            opened: Callable[[], None] | None = None) -> AsyncIterator[tuple[str, Any, Any]]:
+        """One watch stream on the current member (``opened()`` once etcd created the watch);
+        Unavailable when it fails."""
         events: asyncio.Queue = asyncio.Queue()
 
         async def deliver(ev) -> None:
@@ -618,6 +622,8 @@ class Store:
                 raise
             except Exception as e:  # a timeout, the stream failed
                 raise Unavailable(f"etcd watch: {type(e).__name__}: {e}") from e
+            if opened is not None:
+                opened()
             while True:
                 ev = await events.get()
                 if isinstance(ev, aetcd.exceptions.RevisionCompactedError):
@@ -881,10 +887,10 @@ def parse_endpoints(endpoints: str | Sequence[str], tls: ClientTLS | None = None
             if sep:
                 if scheme not in ("http", "https"):
                     raise ValueError(f"etcd endpoint {e}: the scheme must be http or https")
-                if (scheme == "https") != (tls is not None):
-                    raise ValueError(f"etcd endpoint {e}: https needs TLS settings (a CA), and TLS an "
-                                     "https endpoint" if scheme == "https" else
-                                     f"etcd endpoint {e}: TLS settings were given for an http endpoint")
+                if scheme == "https" and tls is None:
+                    raise ValueError(f"etcd endpoint {e}: https needs TLS settings (a CA)")
+                if scheme == "http" and tls is not None:
+                    raise ValueError(f"etcd endpoint {e}: TLS settings were given for an http endpoint")
                 e = rest.rstrip("/")
             host, colon, port = e.rpartition(":")
             if not colon:
