@@ -47,7 +47,6 @@ tracer = trace.get_tracer("kubep4.store")
 ROOT = "/kubep4"
 CHUNK_SIZE = 1 << 20  # 1 MiB: etcd's default request limit is 1.5 MiB
 T = TypeVar("T", bound=Message)
-R = TypeVar("R")
 
 
 class StoreError(Exception):
@@ -248,8 +247,10 @@ class Store:
         is tried again only when etcd surely did not apply it: no connection could be made, or the
         member refused it for having no leader (the "hasleader" metadata, checked before the
         request is handled). A write whose connection broke while in flight may have been applied:
-        it raises Unavailable, as etcd's own client does, and the caller reads before writing
-        again (every write of this Store is conditional on what it read)."""
+        it raises Unavailable, as etcd's own client does (its retry policy for mutations). Writes
+        are conditional (on a resource version, on absence), so a caller that tries again sees
+        Conflict or AlreadyExists where the first try had landed, never a write applied twice
+        over a newer one. With one endpoint nothing is tried again, as before."""
         await self.connect()
         backoff: Backoff | None = None
         attempt = 0
