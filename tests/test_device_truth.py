@@ -273,7 +273,7 @@ async def test_an_entry_the_device_refuses_fails_its_placement_alone(tmp_path):
             second.spec.table_entries[1].match[0].ternary.value = "192.169.0.0"  # its acl entry fits
             await c.create(second)
             failed = await condition(c, "second", "Ready", "False", "InstallFailed")
-            assert "refused an entry: RESOURCE_EXHAUSTED" in failed.status.replicas[0].message
+            assert "refused spec.table_entries[0]: RESOURCE_EXHAUSTED" in failed.status.replicas[0].message
             assert (await c.get("deployment", "first")).status.phase == "Running"
             held = await reader.entries()
             assert len(held) == 3, "first's three entries; nothing of second's (its acl entry was taken out)"

@@ -416,7 +416,8 @@ async def test_conflicting_entries_fail_the_newcomer_alone(tmp_path):
             await c.create(b)
             failed = await wait_phase(c, "second", "Failed")
             installed = [x for x in failed.status.conditions if x.type == "Installed"][0]
-            assert "same match as one of deployment default/first" in installed.message
+            assert "spec.table_entries[0] has the key of spec.table_entries[0] of deployment default/first" \
+                in installed.message
             assert (await c.get("deployment", "first")).status.phase == "Running"
             entries = await reader.entries()
             assert len(entries) == 3

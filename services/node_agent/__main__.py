@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import socket
 
@@ -59,15 +60,6 @@ def published_address(listen: str, port: int, node_address: str) -> str:
     if host in ("", "0.0.0.0", "[::]", "::"):
         host = node_address
     return f"{host}:{port}"
-
-
-async def publish_read_address(store: st.Store, node: str, address: str) -> None:
-    """Set Node.spec.read_address once the agent has registered the Node (it writes the rest of the
-    spec; nothing is written when the address is already there)."""
-    def update(n: kr.Node) -> kr.Node:
-        n.spec.read_address = address
-        return n
-    await store.mutate(st.NODES, "", node, update)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,18 +144,13 @@ def main(argv: list[str] | None = None) -> None:
             read_address = args.read_address or published_address(args.read_listen, read_port, args.address)
             print(f"node reads listening on {args.read_listen.rpartition(':')[0]}:{read_port}", flush=True)
         async with st.Store(settings.etcd) as store:
-            agent = NodeAgent(store, settings)
+            agent = NodeAgent(store, dataclasses.replace(settings, read_address=read_address))
             task = asyncio.create_task(agent.run())
             reporting = asyncio.create_task(report_health(servicer, [agent.placements])) if servicer else None
             registered = asyncio.create_task(agent.registered.wait())
             await asyncio.wait({task, registered}, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 task.result()
-            if read_address:
-                try:
-                    await publish_read_address(store, settings.node_name, read_address)
-                except st.StoreError as e:  # reads are not worth stopping the agent for: say so
-                    log.warning("could not publish the read address %s: %s", read_address, e)
             print(f"node agent started: {settings.node_name} with {len(devices)} device(s)", flush=True)
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

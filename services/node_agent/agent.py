@@ -29,9 +29,10 @@ from opentelemetry import metrics, trace
 
 from kubep4 import store as st
 from kubep4.backoff import Backoff
+from kubep4.entities import to_p4_entities
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
-from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, parse_p4info, to_p4_entry
+from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, p4r, parse_p4info
 from kubep4.p4runtime_client import NO_PRIMARY, PRIMARY, DeviceConnection, P4RuntimeError
 from kubep4.serving import run_all
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
@@ -53,6 +54,7 @@ class Settings:
     etcd: str
     devices: tuple[kr.Device, ...]
     address: str = ""
+    read_address: str = ""  # where this agent serves live reads of its devices (empty: nowhere)
     lease_ttl: int = 10
     resync_seconds: float = 5.0
     kubernetes_node: str = ""
@@ -66,6 +68,7 @@ class Settings:
     retry_max: float = 60.0        # ... doubling up to this
     status_report_seconds: float = 60.0  # the Node's status is rewritten at least this often
     prefetch: bool = True  # load a new precompiled Pipeline's artifacts before a placement needs them
+    max_write_batch: int = 1000  # updates per P4Runtime Write; more are sent in several
 
 
 @dataclass
@@ -132,6 +135,7 @@ class NodeAgent:
         node = kr.Node()
         node.metadata.name = self.node
         node.spec.address = self.settings.address
+        node.spec.read_address = self.settings.read_address
         node.spec.devices.extend(self.settings.devices)
         node.spec.kubernetes_node = self.settings.kubernetes_node
         node.status.phase = "Ready"
@@ -308,12 +312,13 @@ class NodeAgent:
             for _ in range(3):  # again after a Write that some updates failed (each time fewer)
                 desired, rejected, claimed, owner_of = self._device_entries(name, active, pipeline, cookie, dev)
                 # what the device should hold as far as we know: what we last wrote, or after a
-                # restart of ours what the placements claiming Running say
-                expected = dev.expected if dev.expected is not None and dev.expected_cookie == cookie else claimed
-                # read the defaults we set or were set before (one no longer wanted is reset)
-                default_tables = {e.table_id for e in desired if e.is_default_action} | _defaults_in(expected)
-                plan = None if push else ent.plan(await conn.read_entries(default_tables), desired, expected,
-                                                  protected)
+                # restart of ours what the placements claiming Running say (those leaving too)
+                if dev.expected is not None and dev.expected_cookie == cookie:
+                    expected = dev.expected
+                else:
+                    expected = {**await self._claimed(leaving, cookie), **claimed}
+                plan = None if push else ent.plan(await conn.read(ent.reads(desired, expected)), desired,
+                                                  expected, protected)
                 if not push and not plan.updates:
                     break
                 with contextlib.nullcontext() if new else self._span("node_agent repair", active, name, link=True):
@@ -322,9 +327,11 @@ class NodeAgent:
                         dev.expected = dev.cookie = None
                         await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
                         dev.cookie, push = cookie, False
-                        # VERIFY_AND_COMMIT left every table empty, with the P4Info's default actions
-                        plan = ent.plan(await conn.read_entries(default_tables) if default_tables else [],
-                                        desired, expected, protected)
+                        # VERIFY_AND_COMMIT left every table empty, with the P4Info's default
+                        # actions, and every counter, meter and register at zero
+                        wanted = ent.reads(desired, expected)
+                        plan = ent.plan(await conn.read(wanted) if len(wanted) > 1 else [], desired, expected,
+                                        protected, fresh=True)
                         if expected:  # it held our pipeline: a reboot, or someone else's push
                             plan.repairs[ent.PIPELINE] += 1
                     repairs = plan.repairs if repairs is None else repairs
@@ -343,7 +350,7 @@ class NodeAgent:
                 await self._set_status(p, "Running", "", cookie)
 
     async def _write(self, name: str, dev: _Device, plan: ent.Plan, stale: list[kr.Placement],
-                     owner_of: dict[tuple, kr.Placement]) -> bool:
+                     owner_of: dict[tuple, tuple[kr.Placement, str]]) -> bool:
         """Write the plan. False when some updates failed for a reason worth another pass: a race
         with another writer (read again), or an entry the device refuses for what it is (its
         placement is refused alone, and the device converged without it)."""
@@ -352,25 +359,14 @@ class NodeAgent:
         installing = asyncio.create_task(self._installing_after(INSTALLING_AFTER, stale))
         try:
             dev.expected = None  # a failed write leaves the device somewhere in between
-            await dev.conn.write(plan.updates)
+            for batch in self._batches(plan):
+                try:
+                    await dev.conn.write(batch)
+                except P4RuntimeError as e:
+                    if len(e.errors) != len(batch) or not self._refused(name, dev, batch, e.errors, owner_of):
+                        raise
+                    return False  # what depends on the refused updates waits for the next pass
             return True
-        except P4RuntimeError as e:
-            if len(e.errors) != len(plan.updates):
-                raise
-            refused: dict[tuple[str, str], tuple[bytes, str]] = {}
-            for upd, err in zip(plan.updates, e.errors):
-                if err.canonical_code in (code_pb2.OK, code_pb2.ALREADY_EXISTS, code_pb2.NOT_FOUND):
-                    continue  # done, or a race: the next pass reads the device again
-                owner = owner_of.get(ent.entry_key(upd.entity.table_entry))
-                if owner is None or not faults.refused_for_itself(err.canonical_code):
-                    raise  # not one placement's own entry: the device's fault
-                refused[(owner.metadata.namespace, owner.metadata.name)] = (
-                    owner.spec.SerializeToString(deterministic=True),
-                    f"device {name} refused an entry: {code_pb2.Code.Name(err.canonical_code)}: {err.message}")
-            for key, (_, why) in refused.items():
-                log.warning("placement %s/%s: %s", *key, why)
-            dev.refused.update(refused)
-            return False
         finally:
             installing.cancel()
             await asyncio.gather(installing, return_exceptions=True)
@@ -384,13 +380,16 @@ class NodeAgent:
                 await conn.connect()
             dev.cookie = await conn.get_cookie()
             expected = dev.expected or {}
-            plan = ent.plan(await conn.read_entries(_defaults_in(expected)), [], expected,
+            if dev.expected is None or dev.expected_cookie != dev.cookie:  # after a restart of ours
+                expected = await self._claimed(leaving, dev.cookie)
+            plan = ent.plan(await conn.read(ent.reads([], expected)), [], expected,
                             dev.protected if dev.expected_cookie == dev.cookie else frozenset())
             if plan.updates:
                 repair = contextlib.nullcontext() if leaving else self._span("node_agent repair", [], name, link=True)
                 with repair:
                     dev.expected = None
-                    await conn.write(plan.updates)
+                    for batch in self._batches(plan):
+                        await conn.write(batch)
             dev.expected, dev.expected_cookie = {}, dev.cookie
             self._record_repairs(name, plan.repairs)
         await self._release(leaving)
@@ -532,55 +531,95 @@ class NodeAgent:
         return out
 
     def _device_entries(self, device: str, active: list[kr.Placement], pipeline: _Pipeline, cookie: int,
-                        dev: _Device) -> tuple[list, dict[tuple[str, str], tuple[str, str]], dict[tuple, bytes],
-                                                dict[tuple, kr.Placement]]:
-        """The union of the placements' entries; the placements refused, with reason and message (an
-        entry that does not fit the pipeline, or one whose match another deployment on the device
-        already uses with another action: a refused placement fails alone, its neighbours are
-        installed, and so is one whose entry the device itself refused); the entries that placements
-        claiming Running say the device holds; and the placement owning each entry."""
-        owners: dict[tuple, tuple[kr.Placement, object]] = {}
+                        dev: _Device) -> tuple[list[p4r.Entity], dict[tuple[str, str], tuple[str, str]],
+                                                dict[tuple, bytes], dict[tuple, kr.Placement]]:
+        """The union of the placements' entities; the placements refused, with reason and message (an
+        entity that does not fit the pipeline, or one whose key another deployment on the device
+        already uses with another value: a refused placement fails alone, its neighbours are
+        installed, and so is one whose entity the device itself refused); the entities that
+        placements claiming Running say the device holds; and the placement owning each entity."""
+        owners: dict[tuple, tuple[kr.Placement, str, p4r.Entity]] = {}
         rejected: dict[tuple[str, str], tuple[str, str]] = {}
         claimed: dict[tuple, bytes] = {}
         for p in active:
             key = (p.metadata.namespace, p.metadata.name)
             refused = dev.refused.get(key)
             if refused is not None and refused[0] == p.spec.SerializeToString(deterministic=True):
-                rejected[key] = (faults.INSTALL_FAILED, refused[1])
+                rejected[key] = (refused[2], refused[1])
                 continue
             dev.refused.pop(key, None)  # its spec changed: a new try
             try:
-                mine = self._entries(p, pipeline)
+                mine = self._entities(p, pipeline)
             except EntryError as e:
-                rejected[(p.metadata.namespace, p.metadata.name)] = ("InvalidEntry", str(e))
+                rejected[key] = ("InvalidEntry", str(e))
                 continue
-            for e in mine:
-                other = owners.get(ent.entry_key(e))
+            for path, e in mine:
+                other = owners.get(ent.entity_key(e))
                 if other is not None and (other[0].metadata.namespace, other[0].spec.deployment) != \
                         (p.metadata.namespace, p.spec.deployment) and \
-                        ent.action_bytes(other[1]) != ent.action_bytes(e):
-                    rejected[(p.metadata.namespace, p.metadata.name)] = ("EntryConflict", (
-                        f"an entry of table id {e.table_id} has the same match as one of deployment "
+                        ent.entity_value(other[2]) != ent.entity_value(e):
+                    rejected[key] = ("EntryConflict", (
+                        f"its {path} has the key of {other[1]} of deployment "
                         f"{other[0].metadata.namespace}/{other[0].spec.deployment} on device {device}, "
-                        "with another action"))
+                        "with another value"))
                     break
             else:
-                for e in mine:
-                    owners.setdefault(ent.entry_key(e), (p, e))
+                for path, e in mine:
+                    owners.setdefault(ent.entity_key(e), (p, path, e))
                 if self._holds(p, cookie):
-                    claimed.update(ent.snapshot(mine))
-        return [e for _, e in owners.values()], rejected, claimed, {k: p for k, (p, _) in owners.items()}
+                    claimed.update(ent.snapshot([e for _, e in mine]))
+        return ([e for _, _, e in owners.values()], rejected, claimed,
+                {k: (p, path) for k, (p, path, _) in owners.items()})
 
     @staticmethod
-    def _entries(p: kr.Placement, pipeline: _Pipeline) -> list:
-        """The placement's own entries (those of the generation it realises) for the device."""
-        out = []
-        for i, e in enumerate(p.spec.table_entries):
+    def _entities(p: kr.Placement, pipeline: _Pipeline) -> list[tuple[str, p4r.Entity]]:
+        """The placement's own entities (those of the generation it realises) for the device, each
+        with its path in the placement (``spec.table_entries[3]``)."""
+        try:
+            return [(f"spec.{path}", e) for path, e in to_p4_entities(p.spec, pipeline.index)]
+        except EntryError as err:
+            raise EntryError(f"spec.{err.field}", err.description) from None
+
+    async def _claimed(self, placements: list[kr.Placement], cookie: int | None) -> dict[tuple, bytes]:
+        """What these placements, those claiming Running on ``cookie``, say the device holds (after a
+        restart of ours, the only account of what we wrote: a departed placement's default
+        actions and members are still ours to remove)."""
+        out: dict[tuple, bytes] = {}
+        for p in placements:
+            if cookie is None or not self._holds(p, cookie):
+                continue
             try:
-                out.append(to_p4_entry(e, pipeline.index))
-            except EntryError as err:
-                raise EntryError(f"spec.table_entries[{i}].{err.field}", err.description) from None
+                out.update(ent.snapshot([e for _, e in self._entities(p, await self._pipeline(p))]))
+            except (EntryError, CompileError, st.StoreError) as e:
+                log.info("placement %s/%s: what it held cannot be known: %s", p.metadata.namespace,
+                         p.metadata.name, e)
         return out
+
+    def _batches(self, plan: ent.Plan) -> list[list[p4r.Update]]:
+        """The plan's Writes, in order, each cut to at most max_write_batch updates."""
+        return [b for w in plan.writes for b in ent.batches(w, self.settings.max_write_batch)]
+
+    @staticmethod
+    def _refused(name: str, dev: _Device, batch: list[p4r.Update], errors,
+                 owner_of: dict[tuple, tuple[kr.Placement, str]]) -> bool:
+        """A Write some updates of which failed: the placements whose own entities the device refuses
+        for what they are fail alone (remembered until their spec changes). False when a failure is
+        not one placement's own: the device's fault, for the Write's error to tell."""
+        refused: dict[tuple[str, str], tuple[bytes, str, str]] = {}
+        for upd, err in zip(batch, errors):
+            if err.canonical_code in (code_pb2.OK, code_pb2.ALREADY_EXISTS, code_pb2.NOT_FOUND):
+                continue  # done, or a race: the next pass reads the device again
+            owner, path = owner_of.get(ent.entity_key(upd.entity), (None, ""))
+            if owner is None or not faults.refused_for_itself(err.canonical_code):
+                return False
+            reason = faults.UNSUPPORTED if err.canonical_code == code_pb2.UNIMPLEMENTED else faults.INSTALL_FAILED
+            refused[(owner.metadata.namespace, owner.metadata.name)] = (
+                owner.spec.SerializeToString(deterministic=True),
+                f"device {name} refused {path}: {code_pb2.Code.Name(err.canonical_code)}: {err.message}", reason)
+        for key, (_, why, _) in refused.items():
+            log.warning("placement %s/%s: %s", *key, why)
+        dev.refused.update(refused)
+        return True
 
     async def _release(self, leaving: list[kr.Placement]) -> None:
         """The device no longer holds these placements: let them go (the controller waits for it)."""
@@ -614,11 +653,6 @@ class NodeAgent:
                                               shard=self.node, current=cached)
         if updated is not None:
             self.placements.observe(updated)
-
-
-def _defaults_in(entries: dict[tuple, bytes]) -> set[int]:
-    """Tables whose default entry is among these (by entries.entry_key)."""
-    return {k[0] for k in entries if k[1:] == ("default",)}
 
 
 def _copy(m):

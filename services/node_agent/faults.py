@@ -19,6 +19,8 @@ from services.node_agent.compiler import CompileError
 
 DEVICE_UNREACHABLE, NOT_PRIMARY, INSTALL_FAILED, INSTALL_RETRYING = (
     "DeviceUnreachable", "NotPrimary", "InstallFailed", "InstallRetrying")
+# the device does not implement an entity kind (or a way of programming it) the placement uses
+UNSUPPORTED = "EntityUnsupported"
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 # the request itself is wrong for this device: asking again gets the same answer (NOT_FOUND: the

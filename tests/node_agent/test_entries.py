@@ -7,10 +7,14 @@ from services.node_agent import entries as ent
 from ..reftarget.p4rt_client import lpm_entry
 
 
-def default(table_id: int, action_id: int) -> p4r.TableEntry:
+def T(e: p4r.TableEntry) -> p4r.Entity:
+    return p4r.Entity(table_entry=e)
+
+
+def default(table_id: int, action_id: int) -> p4r.Entity:
     e = p4r.TableEntry(table_id=table_id, is_default_action=True)
     e.action.action.action_id = action_id
-    return e
+    return T(e)
 
 
 def kinds(plan: ent.Plan) -> list[tuple[int, int]]:
@@ -18,8 +22,8 @@ def kinds(plan: ent.Plan) -> list[tuple[int, int]]:
                   for u in plan.updates)
 
 
-A, B, C = lpm_entry(0x0A000000, 8), lpm_entry(0x0B000000, 16), lpm_entry(0x0C000000, 24)
-B2 = lpm_entry(0x0B000000, 16, port=9)
+A, B, C = T(lpm_entry(0x0A000000, 8)), T(lpm_entry(0x0B000000, 16)), T(lpm_entry(0x0C000000, 24))
+B2 = T(lpm_entry(0x0B000000, 16, port=9))
 
 
 def test_equal_device_needs_nothing():
@@ -42,13 +46,13 @@ def test_changes_the_placements_asked_for_are_not_repairs():
 
 
 def test_default_entries_are_modified_never_inserted_or_deleted():
-    want = default(A.table_id, 7)
-    plan = ent.plan(actual=[default(A.table_id, 1)], desired=[want], expected={})
+    want = default(A.table_entry.table_id, 7)
+    plan = ent.plan(actual=[default(A.table_entry.table_id, 1)], desired=[want], expected={})
     assert [u.type for u in plan.updates] == [p4r.Update.MODIFY]
     assert ent.plan(actual=[want], desired=[want], expected={}).updates == []
     # a default entry read back that nobody asks about is left alone
-    assert ent.plan(actual=[default(A.table_id, 1)], desired=[], expected={}).updates == []
-    changed = ent.plan(actual=[default(A.table_id, 1)], desired=[want], expected=ent.snapshot([want]))
+    assert ent.plan(actual=[default(A.table_entry.table_id, 1)], desired=[], expected={}).updates == []
+    changed = ent.plan(actual=[default(A.table_entry.table_id, 1)], desired=[want], expected=ent.snapshot([want]))
     assert changed.repairs == {ent.DEFAULT_ACTION: 1}
 
 
@@ -71,7 +75,7 @@ def test_a_device_that_orders_params_its_way_and_pads_bytes_matches():
     for prm in answered.action.action.params:
         prm.value = b"\x00" + prm.value
     assert ent.entry_key(written) == ent.entry_key(answered)
-    assert ent.plan([answered], [written], ent.snapshot([written])).updates == []
+    assert ent.plan([T(answered)], [T(written)], ent.snapshot([T(written)])).updates == []
 
 
 def test_entries_the_program_installs_are_never_deleted():
@@ -79,12 +83,12 @@ def test_entries_the_program_installs_are_never_deleted():
     const.is_const = True
     initial = lpm_entry(0x0D000000, 24)
     initial.table_id = 77  # a table with initial entries
-    plan = ent.plan(actual=[const, initial, C], desired=[], expected={}, protected_tables=frozenset({77}))
-    assert [u.type for u in plan.updates] == [p4r.Update.DELETE] and plan.updates[0].entity.table_entry == C
+    plan = ent.plan(actual=[T(const), T(initial), C], desired=[], expected={}, protected_tables=frozenset({77}))
+    assert [u.type for u in plan.updates] == [p4r.Update.DELETE] and plan.updates[0].entity == C
 
 
 def test_a_default_we_set_and_nobody_wants_is_reset():
-    was = default(A.table_id, 7)
+    was = default(A.table_entry.table_id, 7)
     plan = ent.plan(actual=[was], desired=[], expected=ent.snapshot([was]))
     assert len(plan.updates) == 1
     reset = plan.updates[0]
