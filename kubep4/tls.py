@@ -21,11 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# cryptography is imported where certificates are made or read, not here: the Store imports this
+# module for ClientTLS, and a plaintext process need not pay for it
 VALIDITY = datetime.timedelta(days=365)
 
 
@@ -61,13 +59,18 @@ def _write(path: str, data: bytes, mode: int) -> None:
     os.chmod(path, mode)  # O_CREAT's mode does not apply to a file that already existed
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def make_ca(directory: str, common_name: str = "kubep4-dev-ca", name: str = "ca") -> CA:
     """A self-signed CA: ``<directory>/<name>.pem`` and ``<name>-key.pem`` (0600)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
     os.makedirs(directory, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -96,6 +99,10 @@ def issue(ca: CA, name: str, directory: str, common_name: str, organizations: It
     ``common_name`` is the user a server sees (etcd takes it as the user name with
     --client-cert-auth), each of ``organizations`` a group; ``dns``/``ips`` the names a client
     checks when this certificate serves; ``client``/``server`` its extended key usages."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     ca_cert = x509.load_pem_x509_certificate(read_pem(ca.cert))
     ca_key = serialization.load_pem_private_key(read_pem(ca.key), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -197,6 +204,8 @@ def peer_identity(context) -> Identity | None:
     auth = context.auth_context() or {}
     pem = auth.get("x509_pem_cert")
     if pem:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
         cert = x509.load_pem_x509_certificate(pem[0])
         cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
