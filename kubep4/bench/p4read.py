@@ -26,6 +26,11 @@ class DeviceReader:
         async with self._reader() as r:
             return await r.read_entries(timeout=self.timeout)
 
+    async def read(self, entities: list[p4r.Entity]) -> list[p4r.Entity]:
+        """What one Read of ``entities`` (wildcards allowed) returns."""
+        async with self._reader() as r:
+            return await r.read(entities, timeout=self.timeout)
+
     async def default_entry(self, table_id: int) -> p4r.TableEntry | None:
         """The table's default entry (None when no pipeline is installed)."""
         async with self._reader() as r:

@@ -12,6 +12,8 @@ import logging
 import signal
 import sys
 
+from kubep4.config import flag
+from kubep4.reftarget.device import MAX_BATCH
 from kubep4.reftarget.server import serve
 
 DEFAULT_DEVICE = "1@127.0.0.1:9559"
@@ -38,16 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="In-memory P4Runtime reference target (no data plane).")
     p.add_argument("--device", action="append", type=parse_device, metavar="ID@HOST:PORT",
                    help=f"serve a device (repeatable; default {DEFAULT_DEVICE}; port 0 picks a free port)")
+    flag(p, "--max-batch", "KUBEP4_REFTARGET_MAX_BATCH", MAX_BATCH, type=int,
+         help="updates of a Write (entities of a Read) beyond which it is refused whole")
     p.add_argument("--log-level", default="WARNING", help="Python logging level for stderr (default WARNING)")
     return p
 
 
-async def run(devices: list[tuple[int, str, int]]) -> None:
+async def run(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    target = await serve(devices)
+    target = await serve(devices, max_batch)
     try:
         for device_id, host, _ in devices:
             print(f"device {device_id} listening on {target.address(device_id)}", flush=True)
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     devices = args.device or [parse_device(DEFAULT_DEVICE)]
     try:
-        asyncio.run(run(devices))
+        asyncio.run(run(devices, args.max_batch))
     except (OSError, ValueError) as e:
         print(f"kubep4-reftarget: {e}", file=sys.stderr, flush=True)
         return 1

@@ -26,7 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from kubep4.p4 import p4r, p4r_grpc
-from kubep4.reftarget.device import Device, Notification, P4RuntimeError, Session, update_error
+from kubep4.reftarget.device import MAX_BATCH, Device, Notification, P4RuntimeError, Session, update_error
 from kubep4.serving import ListenError, UndecodableRequest, add_servicer, bind
 
 __all__ = ["P4RuntimeServicer", "ReferenceTarget", "serve", "P4RUNTIME_API_VERSION", "MAX_MESSAGE_BYTES",
@@ -258,15 +258,16 @@ def _join(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-async def serve(devices: list[tuple[int, str, int]]) -> ReferenceTarget:
-    """Start one P4Runtime server per (device_id, host, port); port 0 picks a free port."""
+async def serve(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH) -> ReferenceTarget:
+    """Start one P4Runtime server per (device_id, host, port); port 0 picks a free port. A Write or
+    Read of more than ``max_batch`` updates or entities is refused whole (RESOURCE_EXHAUSTED)."""
     ids = [d[0] for d in devices]
     if len(ids) != len(set(ids)):
         raise ValueError(f"device ids must be unique: {ids}")
     target = ReferenceTarget()
     try:
         for device_id, host, port in devices:
-            device = Device(device_id)
+            device = Device(device_id, max_batch=max_batch)
             server = grpc.aio.server(options=SERVER_OPTIONS)
             add_servicer(server, P4RuntimeServicer([device]), p4r.DESCRIPTOR.services_by_name["P4Runtime"])
             hs = health.aio.HealthServicer()

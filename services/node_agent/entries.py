@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kubep4 import entities
 from kubep4.entities import kind_of
 from kubep4.p4 import p4r
 
@@ -32,8 +33,8 @@ MISSING, MODIFIED, EXTRANEOUS, DEFAULT_ACTION, PIPELINE = (
 # kinds (spec fields, kubep4.entities.kind_of) whose values the data plane changes: written
 # once, never compared
 WRITE_ONCE = frozenset({"counter_entries", "register_entries"})
-# kinds that exist for as long as the pipeline does: only ever modified (reset, never deleted)
-MODIFY_ONLY = frozenset({"meter_entries", "value_set_entries"})
+# the other kinds that exist for as long as the pipeline does: only ever modified (reset, never deleted)
+MODIFY_ONLY = entities.MODIFY_ONLY - WRITE_ONCE
 # the phase (a Write of its own, in this order) of an insert or modify, and of a delete, per kind
 _SET_PHASE = {"action_profile_members": 0, "multicast_groups": 0, "clone_sessions": 0, "meter_entries": 0,
               "counter_entries": 0, "register_entries": 0, "value_set_entries": 0,
