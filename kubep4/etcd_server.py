@@ -183,7 +183,17 @@ class EtcdServer:
             self.proc.wait()
         self.proc = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the member hangs, its connections open but silent (a frozen process, a dead link)."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def cleanup(self) -> None:
+        self.resume()  # a paused member would not hear SIGTERM
         self.stop()
         if self._own_dir and self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -259,6 +269,7 @@ class EtcdCluster:
 
     def stop(self) -> None:
         for m in self.members:
+            m.resume()
             m.stop()
 
     def cleanup(self) -> None:

@@ -152,6 +152,13 @@ class Kind(Generic[T]):
 RECONNECT = {"grpc.initial_reconnect_backoff_ms": 100, "grpc.min_reconnect_backoff_ms": 100,
              "grpc.max_reconnect_backoff_ms": 1000}
 
+# With several members, a member that hangs (a frozen process, a dead link: no error, no data) is
+# noticed by keepalive pings on the calls open on it (a watch): unanswered for 5 s, the transport
+# closes, the watch fails and is reopened on another member. etcd accepts pings every 5 s
+# (--grpc-keepalive-min-time) while a call is open; none are sent on an idle channel.
+MEMBER_KEEPALIVE = {"grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000,
+                    "grpc.http2.ping_timeout_ms": 5_000}
+
 # keys per etcd range of a list: with objects of up to ~1 MiB, a page stays far below the
 # client's 256 MiB message limit and etcd's own request bounds
 LIST_PAGE = 100
@@ -209,7 +216,8 @@ class Store:
         self.fence: tuple[str, int] | None = None
         self._releasing: set[asyncio.Future] = set()  # releases of creates whose caller was cancelled
         self._client = _Client(self.endpoints, tls, timeout,
-                               {"grpc.max_receive_message_length": 64 << 20, **RECONNECT})
+                               {"grpc.max_receive_message_length": 64 << 20, **RECONNECT,
+                                **(MEMBER_KEEPALIVE if len(self.endpoints) > 1 else {})})
         # with several members: tries of one call before it fails (each on the next member, after a
         # backoff: about 5 s in all, the time an election takes after the leader died)
         self._attempts = 1 if len(self.endpoints) == 1 else max(6, 3 * len(self.endpoints))

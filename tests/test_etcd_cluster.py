@@ -157,3 +157,27 @@ async def test_quorum_lost_then_regained(cluster, pki):
         assert (await s.get_raw(PREFIX + "a"))[0] == b"1"
         await _write(s, PREFIX + "b", [])  # the refused write may or may not have landed: settle it
         assert (await s.get_raw(PREFIX + "b"))[0] in (b"1", (PREFIX + "b").encode())  # either try's
+
+
+async def test_a_hung_member_under_a_watch(cluster, pki):
+    """The member a watch streams from freezes (SIGSTOP: its connections stay open, silent). The
+    keepalive pings go unanswered, the watch reopens on another member from its last revision; the
+    calls that hung there fail over too. Nothing is missed."""
+    leader = cluster.leader()
+    follower = next(i for i in range(3) if i != leader)
+    order = [cluster.endpoints[follower]] + [e for i, e in enumerate(cluster.endpoints) if i != follower]
+    async with st.Store(order, tls=_client_tls(pki)) as s:
+        rev = await s.put_raw(PREFIX + "0", b"0")
+        events = s.watch_raw(PREFIX.encode(), rev + 1)
+        await s.put_raw(PREFIX + "1", b"1")
+        assert (await events.__anext__())[1].key == (PREFIX + "1").encode()
+        cluster.members[follower].pause()
+        try:
+            for i in range(2, 5):
+                await _write(s, f"{PREFIX}{i}", [])
+            got = [(await events.__anext__())[1].key.decode() for _ in range(3)]
+            assert got == [f"{PREFIX}{i}" for i in range(2, 5)]
+            assert s.endpoint != cluster.endpoints[follower]
+        finally:
+            cluster.members[follower].resume()
+            await events.aclose()
