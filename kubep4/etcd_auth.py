@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from aetcd import rpc
 
 from kubep4 import store as st
+from kubep4 import tls
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,14 @@ def roles(nodes: Iterable[str] = ()) -> dict[str, list[Grant]]:
     out = {APISERVER: apiserver_grants(), CONTROLLER: controller_grants()}
     out.update({node_user(n): node_grants(n) for n in nodes})
     return out
+
+
+def issue_certs(ca: tls.CA, directory: str, nodes: Iterable[str] = ()) -> dict[str, tls.Issued]:
+    """A client certificate for every etcd identity, its CN the user: root, the apiserver, the
+    controller and each node's agent (files ``etcd-<user>.pem``, ``:`` made ``-``). Development
+    and tests; a deployment's own CA issues the same subjects."""
+    users = [ROOT_USER, APISERVER, CONTROLLER, *(node_user(n) for n in nodes)]
+    return {u: tls.issue(ca, "etcd-" + u.replace(":", "-"), directory, u, server=False) for u in users}
 
 
 async def _auth(store: st.Store, method: str, request, exists: str = ""):

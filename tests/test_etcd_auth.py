@@ -17,8 +17,9 @@ def secured(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("etcd-auth"))
     ca = tls.make_ca(d + "/pki")
     member = tls.issue(ca, "etcd", d + "/pki", "etcd")
-    certs = {cn: tls.issue(ca, cn.replace(":", "-"), d + "/pki", cn, server=False)
-             for cn in ("root", etcd_auth.APISERVER, etcd_auth.CONTROLLER, "node:n1", "node:n2", "nobody")}
+    certs = etcd_auth.issue_certs(ca, d + "/pki", ["n1", "n2"])
+    assert sorted(certs) == sorted(["root", etcd_auth.APISERVER, etcd_auth.CONTROLLER, "node:n1", "node:n2"])
+    certs["nobody"] = tls.issue(ca, "nobody", d + "/pki", "nobody", server=False)
     server = EtcdServer(data_dir=d + "/etcd", tls=EtcdTLS(member.cert, member.key, ca.cert)).start()
     yield server, ca, certs
     server.cleanup()
