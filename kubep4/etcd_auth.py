@@ -7,7 +7,8 @@ rotate but the certificate). The users:
 
 =====================  ==========================================================================
 ``root``               everything (etcd's root role): only ``enable`` and operators use it
-``kubep4-apiserver``   read/write Pipelines, Deployments, artifact blobs; read Nodes
+``kubep4-apiserver``   read/write Pipelines, Deployments, artifact blobs; read Nodes and
+                       Placements (ReadDeployment finds a replica's device in its placement)
 ``kubep4-controller``  read Pipelines; read/write Deployments (status, finalization), Placements
                        (every node's), Nodes (phase), blobs (the artifact collector deletes),
                        the leader key; read the node leases
@@ -77,7 +78,8 @@ def _revision_key() -> Grant:
 
 def apiserver_grants() -> list[Grant]:
     return [Grant(READWRITE, st.PIPELINES.prefix()), Grant(READWRITE, st.DEPLOYMENTS.prefix()),
-            Grant(READWRITE, st.BLOBS), Grant(READ, st.NODES.prefix()), _revision_key()]
+            Grant(READWRITE, st.BLOBS), Grant(READ, st.NODES.prefix()), Grant(READ, st.PLACEMENTS.prefix()),
+            _revision_key()]
 
 
 def controller_grants() -> list[Grant]:

@@ -100,16 +100,17 @@ async def test_controller_writes_placements_and_each_node_reads_only_its_own(ena
         assert p.status.observed_generation == 7  # the node's status write landed
 
 
-async def test_apiserver_writes_api_objects_not_placements(enabled):
+async def test_apiserver_writes_api_objects_reads_placements_and_nodes_only(enabled):
     async with _store(enabled, etcd_auth.APISERVER) as api:
         d = await api.create(st.DEPLOYMENTS, _deployment("d1"))
         assert (await api.get(st.DEPLOYMENTS, "default", "d1")).metadata.uid == d.metadata.uid
         assert await api.revision() > 0
         await api.list(st.NODES)
+        await api.list(st.PLACEMENTS)  # ReadDeployment reads placements, never writes them
         with pytest.raises(st.Forbidden):
             await api.create(st.PLACEMENTS, _placement("n1", "web-9"))
         with pytest.raises(st.Forbidden):
-            await api.list(st.PLACEMENTS)
+            await api.put_raw(st.NODE_LEASES + "n1", b"1")
 
 
 async def test_a_certificate_that_names_no_user_is_refused(enabled):
