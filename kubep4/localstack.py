@@ -112,6 +112,7 @@ class LocalStack:
     resync_seconds: float = 2.0  # node agents' periodic device check
     env: dict[str, str] = field(default_factory=dict)
     slots_per_device: int = 1
+    switch_args: tuple[str, ...] = ()  # more flags for every reference switch (--unimplemented KIND, ...)
     procs: dict[str, Proc] = field(default_factory=dict)
     etcd: EtcdServer | None = None
     device_ports: dict[str, list[int]] = field(default_factory=dict)  # node -> P4Runtime ports
@@ -171,7 +172,8 @@ class LocalStack:
                     agent_args += ["--device", f"name=dev{d},address={HOST}:{port},device_id={device_id},"
                                                f"target=bmv2,arch=v1model,slots={self.slots_per_device}"]
                     device_id += 1
-                self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, "--log-level", "INFO"], "listening on")
+                self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, *self.switch_args, "--log-level", "INFO"],
+                          "listening on")
                 self._add(f"agent-{n}", "services.node_agent", agent_args, "node agent started")
             for proc in self.procs.values():
                 proc.start()

@@ -126,3 +126,38 @@ async def test_a_deployment_larger_than_one_write_is_installed_in_several(tmp_pa
             entries = await reader.entries()
             routes = [e for e in entries if e.table_id == index.tables_by_name["ipv4_route"].info.preamble.id]
             assert len(routes) == 22
+
+
+async def test_a_kind_the_device_lacks_fails_its_placement_by_name_not_in_a_loop(tmp_path):
+    """A switch without register writes (a real BMv2: "Register writes are not supported yet"): the
+    placement fails with EntityUnsupported naming the entity, the rest of the device's work goes on."""
+    pipeline, d, index = multipath()
+    d.spec.register_entries.add(register="last_seen_src", index=7, value="1")
+    with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path),
+                    switch_args=("--unimplemented", "register_entry")) as s:
+        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
+        async with AsyncClient(s.api) as c:
+            await c.apply(pipeline)
+            await c.create(d)
+
+            async def refused():
+                got = await c.get("deployment", "multipath")
+                return next((r for r in got.status.replicas if r.reason == "EntityUnsupported"), None)
+            replica = await eventually(refused, timeout=60, what="the replica refused for its register entry")
+            assert "spec.register_entries[0]" in replica.message and "UNIMPLEMENTED" in replica.message
+            assert replica.phase == "Failed"
+            # the device stays usable: a deployment without registers on the same device runs
+            _, plain, _ = multipath()
+            plain.metadata.name = "plain"
+            del plain.spec.table_entries[:]
+            plain.spec.table_entries.add(table="l2_flood", action="to_cpu",
+                                         match=[kr.FieldMatch(field="hdr.ethernet.dst",
+                                                              exact=kr.FieldMatch.Exact(value="00:00:00:00:00:09"))])
+            for name in ("action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions",
+                         "meter_entries", "counter_entries"):
+                plain.spec.ClearField(name)
+            await c.create(plain)
+            await c.wait_ready("plain", timeout=60)
+            assert len(await reader.entries()) == 1
+            again = await refused()
+            assert again is not None and again.message == replica.message, "still refused, for the same reason"

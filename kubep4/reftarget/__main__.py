@@ -13,6 +13,7 @@ import signal
 import sys
 
 from kubep4.config import flag
+from kubep4.p4 import p4r
 from kubep4.reftarget.device import MAX_BATCH
 from kubep4.reftarget.server import serve
 
@@ -35,6 +36,9 @@ def parse_device(spec: str) -> tuple[int, str, int]:
     return device_id, host, port_no
 
 
+ENTITY_KINDS = tuple(f.name for f in p4r.Entity.DESCRIPTOR.oneofs_by_name["entity"].fields)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kubep4-reftarget",
                                 description="In-memory P4Runtime reference target (no data plane).")
@@ -42,16 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"serve a device (repeatable; default {DEFAULT_DEVICE}; port 0 picks a free port)")
     flag(p, "--max-batch", "KUBEP4_REFTARGET_MAX_BATCH", MAX_BATCH, type=int,
          help="updates of a Write (entities of a Read) beyond which it is refused whole")
+    p.add_argument("--unimplemented", action="append", default=[], metavar="KIND", choices=ENTITY_KINDS,
+                   help="refuse writes and reads of this entity kind with UNIMPLEMENTED, as a switch "
+                        "lacking it does (repeatable; e.g. register_entry, as a real BMv2)")
     p.add_argument("--log-level", default="WARNING", help="Python logging level for stderr (default WARNING)")
     return p
 
 
-async def run(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH) -> None:
+async def run(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH,
+              unimplemented: frozenset[str] = frozenset()) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    target = await serve(devices, max_batch)
+    target = await serve(devices, max_batch, unimplemented)
     try:
         for device_id, host, _ in devices:
             print(f"device {device_id} listening on {target.address(device_id)}", flush=True)
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     devices = args.device or [parse_device(DEFAULT_DEVICE)]
     try:
-        asyncio.run(run(devices, args.max_batch))
+        asyncio.run(run(devices, args.max_batch, frozenset(args.unimplemented)))
     except (OSError, ValueError) as e:
         print(f"kubep4-reftarget: {e}", file=sys.stderr, flush=True)
         return 1

@@ -329,8 +329,12 @@ class Device:
     """One P4Runtime device: pipeline, saved config, tables and arbitration."""
 
     def __init__(self, device_id: int, default_table_size: int = DEFAULT_TABLE_SIZE,
-                 max_entries: int = MAX_DEVICE_ENTRIES, max_batch: int = MAX_BATCH):
+                 max_entries: int = MAX_DEVICE_ENTRIES, max_batch: int = MAX_BATCH,
+                 unimplemented: frozenset[str] = frozenset()):
         self.device_id = device_id
+        # entity kinds (Entity oneof names) this device refuses to write or read with UNIMPLEMENTED,
+        # to stand in for a switch that lacks them (a real BMv2 has no register writes or reads)
+        self.unimplemented = frozenset(unimplemented)
         self.default_table_size = default_table_size
         self.max_entries = max_entries
         self.max_batch = max_batch
@@ -613,6 +617,8 @@ class Device:
         which = update.entity.WhichOneof("entity")
         if which is None:
             raise _fail(Code.INVALID_ARGUMENT, "update has no entity")
+        if which in self.unimplemented:
+            raise _fail(Code.UNIMPLEMENTED, f"writing {which} entities is not supported by this device")
         if which == "table_entry":
             self._write_table_entry(pipeline, update, st)
         elif which in ("direct_counter_entry", "direct_meter_entry"):
@@ -780,6 +786,8 @@ class Device:
         which = entity.WhichOneof("entity")
         if which is None:
             raise _fail(Code.INVALID_ARGUMENT, "a read entity names no entity kind")
+        if which in self.unimplemented:
+            raise _fail(Code.UNIMPLEMENTED, f"reading {which} entities is not supported by this device")
         if which == "table_entry":
             return self._read_table(pipeline, entity.table_entry)
         if which in ("direct_counter_entry", "direct_meter_entry"):
