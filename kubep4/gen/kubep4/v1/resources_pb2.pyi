@@ -377,12 +377,16 @@ class LabelSelector(_message.Message):
     def __init__(self, match_labels: _Optional[_Mapping[str, str]] = ..., match_expressions: _Optional[_Iterable[_Union[LabelSelectorRequirement, _Mapping]]] = ...) -> None: ...
 
 class UpdateStrategy(_message.Message):
-    __slots__ = ("type", "max_unavailable")
+    __slots__ = ("type", "max_unavailable", "pipeline_upgrade", "fallback")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MAX_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_UPGRADE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     type: str
     max_unavailable: int
-    def __init__(self, type: _Optional[str] = ..., max_unavailable: _Optional[int] = ...) -> None: ...
+    pipeline_upgrade: str
+    fallback: str
+    def __init__(self, type: _Optional[str] = ..., max_unavailable: _Optional[int] = ..., pipeline_upgrade: _Optional[str] = ..., fallback: _Optional[str] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
     __slots__ = ("pipeline", "replicas", "selector", "target", "arch", "table_entries", "strategy", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "meter_entries", "counter_entries", "register_entries", "value_set_entries")
@@ -461,7 +465,7 @@ class Deployment(_message.Message):
     def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, _Mapping]] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels")
+    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels", "upgrade")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -476,6 +480,7 @@ class Device(_message.Message):
     ARCH_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    UPGRADE_FIELD_NUMBER: _ClassVar[int]
     name: str
     p4rt_address: str
     device_id: int
@@ -483,7 +488,8 @@ class Device(_message.Message):
     arch: str
     pipeline_slots: int
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    upgrade: str
+    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., upgrade: _Optional[str] = ...) -> None: ...
 
 class DeviceStatus(_message.Message):
     __slots__ = ("name", "phase", "cookie", "used_slots", "message", "last_verified")
@@ -536,7 +542,7 @@ class Node(_message.Message):
     def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
 
 class PlacementSpec(_message.Message):
-    __slots__ = ("deployment", "namespace", "replica", "node", "device", "pipeline", "pipeline_digest", "deployment_generation", "table_entries", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "meter_entries", "counter_entries", "register_entries", "value_set_entries")
+    __slots__ = ("deployment", "namespace", "replica", "node", "device", "pipeline", "pipeline_digest", "deployment_generation", "table_entries", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "meter_entries", "counter_entries", "register_entries", "value_set_entries", "pipeline_upgrade", "fallback")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
@@ -554,6 +560,8 @@ class PlacementSpec(_message.Message):
     COUNTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     REGISTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     VALUE_SET_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_UPGRADE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     namespace: str
     replica: int
@@ -571,23 +579,27 @@ class PlacementSpec(_message.Message):
     counter_entries: _containers.RepeatedCompositeFieldContainer[CounterEntry]
     register_entries: _containers.RepeatedCompositeFieldContainer[RegisterEntry]
     value_set_entries: _containers.RepeatedCompositeFieldContainer[ValueSetEntry]
-    def __init__(self, deployment: _Optional[str] = ..., namespace: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., action_profile_members: _Optional[_Iterable[_Union[ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[CloneSession, _Mapping]]] = ..., meter_entries: _Optional[_Iterable[_Union[MeterEntry, _Mapping]]] = ..., counter_entries: _Optional[_Iterable[_Union[CounterEntry, _Mapping]]] = ..., register_entries: _Optional[_Iterable[_Union[RegisterEntry, _Mapping]]] = ..., value_set_entries: _Optional[_Iterable[_Union[ValueSetEntry, _Mapping]]] = ...) -> None: ...
+    pipeline_upgrade: str
+    fallback: str
+    def __init__(self, deployment: _Optional[str] = ..., namespace: _Optional[str] = ..., replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., action_profile_members: _Optional[_Iterable[_Union[ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[CloneSession, _Mapping]]] = ..., meter_entries: _Optional[_Iterable[_Union[MeterEntry, _Mapping]]] = ..., counter_entries: _Optional[_Iterable[_Union[CounterEntry, _Mapping]]] = ..., register_entries: _Optional[_Iterable[_Union[RegisterEntry, _Mapping]]] = ..., value_set_entries: _Optional[_Iterable[_Union[ValueSetEntry, _Mapping]]] = ..., pipeline_upgrade: _Optional[str] = ..., fallback: _Optional[str] = ...) -> None: ...
 
 class PlacementStatus(_message.Message):
-    __slots__ = ("phase", "message", "cookie", "observed_generation", "last_transition_time", "reason")
+    __slots__ = ("phase", "message", "cookie", "observed_generation", "last_transition_time", "reason", "disruptive")
     PHASE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     COOKIE_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
     LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DISRUPTIVE_FIELD_NUMBER: _ClassVar[int]
     phase: str
     message: str
     cookie: int
     observed_generation: int
     last_transition_time: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, phase: _Optional[str] = ..., message: _Optional[str] = ..., cookie: _Optional[int] = ..., observed_generation: _Optional[int] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    disruptive: bool
+    def __init__(self, phase: _Optional[str] = ..., message: _Optional[str] = ..., cookie: _Optional[int] = ..., observed_generation: _Optional[int] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., disruptive: _Optional[bool] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("metadata", "spec", "status")
