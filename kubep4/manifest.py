@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from typing import Any
 
 import yaml
@@ -145,6 +146,9 @@ _INT_RANGES = {
     pb.FieldDescriptor.CPPTYPE_UINT32: (0, (1 << 32) - 1),
     pb.FieldDescriptor.CPPTYPE_UINT64: (0, (1 << 64) - 1),
 }
+# proto3's JSON form writes 64-bit integers as decimal strings: those are read back too
+_INT64 = (pb.FieldDescriptor.CPPTYPE_INT64, pb.FieldDescriptor.CPPTYPE_UINT64)
+_DECIMAL = re.compile(r"-?[0-9]{1,20}")
 _STRING_MESSAGES = {"google.protobuf.Timestamp": "a timestamp string (RFC 3339)",
                     "google.protobuf.Duration": "a duration string (e.g. 1.5s)"}
 
@@ -224,6 +228,8 @@ class _Checker:
                 self.add(path, f"expected one of {', '.join(names)}, got {value!r}"[:300])
         elif field.cpp_type in _INT_RANGES:
             low, high = _INT_RANGES[field.cpp_type]
+            if field.cpp_type in _INT64 and isinstance(value, str) and _DECIMAL.fullmatch(value):
+                value = int(value)  # the JSON form of a 64-bit integer (what `-o yaml` prints)
             if isinstance(value, bool) or not isinstance(value, int):
                 self.add(path, f"expected an integer, got {_what(value)}")
             elif not low <= value <= high:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kubep4 import manifest
+
 from .conftest import EXAMPLE, ROOT
 
 # No apiserver listens here: a manifest that got past the checks would fail with UNAVAILABLE instead.
@@ -153,3 +155,16 @@ async def test_nothing_is_applied_when_a_later_document_is_bad(front, tmp_path):
     r = await kubep4("apply", "-f", str(path), api=front.api)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["pipeline/basic created", "deployment/basic created"]
+
+
+def test_what_yaml_output_prints_applies_again():
+    """`-o yaml` writes 64-bit integers (meter rates, indexes) as strings, as proto3's JSON form does:
+    reading them back gives the same object; a string that is not a number is still refused."""
+    multipath = ROOT / "examples" / "multipath" / "deployment.yaml"
+    _, d = manifest.load(str(multipath))
+    doc = manifest.to_dict(d)
+    assert doc["spec"]["meterEntries"][0]["config"]["cir"] == "1000"
+    assert manifest.from_dict(doc) == d
+    doc["spec"]["meterEntries"][0]["config"]["cir"] = "fast"
+    with pytest.raises(manifest.ManifestError, match="cir"):
+        manifest.from_dict(doc)

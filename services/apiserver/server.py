@@ -25,6 +25,7 @@ from kubep4 import conditions as cond
 from kubep4 import labels
 from kubep4 import store as st
 from kubep4.config import GRPC_OPTIONS
+from kubep4.entities import entity_count
 from kubep4.errors import (
     MESSAGE_CHARS,
     Violation,
@@ -401,7 +402,7 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         await self._check_storage(request.ByteSize())
         pipeline = await self._pipeline_for_admission(ns, d.spec.pipeline) if d.spec.pipeline else None
         kw = {"referenced_pipeline": pipeline} if pipeline is not None else {}
-        usage = ka.NamespaceUsage(table_entries=len(current.spec.table_entries))
+        usage = ka.NamespaceUsage(table_entries=entity_count(current.spec))  # every entity counts
         resp = await self._review(ka.UPDATE, deployment=d, usage=usage, **kw)
         new = resp.deployment
         # the user owns spec, labels and annotations; identity, timestamps, versions and status are the server's
