@@ -105,6 +105,16 @@ class KubeP4Stub:
                 request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentRequest.SerializeToString,
                 response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/kubep4.v1.KubeP4/WhoAmI',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
+        self.CanI = channel.unary_unary(
+                '/kubep4.v1.KubeP4/CanI',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIResponse.FromString,
+                _registered_method=True)
 
 
 class KubeP4Servicer:
@@ -194,6 +204,18 @@ class KubeP4Servicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CanI(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KubeP4Servicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +288,16 @@ def add_KubeP4Servicer_to_server(servicer, server):
                     servicer.ReadDeployment,
                     request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentRequest.FromString,
                     response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.WhoAmIRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'CanI': grpc.unary_unary_rpc_method_handler(
+                    servicer.CanI,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -646,6 +678,60 @@ class KubeP4:
             '/kubep4.v1.KubeP4/ReadDeployment',
             kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentRequest.SerializeToString,
             kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ReadDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/WhoAmI',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.WhoAmIRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CanI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/CanI',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIResponse.FromString,
             options,
             channel_credentials,
             insecure,
