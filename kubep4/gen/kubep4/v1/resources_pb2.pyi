@@ -117,16 +117,64 @@ class PipelineSpec(_message.Message):
     def __init__(self, source: _Optional[_Union[P4Source, _Mapping]] = ..., artifacts: _Optional[_Union[Artifacts, _Mapping]] = ..., arch: _Optional[str] = ..., target: _Optional[str] = ..., p4info_ref: _Optional[_Union[ArtifactRef, _Mapping]] = ..., device_config_ref: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class PipelineStatus(_message.Message):
-    __slots__ = ("digest", "phase", "conditions", "observed_generation")
+    __slots__ = ("digest", "phase", "conditions", "observed_generation", "compile")
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    COMPILE_FIELD_NUMBER: _ClassVar[int]
     digest: str
     phase: str
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
     observed_generation: int
-    def __init__(self, digest: _Optional[str] = ..., phase: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., observed_generation: _Optional[int] = ...) -> None: ...
+    compile: CompileStatus
+    def __init__(self, digest: _Optional[str] = ..., phase: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., observed_generation: _Optional[int] = ..., compile: _Optional[_Union[CompileStatus, _Mapping]] = ...) -> None: ...
+
+class Diagnostic(_message.Message):
+    __slots__ = ("severity", "file", "line", "kind", "message")
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    severity: str
+    file: str
+    line: int
+    kind: str
+    message: str
+    def __init__(self, severity: _Optional[str] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CompilePhase(_message.Message):
+    __slots__ = ("name", "seconds", "peak_rss_kb")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PEAK_RSS_KB_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    seconds: float
+    peak_rss_kb: int
+    def __init__(self, name: _Optional[str] = ..., seconds: _Optional[float] = ..., peak_rss_kb: _Optional[int] = ...) -> None: ...
+
+class CompileStatus(_message.Message):
+    __slots__ = ("backend", "compiler", "version", "seconds", "diagnostics", "phases", "builder", "finished", "device_config_unavailable")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    COMPILER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DIAGNOSTICS_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
+    BUILDER_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_CONFIG_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    compiler: str
+    version: str
+    seconds: float
+    diagnostics: _containers.RepeatedCompositeFieldContainer[Diagnostic]
+    phases: _containers.RepeatedCompositeFieldContainer[CompilePhase]
+    builder: str
+    finished: _timestamp_pb2.Timestamp
+    device_config_unavailable: str
+    def __init__(self, backend: _Optional[str] = ..., compiler: _Optional[str] = ..., version: _Optional[str] = ..., seconds: _Optional[float] = ..., diagnostics: _Optional[_Iterable[_Union[Diagnostic, _Mapping]]] = ..., phases: _Optional[_Iterable[_Union[CompilePhase, _Mapping]]] = ..., builder: _Optional[str] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_config_unavailable: _Optional[str] = ...) -> None: ...
 
 class Pipeline(_message.Message):
     __slots__ = ("metadata", "spec", "status")
