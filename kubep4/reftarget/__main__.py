@@ -49,17 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unimplemented", action="append", default=[], metavar="KIND", choices=ENTITY_KINDS,
                    help="refuse writes and reads of this entity kind with UNIMPLEMENTED, as a switch "
                         "lacking it does (repeatable; e.g. register_entry, as a real BMv2)")
+    p.add_argument("--wedge-on-reconcile", action="store_true",
+                   help="stand in for BMv2 through PI: RECONCILE_AND_COMMIT of a program with an indexed "
+                        "counter or meter fails and wedges the device until it restarts")
     p.add_argument("--log-level", default="WARNING", help="Python logging level for stderr (default WARNING)")
     return p
 
 
 async def run(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH,
-              unimplemented: frozenset[str] = frozenset()) -> None:
+              unimplemented: frozenset[str] = frozenset(), wedge_on_reconcile: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    target = await serve(devices, max_batch, unimplemented)
+    target = await serve(devices, max_batch, unimplemented, wedge_on_reconcile)
     try:
         for device_id, host, _ in devices:
             print(f"device {device_id} listening on {target.address(device_id)}", flush=True)
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     devices = args.device or [parse_device(DEFAULT_DEVICE)]
     try:
-        asyncio.run(run(devices, args.max_batch, frozenset(args.unimplemented)))
+        asyncio.run(run(devices, args.max_batch, frozenset(args.unimplemented), args.wedge_on_reconcile))
     except (OSError, ValueError) as e:
         print(f"kubep4-reftarget: {e}", file=sys.stderr, flush=True)
         return 1

@@ -330,8 +330,13 @@ class Device:
 
     def __init__(self, device_id: int, default_table_size: int = DEFAULT_TABLE_SIZE,
                  max_entries: int = MAX_DEVICE_ENTRIES, max_batch: int = MAX_BATCH,
-                 unimplemented: frozenset[str] = frozenset()):
+                 unimplemented: frozenset[str] = frozenset(), wedge_on_reconcile: bool = False):
         self.device_id = device_id
+        # stand in for BMv2 through PI: RECONCILE_AND_COMMIT of a program with an indexed counter or
+        # meter fails (PI replays the saved counter entries as INSERTs) and wedges the device: the
+        # cookie reads the new value and every later SetForwardingPipelineConfig fails until restart
+        self.wedge_on_reconcile = wedge_on_reconcile
+        self.wedged = False
         # entity kinds (Entity oneof names) this device refuses to write or read with UNIMPLEMENTED,
         # to stand in for a switch that lacks them (a real BMv2 has no register writes or reads)
         self.unimplemented = frozenset(unimplemented)
@@ -340,6 +345,9 @@ class Device:
         self.max_batch = max_batch
         self.pipeline: Pipeline | None = None
         self.saved: tuple[p4r.ForwardingPipelineConfig, P4InfoIndex] | None = None
+        # while a saved config awaits COMMIT: the committed pipeline and its state, which the data
+        # plane still runs (Reads and Writes address the saved config, spec §7.3)
+        self._running: tuple[Pipeline | None, State] | None = None
         # everything written through Write: tables, direct resources and every other entity kind
         self.state = State()
         self.stats = DeviceStats()
@@ -435,26 +443,45 @@ class Device:
     # ----------------------------------------------------------------- pipeline
 
     def set_pipeline(self, action: int, config: p4r.ForwardingPipelineConfig) -> None:
-        """Apply a SetForwardingPipelineConfig action (arbitration is checked by the caller)."""
+        """Apply a SetForwardingPipelineConfig action (arbitration is checked by the caller).
+
+        VERIFY_AND_SAVE (spec §7.3): "any subsequent Read / Write requests must refer to fields in
+        the new config": they address the saved config, starting empty, while the committed one
+        keeps running (GetForwardingPipelineConfig answers it); COMMIT realises the saved config
+        with what was written since. Another commit abandons a pending save."""
+        if self.wedged:
+            raise _fail(Code.UNKNOWN, "Error in first phase of device update")
         if action == SetAction.VERIFY:
             validate_config(config)
             self.stats.pipeline_verifies += 1
         elif action == SetAction.VERIFY_AND_SAVE:
             index = validate_config(config)
+            if self._running is None:
+                self._running = (self.pipeline, self.state)
             self.saved = (_copy(config), index)
+            self.pipeline = Pipeline(_copy(config), index, self.default_table_size)
+            self.state = State.empty(config.p4info)
             self.stats.pipeline_saves += 1
         elif action == SetAction.VERIFY_AND_COMMIT:
             index = validate_config(config)
+            self._abandon_save()
             self._commit(_copy(config), index)
         elif action == SetAction.COMMIT:
             if self.saved is None:
                 raise _fail(Code.FAILED_PRECONDITION, "COMMIT: no saved forwarding pipeline config "
                                                       "(use VERIFY_AND_SAVE first)")
-            saved_config, index = self.saved
-            self._commit(saved_config, index)
+            self._running = self.saved = None  # the saved config, with what was written since
+            self.stats.pipeline_commits += 1
         elif action == SetAction.RECONCILE_AND_COMMIT:
             index = validate_config(config)
+            self._abandon_save()
             new = Pipeline(_copy(config), index, self.default_table_size)
+            if self.wedge_on_reconcile and self.pipeline is not None and (
+                    config.p4info.counters or config.p4info.meters):
+                self.wedged = True
+                self.pipeline = Pipeline(_copy(config), index, self.default_table_size)
+                self.state = State.empty(config.p4info)
+                raise _fail(Code.UNKNOWN, "Error when reconciling config")
             self.state = self._reconcile(new)
             self.pipeline = new
             self.saved = None
@@ -462,6 +489,11 @@ class Device:
             self.stats.reconciles += 1
         else:
             raise _fail(Code.INVALID_ARGUMENT, f"unsupported SetForwardingPipelineConfig action {action}")
+
+    def _abandon_save(self) -> None:
+        if self._running is not None:
+            self.pipeline, self.state = self._running
+            self._running = self.saved = None
 
     def _commit(self, config: p4r.ForwardingPipelineConfig, index: P4InfoIndex) -> None:
         """Install a pipeline with an empty state: VERIFY_AND_COMMIT and COMMIT forget every entity
@@ -542,9 +574,11 @@ class Device:
         return None
 
     def get_pipeline(self, response_type: int) -> p4r.ForwardingPipelineConfig:
-        if self.pipeline is None:
+        """The committed pipeline (a saved one awaiting COMMIT is not running yet)."""
+        running = self._running[0] if self._running is not None else self.pipeline
+        if running is None:
             raise _fail(Code.FAILED_PRECONDITION, f"no forwarding pipeline on device {self.device_id}")
-        cfg = self.pipeline.config
+        cfg = running.config
         out = p4r.ForwardingPipelineConfig()
         if cfg.HasField("cookie"):
             out.cookie.CopyFrom(cfg.cookie)

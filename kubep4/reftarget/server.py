@@ -259,17 +259,19 @@ def _join(host: str, port: int) -> str:
 
 
 async def serve(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH,
-                unimplemented: frozenset[str] = frozenset()) -> ReferenceTarget:
+                unimplemented: frozenset[str] = frozenset(), wedge_on_reconcile: bool = False) -> ReferenceTarget:
     """Start one P4Runtime server per (device_id, host, port); port 0 picks a free port. A Write or
     Read of more than ``max_batch`` updates or entities is refused whole (RESOURCE_EXHAUSTED); the
-    entity kinds in ``unimplemented`` are refused with UNIMPLEMENTED (to stand in for a switch)."""
+    entity kinds in ``unimplemented`` are refused with UNIMPLEMENTED, and ``wedge_on_reconcile``
+    wedges a device on RECONCILE_AND_COMMIT as BMv2 through PI does (to stand in for such switches)."""
     ids = [d[0] for d in devices]
     if len(ids) != len(set(ids)):
         raise ValueError(f"device ids must be unique: {ids}")
     target = ReferenceTarget()
     try:
         for device_id, host, port in devices:
-            device = Device(device_id, max_batch=max_batch, unimplemented=unimplemented)
+            device = Device(device_id, max_batch=max_batch, unimplemented=unimplemented,
+                            wedge_on_reconcile=wedge_on_reconcile)
             server = grpc.aio.server(options=SERVER_OPTIONS)
             add_servicer(server, P4RuntimeServicer([device]), p4r.DESCRIPTOR.services_by_name["P4Runtime"])
             hs = health.aio.HealthServicer()
