@@ -187,6 +187,7 @@ class DeploymentReconciler:
             device=device, pipeline=d.spec.pipeline, pipeline_digest=d.status.pipeline_digest,
             deployment_generation=d.metadata.generation))
         copy_entities(d.spec, p.spec)
+        p.spec.pipeline_upgrade, p.spec.fallback = d.spec.strategy.pipeline_upgrade, d.spec.strategy.fallback
         if current is None or moved:
             p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
             p.status.last_transition_time.GetCurrentTime()
