@@ -21,6 +21,16 @@ MODIFIED: EventType
 DELETED: EventType
 SYNCED: EventType
 
+class RolloutRequest(_message.Message):
+    __slots__ = ("namespace", "name", "to_revision")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TO_REVISION_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    to_revision: int
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., to_revision: _Optional[int] = ...) -> None: ...
+
 class CreatePipelineRequest(_message.Message):
     __slots__ = ("pipeline",)
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +129,16 @@ class NodeList(_message.Message):
     resource_version: int
     continue_token: str
     def __init__(self, items: _Optional[_Iterable[_Union[_resources_pb2.Node, _Mapping]]] = ..., resource_version: _Optional[int] = ..., continue_token: _Optional[str] = ...) -> None: ...
+
+class RevisionList(_message.Message):
+    __slots__ = ("items", "resource_version", "continue_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTINUE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Revision]
+    resource_version: int
+    continue_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[_resources_pb2.Revision, _Mapping]]] = ..., resource_version: _Optional[int] = ..., continue_token: _Optional[str] = ...) -> None: ...
 
 class PipelineEvent(_message.Message):
     __slots__ = ("type", "object", "resource_version")

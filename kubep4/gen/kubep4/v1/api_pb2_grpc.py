@@ -115,6 +115,36 @@ class KubeP4Stub:
                 request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIRequest.SerializeToString,
                 response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIResponse.FromString,
                 _registered_method=True)
+        self.GetRevision = channel.unary_unary(
+                '/kubep4.v1.KubeP4/GetRevision',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.GetRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Revision.FromString,
+                _registered_method=True)
+        self.ListRevisions = channel.unary_unary(
+                '/kubep4.v1.KubeP4/ListRevisions',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ListRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RevisionList.FromString,
+                _registered_method=True)
+        self.RolloutUndo = channel.unary_unary(
+                '/kubep4.v1.KubeP4/RolloutUndo',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.RolloutPause = channel.unary_unary(
+                '/kubep4.v1.KubeP4/RolloutPause',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.RolloutResume = channel.unary_unary(
+                '/kubep4.v1.KubeP4/RolloutResume',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.RolloutPromote = channel.unary_unary(
+                '/kubep4.v1.KubeP4/RolloutPromote',
+                request_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.FromString,
+                _registered_method=True)
 
 
 class KubeP4Servicer:
@@ -216,6 +246,42 @@ class KubeP4Servicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRevision(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevisions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RolloutUndo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RolloutPause(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RolloutResume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RolloutPromote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KubeP4Servicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -298,6 +364,36 @@ def add_KubeP4Servicer_to_server(servicer, server):
                     servicer.CanI,
                     request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIRequest.FromString,
                     response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIResponse.SerializeToString,
+            ),
+            'GetRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRevision,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.GetRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Revision.SerializeToString,
+            ),
+            'ListRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevisions,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ListRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RevisionList.SerializeToString,
+            ),
+            'RolloutUndo': grpc.unary_unary_rpc_method_handler(
+                    servicer.RolloutUndo,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.SerializeToString,
+            ),
+            'RolloutPause': grpc.unary_unary_rpc_method_handler(
+                    servicer.RolloutPause,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.SerializeToString,
+            ),
+            'RolloutResume': grpc.unary_unary_rpc_method_handler(
+                    servicer.RolloutResume,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.SerializeToString,
+            ),
+            'RolloutPromote': grpc.unary_unary_rpc_method_handler(
+                    servicer.RolloutPromote,
+                    request_deserializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.FromString,
+                    response_serializer=kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -732,6 +828,168 @@ class KubeP4:
             '/kubep4.v1.KubeP4/CanI',
             kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIRequest.SerializeToString,
             kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.CanIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/GetRevision',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.GetRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Revision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/ListRevisions',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.ListRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RevisionList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RolloutUndo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/RolloutUndo',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RolloutPause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/RolloutPause',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RolloutResume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/RolloutResume',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RolloutPromote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubep4.v1.KubeP4/RolloutPromote',
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_api__pb2.RolloutRequest.SerializeToString,
+            kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2.Deployment.FromString,
             options,
             channel_credentials,
             insecure,

@@ -425,19 +425,37 @@ class LabelSelector(_message.Message):
     def __init__(self, match_labels: _Optional[_Mapping[str, str]] = ..., match_expressions: _Optional[_Iterable[_Union[LabelSelectorRequirement, _Mapping]]] = ...) -> None: ...
 
 class UpdateStrategy(_message.Message):
-    __slots__ = ("type", "max_unavailable", "pipeline_upgrade", "fallback")
+    __slots__ = ("type", "max_unavailable", "pipeline_upgrade", "fallback", "steps", "progress_deadline_seconds", "auto_rollback")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MAX_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_UPGRADE_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AUTO_ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     type: str
     max_unavailable: int
     pipeline_upgrade: str
     fallback: str
-    def __init__(self, type: _Optional[str] = ..., max_unavailable: _Optional[int] = ..., pipeline_upgrade: _Optional[str] = ..., fallback: _Optional[str] = ...) -> None: ...
+    steps: _containers.RepeatedCompositeFieldContainer[CanaryStep]
+    progress_deadline_seconds: int
+    auto_rollback: bool
+    def __init__(self, type: _Optional[str] = ..., max_unavailable: _Optional[int] = ..., pipeline_upgrade: _Optional[str] = ..., fallback: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[CanaryStep, _Mapping]]] = ..., progress_deadline_seconds: _Optional[int] = ..., auto_rollback: _Optional[bool] = ...) -> None: ...
+
+class CanaryStep(_message.Message):
+    __slots__ = ("replicas", "percent", "pause", "wait_ready_seconds")
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_READY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    replicas: int
+    percent: int
+    pause: bool
+    wait_ready_seconds: int
+    def __init__(self, replicas: _Optional[int] = ..., percent: _Optional[int] = ..., pause: _Optional[bool] = ..., wait_ready_seconds: _Optional[int] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
-    __slots__ = ("pipeline", "replicas", "selector", "target", "arch", "table_entries", "strategy", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "meter_entries", "counter_entries", "register_entries", "value_set_entries")
+    __slots__ = ("pipeline", "replicas", "selector", "target", "arch", "table_entries", "strategy", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "meter_entries", "counter_entries", "register_entries", "value_set_entries", "revision_history_limit")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -453,6 +471,7 @@ class DeploymentSpec(_message.Message):
     COUNTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     REGISTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     VALUE_SET_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    REVISION_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     pipeline: str
     replicas: int
     selector: LabelSelector
@@ -468,39 +487,58 @@ class DeploymentSpec(_message.Message):
     counter_entries: _containers.RepeatedCompositeFieldContainer[CounterEntry]
     register_entries: _containers.RepeatedCompositeFieldContainer[RegisterEntry]
     value_set_entries: _containers.RepeatedCompositeFieldContainer[ValueSetEntry]
-    def __init__(self, pipeline: _Optional[str] = ..., replicas: _Optional[int] = ..., selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., strategy: _Optional[_Union[UpdateStrategy, _Mapping]] = ..., action_profile_members: _Optional[_Iterable[_Union[ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[CloneSession, _Mapping]]] = ..., meter_entries: _Optional[_Iterable[_Union[MeterEntry, _Mapping]]] = ..., counter_entries: _Optional[_Iterable[_Union[CounterEntry, _Mapping]]] = ..., register_entries: _Optional[_Iterable[_Union[RegisterEntry, _Mapping]]] = ..., value_set_entries: _Optional[_Iterable[_Union[ValueSetEntry, _Mapping]]] = ...) -> None: ...
+    revision_history_limit: int
+    def __init__(self, pipeline: _Optional[str] = ..., replicas: _Optional[int] = ..., selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., strategy: _Optional[_Union[UpdateStrategy, _Mapping]] = ..., action_profile_members: _Optional[_Iterable[_Union[ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[CloneSession, _Mapping]]] = ..., meter_entries: _Optional[_Iterable[_Union[MeterEntry, _Mapping]]] = ..., counter_entries: _Optional[_Iterable[_Union[CounterEntry, _Mapping]]] = ..., register_entries: _Optional[_Iterable[_Union[RegisterEntry, _Mapping]]] = ..., value_set_entries: _Optional[_Iterable[_Union[ValueSetEntry, _Mapping]]] = ..., revision_history_limit: _Optional[int] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica", "node", "device", "phase", "message", "reason")
+    __slots__ = ("replica", "node", "device", "phase", "message", "reason", "revision")
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     replica: int
     node: str
     device: str
     phase: str
     message: str
     reason: str
-    def __init__(self, replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    revision: str
+    def __init__(self, replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., revision: _Optional[str] = ...) -> None: ...
 
 class DeploymentStatus(_message.Message):
-    __slots__ = ("phase", "conditions", "observed_generation", "ready_replicas", "replicas", "pipeline_digest")
+    __slots__ = ("phase", "conditions", "observed_generation", "ready_replicas", "replicas", "pipeline_digest", "current_revision", "target_revision", "updated_replicas", "canary_step", "progress_time", "step_ready_time", "rollback_generation", "rolled_back_from")
     PHASE_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
     READY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_REVISION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    CANARY_STEP_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_TIME_FIELD_NUMBER: _ClassVar[int]
+    STEP_READY_TIME_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ROLLED_BACK_FROM_FIELD_NUMBER: _ClassVar[int]
     phase: str
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
     observed_generation: int
     ready_replicas: int
     replicas: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
     pipeline_digest: str
-    def __init__(self, phase: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., observed_generation: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., pipeline_digest: _Optional[str] = ...) -> None: ...
+    current_revision: str
+    target_revision: str
+    updated_replicas: int
+    canary_step: int
+    progress_time: _timestamp_pb2.Timestamp
+    step_ready_time: _timestamp_pb2.Timestamp
+    rollback_generation: int
+    rolled_back_from: str
+    def __init__(self, phase: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., observed_generation: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., pipeline_digest: _Optional[str] = ..., current_revision: _Optional[str] = ..., target_revision: _Optional[str] = ..., updated_replicas: _Optional[int] = ..., canary_step: _Optional[int] = ..., progress_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step_ready_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rollback_generation: _Optional[int] = ..., rolled_back_from: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
     __slots__ = ("metadata", "spec", "status")
@@ -511,6 +549,50 @@ class Deployment(_message.Message):
     spec: DeploymentSpec
     status: DeploymentStatus
     def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, _Mapping]] = ...) -> None: ...
+
+class RevisionSpec(_message.Message):
+    __slots__ = ("deployment", "revision", "pipeline", "pipeline_digest", "deployment_generation", "table_entries", "action_profile_members", "action_profile_groups", "multicast_groups", "clone_sessions", "meter_entries", "counter_entries", "register_entries", "value_set_entries", "hash", "change_cause")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    TABLE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROFILE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROFILE_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    MULTICAST_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CLONE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    METER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    COUNTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SET_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    revision: int
+    pipeline: str
+    pipeline_digest: str
+    deployment_generation: int
+    table_entries: _containers.RepeatedCompositeFieldContainer[TableEntry]
+    action_profile_members: _containers.RepeatedCompositeFieldContainer[ProfileMember]
+    action_profile_groups: _containers.RepeatedCompositeFieldContainer[ProfileGroup]
+    multicast_groups: _containers.RepeatedCompositeFieldContainer[MulticastGroup]
+    clone_sessions: _containers.RepeatedCompositeFieldContainer[CloneSession]
+    meter_entries: _containers.RepeatedCompositeFieldContainer[MeterEntry]
+    counter_entries: _containers.RepeatedCompositeFieldContainer[CounterEntry]
+    register_entries: _containers.RepeatedCompositeFieldContainer[RegisterEntry]
+    value_set_entries: _containers.RepeatedCompositeFieldContainer[ValueSetEntry]
+    hash: str
+    change_cause: str
+    def __init__(self, deployment: _Optional[str] = ..., revision: _Optional[int] = ..., pipeline: _Optional[str] = ..., pipeline_digest: _Optional[str] = ..., deployment_generation: _Optional[int] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., action_profile_members: _Optional[_Iterable[_Union[ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[CloneSession, _Mapping]]] = ..., meter_entries: _Optional[_Iterable[_Union[MeterEntry, _Mapping]]] = ..., counter_entries: _Optional[_Iterable[_Union[CounterEntry, _Mapping]]] = ..., register_entries: _Optional[_Iterable[_Union[RegisterEntry, _Mapping]]] = ..., value_set_entries: _Optional[_Iterable[_Union[ValueSetEntry, _Mapping]]] = ..., hash: _Optional[str] = ..., change_cause: _Optional[str] = ...) -> None: ...
+
+class Revision(_message.Message):
+    __slots__ = ("metadata", "spec")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    metadata: ObjectMeta
+    spec: RevisionSpec
+    def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[RevisionSpec, _Mapping]] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels", "upgrade")
