@@ -31,6 +31,7 @@ KIND_ALIASES = {
     "deployment": "deployment", "deployments": "deployment", "deploy": "deployment",
     "node": "node", "nodes": "node", "no": "node",
 }
+NAMESPACE_HEADER = "kubep4-namespace"  # metadata: the namespace a request names (docs/security.md)
 EVENT_NAMES = {api.ADDED: "ADDED", api.MODIFIED: "MODIFIED", api.DELETED: "DELETED", api.SYNCED: "SYNCED"}
 
 
@@ -59,24 +60,34 @@ class AsyncClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method: str, request: Message) -> Any:
+    def _md(self, namespace: str) -> tuple:
+        """The call's metadata: the token, and the namespace the request names (``kubep4-namespace``),
+        so that the apiserver can refuse a call that namespace does not allow before reading it."""
+        if not namespace or len(namespace) > 253 or not (namespace.isascii() and namespace.isprintable()):
+            return self._metadata  # none, or one the apiserver refuses anyway: the request says it
+        return (*self._metadata, (NAMESPACE_HEADER, namespace))
+
+    async def _call(self, method: str, request: Message, namespace: str = "") -> Any:
         try:
-            return await getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._metadata)
+            return await getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._md(namespace))
         except grpc.aio.AioRpcError as e:
             raise errors.from_rpc_error(e) from None
 
     # -------------------------------------------------------------- CRUD
     async def create(self, obj: Message) -> Message:
         if isinstance(obj, kr.Pipeline):
-            return await self._call("CreatePipeline", api.CreatePipelineRequest(pipeline=obj))
+            return await self._call("CreatePipeline", api.CreatePipelineRequest(pipeline=obj),
+                                    obj.metadata.namespace or "default")
         if isinstance(obj, kr.Deployment):
-            return await self._call("CreateDeployment", api.CreateDeploymentRequest(deployment=obj))
+            return await self._call("CreateDeployment", api.CreateDeploymentRequest(deployment=obj),
+                                    obj.metadata.namespace or "default")
         raise TypeError(f"cannot create a {type(obj).__name__}")
 
     async def get(self, kind: str, name: str, namespace: str = "default") -> Message:
         k = kind_of(kind)
         method = {"pipeline": "GetPipeline", "deployment": "GetDeployment", "node": "GetNode"}[k]
-        return await self._call(method, api.GetRequest(namespace=namespace if k != "node" else "", name=name))
+        ns = namespace if k != "node" else ""
+        return await self._call(method, api.GetRequest(namespace=ns, name=name), ns or ("default" if k != "node" else ""))
 
     async def list(self, kind: str, namespace: str = "", labels: dict[str, str] | None = None) -> list[Message]:
         k = kind_of(kind)
@@ -84,14 +95,15 @@ class AsyncClient:
         items, token = [], ""
         while True:  # every page, following the continue tokens
             resp = await self._call(method, api.ListRequest(namespace=namespace, label_selector=labels or {},
-                                                            continue_token=token))
+                                                            continue_token=token), namespace)
             items += resp.items
             token = resp.continue_token
             if not token:
                 return items
 
     async def update(self, deployment: kr.Deployment) -> kr.Deployment:
-        return await self._call("UpdateDeployment", api.UpdateDeploymentRequest(deployment=deployment))
+        return await self._call("UpdateDeployment", api.UpdateDeploymentRequest(deployment=deployment),
+                                deployment.metadata.namespace or "default")
 
     async def delete(self, kind: str, name: str, namespace: str = "default", resource_version: int = 0) -> None:
         k = kind_of(kind)
@@ -99,7 +111,7 @@ class AsyncClient:
             raise errors.InvalidArgument("nodes are registered by their agents and cannot be deleted")
         method = {"pipeline": "DeletePipeline", "deployment": "DeleteDeployment"}[k]
         await self._call(method, api.DeleteRequest(namespace=namespace, name=name,
-                                                   resource_version=resource_version))
+                                                   resource_version=resource_version), namespace or "default")
 
     async def apply(self, obj: Message) -> tuple[Message, str]:
         """Create, or update the spec of an existing object. Returns (object, created|configured|unchanged)."""
@@ -145,12 +157,22 @@ class AsyncClient:
         when its node or device did not answer (the others still do).
         """
         return await self._call("ReadDeployment", api.ReadDeploymentRequest(
-            namespace=namespace, name=name, kind=kind, object_name=object_name or ""))
+            namespace=namespace, name=name, kind=kind, object_name=object_name or ""), namespace or "default")
 
     async def counters(self, name: str, counter: str | None = None, namespace: str = "default"
                        ) -> api.ReadDeploymentResponse:
         """The deployment's indexed counters (one by name, or all), per replica: ``values.counters``."""
         return await self.read_deployment(name, "counter", counter, namespace)
+
+    # -------------------------------------------------------------- identity
+    async def whoami(self) -> api.WhoAmIResponse:
+        """Who the apiserver takes this client for: user, uid, groups, authenticated_by."""
+        return await self._call("WhoAmI", api.WhoAmIRequest())
+
+    async def can_i(self, verb: str, kind: str, namespace: str = "") -> api.CanIResponse:
+        """May this client ``verb`` ``kind`` in ``namespace`` ("": every namespace)? ``.allowed``,
+        ``.reason``."""
+        return await self._call("CanI", api.CanIRequest(verb=verb, kind=kind, namespace=namespace))
 
     # -------------------------------------------------------------- watch
     async def watch(self, kind: str, namespace: str = "", name: str = "", resource_version: int = 0
@@ -163,7 +185,7 @@ class AsyncClient:
         while True:
             call = getattr(self._stub, method)(api.WatchRequest(namespace=namespace, name=name,
                                                                 resource_version=resource_version),
-                                               metadata=self._metadata)
+                                               metadata=self._md(namespace))
             try:
                 async for ev in call:
                     resource_version = ev.resource_version
@@ -268,6 +290,12 @@ class Client:
 
     def counters(self, name, counter=None, namespace="default"):
         return self._run(self._async.counters(name, counter, namespace))
+
+    def whoami(self):
+        return self._run(self._async.whoami())
+
+    def can_i(self, verb, kind, namespace=""):
+        return self._run(self._async.can_i(verb, kind, namespace))
 
     def wait_ready(self, name, namespace="default", timeout=30.0, condition=cond.READY):
         return self._run(self._async.wait_ready(name, namespace, timeout, condition))

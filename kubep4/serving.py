@@ -50,10 +50,11 @@ def _bind_problem(listen: str) -> str:
     return "gRPC could not bind it"
 
 
-def bind(server: grpc.aio.Server, listen: str) -> int:
-    """``server.add_insecure_port(listen)``, raising :class:`ListenError` naming the address and the cause."""
+def bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None = None) -> int:
+    """``server.add_insecure_port(listen)`` (``add_secure_port`` with ``credentials``), raising
+    :class:`ListenError` naming the address and the cause."""
     try:
-        port = server.add_insecure_port(listen)
+        port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
     except RuntimeError:  # grpcio >= 1.60 raises "Failed to bind to address ..."
         port = 0
     if not port:
@@ -154,8 +155,10 @@ def add_servicer(server: grpc.aio.Server, servicer, service: pb_descriptor.Servi
 
 
 async def start_server(listen: str, register: Callable[[grpc.aio.Server], None], service_names: list[str],
-                       interceptors: list | None = None) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """A grpc.aio server on ``listen`` (port 0 picks one) with health checking and reflection.
+                       interceptors: list | None = None, credentials: grpc.ServerCredentials | None = None
+                       ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A grpc.aio server on ``listen`` (port 0 picks one) with health checking and reflection; TLS
+    with ``credentials`` (``kubep4.tls.server_credentials``).
 
     The port is exclusive (no SO_REUSEPORT): :class:`ListenError` when another process holds it.
     """
@@ -167,7 +170,7 @@ async def start_server(listen: str, register: Callable[[grpc.aio.Server], None],
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     try:
-        port = bind(server, listen)
+        port = bind(server, listen, credentials)
     except ListenError:
         await server.stop(None)
         raise

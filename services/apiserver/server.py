@@ -43,7 +43,7 @@ from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import digest_of
 from kubep4.serving import start_server
 from kubep4.telemetry import Telemetry, stamp_write, tracer
-from services.apiserver.auth import TokenAuthInterceptor
+from services.apiserver import auth
 from services.apiserver.reads import DeploymentReads, request_problems
 from services.apiserver.watch_cache import Subscriber, TooSlow, WatchCache
 
@@ -179,6 +179,12 @@ class Settings:
     # quota (etcd's --quota-backend-bytes): before etcd's own NOSPACE alarm stops every write
     etcd_quota_bytes: int = 2 << 30
     storage_guard: float = 0.8
+    # identities and authorization (services/apiserver/auth.py, docs/security.md)
+    token_auth_file: str = ""            # token,user,uid,"groups" lines
+    authorization_policy_file: str = ""  # YAML role bindings
+    tls_cert: str = ""                   # serve TLS with this certificate and key
+    tls_key: str = ""
+    client_ca: str = ""                  # require client certificates of this CA (CN user, O groups)
 
 
 class KubeP4Servicer(api_grpc.KubeP4Servicer):
@@ -296,7 +302,9 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
                 src = s.source
                 p.status.digest = digest_of(src.program.encode(), src.backend.encode(), s.arch.encode(),
                                             s.target.encode(), "\0".join(src.options).encode())
-                p.status.phase = "Ready"
+                p.status.phase = "Pending"  # Ready once the builder has compiled it (services/builder)
+                cond.mark_unknown(p.status.conditions, "Compiled", "Pending", "waiting for the builder")
+                cond.mark_unknown(p.status.conditions, cond.READY, "Pending", "waiting for the compile")
             p.status.observed_generation = 1
             stamp_write(p.metadata.trace_context)
             try:  # only while the namespace holds what the quota was decided on
@@ -458,6 +466,13 @@ class KubeP4Servicer(api_grpc.KubeP4Servicer):
         items, rev, token = await self._list(st.NODES, request, None)
         return api.NodeList(items=items, resource_version=rev, continue_token=token)
 
+    # ------------------------------------------------------------ who am I, may I (services/apiserver/auth.py)
+    async def WhoAmI(self, request, context):
+        return auth.who_am_i(api)
+
+    async def CanI(self, request, context):
+        return auth.can_i(api, request)
+
     # ------------------------------------------------------------ live values (services/apiserver/reads.py)
     @_guard
     async def ReadDeployment(self, request, context):
@@ -611,17 +626,18 @@ def _select(items: list, selector) -> list:
 async def create_server(settings: Settings, telemetry: Telemetry | None = None
                         ) -> tuple[grpc.aio.Server, int, st.Store, grpc.aio.Channel]:
     """Start the apiserver; returns (server, port, store, admission channel) for shutdown."""
+    checks, credentials = auth.from_settings(settings, SERVICE_NAME)  # files read before anything starts
     store = st.Store(settings.etcd)
     interceptors = telemetry.client_interceptors() if telemetry else []
     channel = grpc.aio.insecure_channel(settings.admission, options=GRPC_OPTIONS, interceptors=interceptors)
     servicer = KubeP4Servicer(store, ka_grpc.AdmissionStub(channel), settings.etcd_quota_bytes,
                               settings.storage_guard, DeploymentReads(store, interceptors))
     server_interceptors = list(telemetry.server_interceptors() if telemetry else [])
-    if settings.token:
-        server_interceptors.append(TokenAuthInterceptor(settings.token))
+    if checks is not None:
+        server_interceptors.append(checks)
     server, port, _ = await start_server(
         settings.listen, lambda s: api_grpc.add_KubeP4Servicer_to_server(servicer, s), [SERVICE_NAME],
-        server_interceptors)
+        server_interceptors, credentials)
     server.kubep4_servicer = servicer  # for shutdown
     return server, port, store, channel
 
