@@ -105,6 +105,8 @@ class LocalStack:
     nodes: int = 1
     devices_per_node: int = 1
     controllers: int = 1
+    builders: int = 1           # compile source Pipelines once per digest (services/builder)
+    builder_claim_ttl: int = 10  # the builders' claim lease, seconds
     api_port: int = 0           # 0: a free port
     data_dir: str | None = None
     lease_ttl: int = 10         # node heartbeat lease, seconds
@@ -113,6 +115,7 @@ class LocalStack:
     env: dict[str, str] = field(default_factory=dict)
     slots_per_device: int = 1
     switch_args: tuple[str, ...] = ()  # more flags for every reference switch (--unimplemented KIND, ...)
+    device_upgrade: str = ""  # how devices change pipelines (Device.upgrade; "": save-commit)
     procs: dict[str, Proc] = field(default_factory=dict)
     etcd: EtcdServer | None = None
     device_ports: dict[str, list[int]] = field(default_factory=dict)  # node -> P4Runtime ports
@@ -159,6 +162,10 @@ class LocalStack:
                 self._add(f"controller-{i}", "services.controller",
                           ["--etcd", etcd, "--id", f"controller-{i}", "--leader-ttl", str(self.leader_ttl)],
                           "controller started")
+            for i in range(self.builders):  # one work dir each: a builder clears what dead ones left in it
+                self._add(f"builder-{i}", "services.builder",
+                          ["--etcd", etcd, "--id", f"builder-{i}", "--claim-ttl", str(self.builder_claim_ttl),
+                           "--work-dir", os.path.join(self.data_dir, f"builder-{i}")], "builder started")
             device_id = 1
             for n in range(self.nodes):
                 node = f"node-{n}"
@@ -170,7 +177,8 @@ class LocalStack:
                 for d, port in enumerate(ports):
                     dev_args += ["--device", f"{device_id}@{HOST}:{port}"]
                     agent_args += ["--device", f"name=dev{d},address={HOST}:{port},device_id={device_id},"
-                                               f"target=bmv2,arch=v1model,slots={self.slots_per_device}"]
+                                               f"target=bmv2,arch=v1model,slots={self.slots_per_device}"
+                                   + (f",upgrade={self.device_upgrade}" if self.device_upgrade else "")]
                     device_id += 1
                 self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, *self.switch_args, "--log-level", "INFO"],
                           "listening on")

@@ -9,6 +9,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.text_format import ParseError
 
 from kubep4 import labels
+from kubep4.compilers.backends import option_problem
 from kubep4.entities import ENTITY_FIELDS, entity_count
 from kubep4.errors import Violation, quoted, truncate
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
@@ -16,7 +17,6 @@ from kubep4.p4 import (
     MAX_BITWIDTH,
     MAX_TEXT_DEPTH,
     P4InfoIndex,
-    compiler_option_problem,
     parse_p4info,
 )
 from services.admission.entities import entity_violations
@@ -25,7 +25,10 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 KNOWN_TARGETS = frozenset({"bmv2", "dpdk", "tofino", "t4p4s", "ebpf", "ubpf", "netfpga"})
 KNOWN_ARCHS = frozenset({"v1model", "psa", "pna", "tna", "t2na", "ebpf_model", "ubpf", "sume"})
 KNOWN_BACKENDS = frozenset({"p4c", "t4p4s", "p4llvm"})
-STRATEGIES = frozenset({"Recreate", "RollingUpdate"})
+STRATEGIES = frozenset({"Recreate", "RollingUpdate", "Canary"})
+MAX_WAIT_SECONDS = 7 * 86400     # a canary step's wait_ready_seconds, progress_deadline_seconds
+MAX_HISTORY = 1000               # revision_history_limit
+PIPELINE_UPGRADES = frozenset({"", "Reconcile", "Recreate"})  # how each device changes pipeline
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def review_pipeline(p: kr.Pipeline, policy: Policy) -> tuple[kr.Pipeline, list[V
             out.append(Violation("spec.source.backend",
                                  f"unknown backend {quoted(s.backend)} (known: {', '.join(sorted(KNOWN_BACKENDS))})"))
         for i, opt in enumerate(s.options):
-            if problem := compiler_option_problem(opt):
+            if problem := option_problem(s.backend, opt):  # per backend (kubep4.compilers)
                 out.append(Violation(f"spec.source.options[{i}]", problem))
         p.spec.arch = p.spec.arch or s.arch
         p.spec.target = p.spec.target or s.target
@@ -170,9 +173,16 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
         s.strategy.type = "Recreate"
     if s.strategy.max_unavailable < 0:
         out.append(Violation("spec.strategy.max_unavailable", "must be 0 (meaning 1) or more"))
+    if s.strategy.pipeline_upgrade not in PIPELINE_UPGRADES:
+        out.append(Violation("spec.strategy.pipeline_upgrade", f"unknown pipeline upgrade "
+                             f"{quoted(s.strategy.pipeline_upgrade)} (Reconcile, the default, or Recreate)"))
+    if s.strategy.fallback not in ("", "Recreate"):
+        out.append(Violation("spec.strategy.fallback", f"unknown fallback {quoted(s.strategy.fallback)} "
+                             "(empty: fail when a device cannot change hitlessly, or Recreate)"))
     if s.strategy.type not in STRATEGIES:
         out.append(Violation("spec.strategy.type", f"unknown strategy {quoted(s.strategy.type)} "
                              f"(one of {', '.join(sorted(STRATEGIES))})"))
+    _rollout(s, out)
     _selector(s.selector, out)
     index = None
     if not s.pipeline:
@@ -224,6 +234,50 @@ def _pipeline_index(pipeline: kr.Pipeline, policy: Policy, out: list[Violation])
                              f"against ({len(problems)} problem(s)): {field}: {problem}"))
         return None
     return index
+
+
+def _rollout(s: kr.DeploymentSpec, out: list[Violation]) -> None:
+    """The rollout fields (docs/rollouts.md): canary steps, the progress deadline, the history
+    limit; defaults progress_deadline_seconds (600) and revision_history_limit (10)."""
+    st = s.strategy
+    if not s.HasField("revision_history_limit"):
+        s.revision_history_limit = 10
+    elif not 0 <= s.revision_history_limit <= MAX_HISTORY:
+        out.append(Violation("spec.revision_history_limit", f"must be between 0 and {MAX_HISTORY}, "
+                             f"got {s.revision_history_limit} (the current and target revisions are always kept)"))
+    if st.progress_deadline_seconds == 0:
+        st.progress_deadline_seconds = 600
+    elif not 0 < st.progress_deadline_seconds <= MAX_WAIT_SECONDS:
+        out.append(Violation("spec.strategy.progress_deadline_seconds",
+                             f"must be between 1 and {MAX_WAIT_SECONDS}, got {st.progress_deadline_seconds}"))
+    if st.type != "Canary":
+        if st.steps:
+            out.append(Violation("spec.strategy.steps", f"steps are for type Canary, not {quoted(st.type)}"))
+        return
+    if not st.steps:
+        out.append(Violation("spec.strategy.steps", "required for type Canary: at least one step "
+                             "(e.g. {replicas: 1, pause: true})"))
+    last = 0
+    for i, step in enumerate(st.steps):
+        path = f"spec.strategy.steps[{i}]"
+        if bool(step.replicas) == bool(step.percent):
+            out.append(Violation(path, "exactly one of replicas or percent"))
+            continue
+        if step.replicas and not 1 <= step.replicas <= max(s.replicas, 1):
+            out.append(Violation(f"{path}.replicas", f"must be between 1 and spec.replicas ({s.replicas}), "
+                                 f"got {step.replicas}"))
+        if step.percent and not 1 <= step.percent <= 100:
+            out.append(Violation(f"{path}.percent", f"must be between 1 and 100, got {step.percent}"))
+        if not 0 <= step.wait_ready_seconds <= MAX_WAIT_SECONDS:
+            out.append(Violation(f"{path}.wait_ready_seconds",
+                                 f"must be between 0 and {MAX_WAIT_SECONDS}, got {step.wait_ready_seconds}"))
+        elif step.pause and step.wait_ready_seconds:
+            out.append(Violation(path, "pause (wait for kubep4 rollout promote) or wait_ready_seconds, not both"))
+        want = step.replicas if step.replicas else -(-max(s.replicas, 1) * step.percent // 100)
+        if want < last:
+            out.append(Violation(path, f"runs {want} replica(s) on the new revision, fewer than the step "
+                                 f"before it ({last}): steps only grow"))
+        last = max(last, want)
 
 
 QUOTA_EXCEEDED = "QuotaExceeded"  # the reason of a quota violation (a FieldViolation's reason)

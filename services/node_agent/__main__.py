@@ -17,23 +17,29 @@ from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import report_health
 from services.node_agent import reads
 from services.node_agent.agent import NodeAgent, Settings
+from services.node_agent.faults import UPGRADE_METHODS
 
 log = logging.getLogger("kubep4.node_agent")
 
 
 def parse_device(text: str) -> kr.Device:
-    """name=dev0,address=127.0.0.1:9559,device_id=1,target=bmv2,arch=v1model,slots=1,labels=a:b;c:d"""
+    """name=dev0,address=127.0.0.1:9559,device_id=1,target=bmv2,arch=v1model,slots=1,labels=a:b;c:d,
+    upgrade=save-commit|reconcile|recreate"""
     fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
-    unknown = set(fields) - {"name", "address", "device_id", "target", "arch", "slots", "labels"}
+    unknown = set(fields) - {"name", "address", "device_id", "target", "arch", "slots", "labels", "upgrade"}
     if unknown or "address" not in fields:
         raise argparse.ArgumentTypeError(f"bad --device {text!r}: need address=HOST:PORT; "
                                          f"unknown keys {sorted(unknown)}" if unknown else
                                          f"bad --device {text!r}: address=HOST:PORT is required")
     labels = dict(kv.split(":", 1) for kv in fields.get("labels", "").split(";") if ":" in kv)
+    upgrade = fields.get("upgrade", "")
+    if upgrade and upgrade not in UPGRADE_METHODS:
+        raise argparse.ArgumentTypeError(f"bad --device {text!r}: upgrade={upgrade} is not one of "
+                                         f"{', '.join(UPGRADE_METHODS)}")
     return kr.Device(name=fields.get("name", "dev0"), p4rt_address=fields["address"],
                      device_id=int(fields.get("device_id", 1)), target=fields.get("target", "bmv2"),
                      arch=fields.get("arch", "v1model"), pipeline_slots=int(fields.get("slots", 1)),
-                     labels=labels)
+                     labels=labels, upgrade=upgrade)
 
 
 def load_devices(path: str) -> list[kr.Device]:

@@ -33,13 +33,15 @@ from kubep4.entities import to_p4_entities
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.informer import Informer, WorkQueue, run_workers
 from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, p4r, parse_p4info
-from kubep4.p4runtime_client import NO_PRIMARY, PRIMARY, DeviceConnection, P4RuntimeError
+
+SetAction = p4r.SetForwardingPipelineConfigRequest.Action
+from kubep4.p4runtime_client import BROKEN, NO_PRIMARY, PRIMARY, DeviceConnection, P4RuntimeError
 from kubep4.serving import run_all
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
 from services.node_agent import entries as ent
 from services.node_agent import faults
 from services.node_agent.compiler import CompileError, Compiler
-from services.node_agent.node_status import NOT_PRIMARY, REACHABLE, UNREACHABLE, NodeStatusReporter
+from services.node_agent.node_status import NOT_PRIMARY, REACHABLE, UNREACHABLE, WEDGED, NodeStatusReporter
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent")
@@ -95,6 +97,7 @@ class _Device:
     failing_since: float | None = None          # first failure since the last success
     protected: frozenset[int] = frozenset()     # tables of its pipeline whose entries the program installs
     refused: dict = field(default_factory=dict)  # placement key -> (spec, why): an entry the device refused
+    disruptive: str | None = None  # the digest last installed by a disruptive fallback
 
 
 class NodeAgent:
@@ -205,6 +208,8 @@ class NodeAgent:
         if event in (PRIMARY, NO_PRIMARY):  # what we waited for: try at once
             dev.failed = None
             dev.backoff.reset()
+        elif event == BROKEN and dev.fault is not None and dev.fault.reason == faults.DEVICE_WEDGED:
+            dev.failed = None  # it may have restarted: a wedged device is tried again when it is back
         self.queue.add(name)
 
     async def launch_switches(self) -> None:
@@ -274,7 +279,8 @@ class NodeAgent:
             else:
                 await self._clear(name, dev, leaving)
         except Exception as e:  # classified: temporary faults back off, permanent ones wait for a new spec
-            if not isinstance(e, (P4RuntimeError, CompileError, EntryError, st.StoreError)):
+            if not isinstance(e, (P4RuntimeError, CompileError, EntryError, st.StoreError, faults.DeviceWedged,
+                                  faults.UpgradeRefused)):
                 log.exception("device %s: unexpected failure", name)
             return await self._failed(name, dev, wanted, active, leaving, faults.classify(e))
         dev.failed = dev.fault = None
@@ -324,16 +330,11 @@ class NodeAgent:
                 with contextlib.nullcontext() if new else self._span("node_agent repair", active, name, link=True):
                     if push:  # the device lacks the pipeline: no placement may claim Running meanwhile
                         await asyncio.gather(*(self._set_status(p, "Installing", "") for p in active))
-                        dev.expected = dev.cookie = None
-                        await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
-                        dev.cookie, push = cookie, False
-                        # VERIFY_AND_COMMIT left every table empty, with the P4Info's default
-                        # actions, and every counter, meter and register at zero
-                        wanted = ent.reads(desired, expected)
-                        plan = ent.plan(await conn.read(wanted) if len(wanted) > 1 else [], desired, expected,
-                                        protected, fresh=True)
-                        if expected:  # it held our pipeline: a reboot, or someone else's push
-                            plan.repairs[ent.PIPELINE] += 1
+                        plan = await self._change_pipeline(name, dev, active, pipeline, cookie, desired, expected,
+                                                           stale, owner_of)
+                        push = False
+                        if plan is None:  # written before the commit: check the device as it now runs
+                            continue
                     repairs = plan.repairs if repairs is None else repairs
                     if await self._write(name, dev, plan, stale, owner_of):
                         break
@@ -347,7 +348,79 @@ class NodeAgent:
             if why:
                 await self._set_status(p, "Failed", why[1], reason=why[0])
             else:
-                await self._set_status(p, "Running", "", cookie)
+                await self._set_status(p, "Running", "", cookie, disruptive=dev.disruptive == digest)
+
+    async def _change_pipeline(self, name: str, dev: _Device, active: list[kr.Placement], pipeline: _Pipeline,
+                               cookie: int, desired: list[p4r.Entity], expected: dict[tuple, bytes],
+                               stale: list[kr.Placement], owner_of) -> ent.Plan | None:
+        """Give the device the placements' pipeline, by the way the deployment and the device allow
+        (docs/rollouts.md, "Per-device pipeline change"), and return the plan of what is left to write;
+        None when it was all written before the pipeline was committed (VERIFY_AND_SAVE, Writes, COMMIT).
+
+        A device with no pipeline, or a deployment that asks for Recreate, gets VERIFY_AND_COMMIT. A
+        hitless change is RECONCILE_AND_COMMIT (the entries that still fit stay) or VERIFY_AND_SAVE +
+        Writes + COMMIT (the new entities are in place at the swap), as the device declares; when the
+        device cannot, VERIFY_AND_COMMIT only with ``fallback: Recreate`` (the placements are marked
+        disruptive), else the placements fail. A device answering that it is wedged is reported so and
+        not tried again until its stream breaks (a restart)."""
+        conn, spec = dev.conn, active[0].spec
+        running = dev.cookie
+        method = self.devices[name].upgrade or faults.SAVE_COMMIT
+        hitless = running is not None and (spec.pipeline_upgrade or "Reconcile") == "Reconcile"
+        kept = dev.expected if dev.expected is not None and dev.expected_cookie == running else {}
+        dev.expected = dev.cookie = None
+        dev.disruptive = None
+        try:
+            if hitless and method == faults.RECONCILE:
+                try:
+                    await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie,
+                                            action=SetAction.RECONCILE_AND_COMMIT)
+                    dev.cookie = cookie
+                    # what the device kept is ours to diff as before: nothing of it is drift
+                    return ent.plan(await conn.read(ent.reads(desired, {**kept, **expected})), desired,
+                                    {**kept, **expected}, pipeline.protected_tables)
+                except P4RuntimeError as e:
+                    if e.code != grpc.StatusCode.INVALID_ARGUMENT:
+                        raise
+                    self._no_hitless_way(name, spec, f"RECONCILE_AND_COMMIT refused: {e}")
+            elif hitless and method == faults.SAVE_COMMIT:
+                await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie,
+                                        action=SetAction.VERIFY_AND_SAVE)
+                # Reads and Writes now address the saved pipeline: empty, with its initial defaults
+                plan = ent.plan(await conn.read(ent.reads(desired, {})), desired, {}, pipeline.protected_tables,
+                                fresh=True)
+                await self._write(name, dev, plan, stale, owner_of)
+                await conn.set_pipeline(b"", b"", cookie, action=SetAction.COMMIT)
+                dev.cookie = cookie
+                self._record_repairs(name, plan.repairs)
+                return None
+            elif hitless:
+                self._no_hitless_way(name, spec, f"device {name} declares no hitless way to change its pipeline")
+            await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie)
+        except P4RuntimeError as e:
+            if faults.wedged(e):
+                raise faults.DeviceWedged(f"device {name} is wedged ({e}): it takes no pipeline change "
+                                          "until it restarts") from None
+            raise
+        dev.cookie = cookie
+        if hitless:
+            dev.disruptive = active[0].spec.pipeline_digest
+        # VERIFY_AND_COMMIT left every table empty, with the P4Info's default actions, and every
+        # counter, meter and register at zero
+        wanted = ent.reads(desired, expected)
+        plan = ent.plan(await conn.read(wanted) if len(wanted) > 1 else [], desired, expected,
+                        pipeline.protected_tables, fresh=True)
+        if expected:  # it held our pipeline: a reboot, or someone else's push
+            plan.repairs[ent.PIPELINE] += 1
+        return plan
+
+    @staticmethod
+    def _no_hitless_way(name: str, spec: kr.PlacementSpec, why: str) -> None:
+        """Without ``fallback: Recreate`` a pipeline change the device cannot make hitless fails."""
+        if spec.fallback != "Recreate":
+            raise faults.UpgradeRefused(f"{why}; the deployment allows no disruptive change "
+                                        "(strategy.fallback: Recreate)")
+        log.warning("device %s: %s; falling back to VERIFY_AND_COMMIT (disruptive)", name, why)
 
     async def _write(self, name: str, dev: _Device, plan: ent.Plan, stale: list[kr.Placement],
                      owner_of: dict[tuple, tuple[kr.Placement, str]]) -> bool:
@@ -428,7 +501,8 @@ class NodeAgent:
             else:
                 delay = min(delay, self.settings.device_patience - waited)
         else:
-            self.status.set(name, REACHABLE, dev.cookie, len(active), fault.message)
+            wedged = fault.reason == faults.DEVICE_WEDGED
+            self.status.set(name, WEDGED if wedged else REACHABLE, dev.cookie, len(active), fault.message)
             reason = faults.INSTALL_RETRYING if fault.reason == faults.INSTALL_FAILED and not fault.permanent \
                 else fault.reason
             for p in active:
@@ -515,13 +589,18 @@ class NodeAgent:
             if pl.status.digest != digest:
                 raise CompileError(f"pipeline {name} has digest {pl.status.digest}, "
                                    f"placement wants {digest}", temporary=True)
-            if pl.spec.p4info_ref.digest:
-                p4info, config = await asyncio.gather(self.store.get_blob(pl.spec.p4info_ref),
-                                                      self.store.get_blob(pl.spec.device_config_ref))
-            else:
-                result = await self.compiler.compile(pl.spec.source, pl.status.digest, pl.spec.arch,
-                                                     pl.spec.target)
-                p4info, config = result.p4info, result.device_config
+            if not pl.spec.p4info_ref.digest or not pl.spec.device_config_ref.digest:
+                # a source Pipeline is compiled by the builder, which then sets both refs: none to load yet
+                compiled = next((c for c in pl.status.conditions if c.type == "Compiled"), None)
+                why = f"{compiled.reason}: {compiled.message}" if compiled is not None else pl.status.phase
+                if pl.status.phase == "Failed":
+                    raise CompileError(f"pipeline {name} did not compile ({why})")
+                if pl.status.compile.device_config_unavailable:
+                    raise CompileError(f"pipeline {name} has no device config: "
+                                       f"{pl.status.compile.device_config_unavailable}")
+                raise CompileError(f"pipeline {name} is not compiled yet ({why or 'Pending'})", temporary=True)
+            p4info, config = await asyncio.gather(self.store.get_blob(pl.spec.p4info_ref),
+                                                  self.store.get_blob(pl.spec.device_config_ref))
             info = parse_p4info(p4info)
             out = _Pipeline(pl.status.digest, p4info, config, P4InfoIndex(info), frozenset(
                 t.preamble.id for t in info.tables if t.is_const_table or t.has_initial_entries))
@@ -630,18 +709,20 @@ class NodeAgent:
                 pass
 
     async def _set_status(self, p: kr.Placement, phase: str, message: str, cookie: int = 0,
-                          reason: str = "") -> None:
+                          reason: str = "", disruptive: bool | None = None) -> None:
         def update(cur: kr.Placement) -> kr.Placement | None:
             if cur.spec != p.spec or cur.metadata.HasField("deletion_timestamp"):
                 return None  # moved, rolled to another generation or leaving: that gets its own pass
             s = cur.status
             gen = p.spec.deployment_generation if phase == "Running" else s.observed_generation
-            if (s.phase, s.message, s.cookie, s.observed_generation, s.reason) == \
-                    (phase, message[:1000], cookie or s.cookie, gen, reason):
+            hurt = s.disruptive if disruptive is None else disruptive
+            if (s.phase, s.message, s.cookie, s.observed_generation, s.reason, s.disruptive) == \
+                    (phase, message[:1000], cookie or s.cookie, gen, reason, hurt):
                 return None
             if s.phase != phase:
                 s.last_transition_time.GetCurrentTime()
             s.phase, s.message, s.observed_generation, s.reason = phase, message[:1000], gen, reason
+            s.disruptive = hurt
             if cookie:
                 s.cookie = cookie
             return cur

@@ -21,6 +21,26 @@ DEVICE_UNREACHABLE, NOT_PRIMARY, INSTALL_FAILED, INSTALL_RETRYING = (
     "DeviceUnreachable", "NotPrimary", "InstallFailed", "InstallRetrying")
 # the device does not implement an entity kind (or a way of programming it) the placement uses
 UNSUPPORTED = "EntityUnsupported"
+# a device that no SetForwardingPipelineConfig will change until it restarts (BMv2 through PI after a
+# failed RECONCILE_AND_COMMIT), and a pipeline change the device cannot make without dropping traffic
+DEVICE_WEDGED, UPGRADE_REFUSED = "DeviceWedged", "UpgradeRefused"
+# how a device takes a new pipeline without dropping traffic (Device.upgrade)
+SAVE_COMMIT, RECONCILE, RECREATE = "save-commit", "reconcile", "recreate"
+UPGRADE_METHODS = (SAVE_COMMIT, RECONCILE, RECREATE)
+_WEDGED_MESSAGES = ("Error in first phase of device update", "Error when reconciling config")
+
+
+class DeviceWedged(Exception):
+    """The device refuses every pipeline change until it restarts."""
+
+
+class UpgradeRefused(Exception):
+    """The placements' pipeline change cannot be made hitless and no fallback is allowed."""
+
+
+def wedged(e: P4RuntimeError) -> bool:
+    """PI's answers once a reconcile has broken the device (the real BMv2's words)."""
+    return e.code == grpc.StatusCode.UNKNOWN and any(m in str(e) for m in _WEDGED_MESSAGES)
 
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 # the request itself is wrong for this device: asking again gets the same answer (NOT_FOUND: the
@@ -49,6 +69,10 @@ class Fault:
 
 
 def classify(e: Exception) -> Fault:
+    if isinstance(e, DeviceWedged):
+        return Fault(DEVICE_WEDGED, str(e), permanent=True)
+    if isinstance(e, UpgradeRefused):
+        return Fault(UPGRADE_REFUSED, str(e), permanent=True)
     if isinstance(e, NotPrimary):
         return Fault(NOT_PRIMARY, str(e))
     if isinstance(e, P4RuntimeError):

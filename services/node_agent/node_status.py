@@ -15,6 +15,7 @@ from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 
 log = logging.getLogger(__name__)
 REACHABLE, UNREACHABLE, NOT_PRIMARY = "Reachable", "Unreachable", "NotPrimary"
+WEDGED = "Wedged"  # it answers, but takes no pipeline change until it restarts
 
 
 class NodeStatusReporter:
