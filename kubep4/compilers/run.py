@@ -1,0 +1,119 @@
+"""Running a compiler as a child process with bounded time and memory, measured.
+
+The child gets resource limits before it executes (``RLIMIT_AS``: address space, ``RLIMIT_CPU``:
+CPU seconds, ``RLIMIT_CORE``: no core files), its own process group (a timeout kills the whole
+tree: t4p4s.sh runs p4test, meson, ninja and gcc), and ``PR_SET_PDEATHSIG`` so that it dies with
+the builder: a builder killed mid-compile leaves no compiler running. The wall-clock timeout is
+enforced by the parent. The child is reaped with ``wait4``, which gives its peak RSS (the largest of
+the process and of the descendants it waited for) and its CPU time.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import resource
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+POLL = 0.01  # seconds between checks of a running child (it is reaped the moment it exits)
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    seconds: float = 600.0           # wall clock, enforced by the parent
+    memory_bytes: int = 4 << 30      # RLIMIT_AS of the child (each process of the tree)
+
+
+@dataclass
+class Ran:
+    argv: list[str]
+    code: int | None      # None: killed at the time limit
+    output: str           # stdout and stderr, interleaved
+    seconds: float
+    peak_rss_kb: int
+    timed_out: bool = False
+
+
+class Cancelled(Exception):
+    """The compile was cancelled (the builder is stopping); the child was killed."""
+
+
+def _limit(limits: Limits):
+    def apply() -> None:  # in the child, between fork and exec: no Python objects shared
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        cpu = max(1, int(limits.seconds) + 1)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+def run_blocking(argv: list[str], cwd: str, limits: Limits, env: dict[str, str] | None = None,
+                 stop: threading.Event | None = None) -> Ran:
+    """Run ``argv`` in ``cwd`` to its end (or the time limit, or ``stop``). Blocks: use :func:`run`."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_limit(limits))
+        deadline = start + limits.seconds
+        timed_out = cancelled = False
+        status = usage = None
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if stop is not None and stop.is_set():
+                    cancelled = True
+                elif time.perf_counter() > deadline:
+                    timed_out = True
+                if timed_out or cancelled:
+                    with _suppress():
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(POLL)
+        finally:
+            proc.returncode = 0  # reaped by wait4 above: Popen must not wait for it again
+            with _suppress():   # whatever the child left running in its group
+                os.killpg(proc.pid, signal.SIGKILL)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        output = out.read().decode(errors="replace")
+    if cancelled:
+        raise Cancelled(f"{argv[0]} was stopped")
+    code = None if timed_out else (os.waitstatus_to_exitcode(status) if status is not None else None)
+    return Ran(list(argv), code, output, seconds, usage.ru_maxrss if usage else 0, timed_out)
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        return typ is not None and issubclass(typ, (ProcessLookupError, PermissionError))
+
+
+async def run(argv: list[str], cwd: str, limits: Limits, env: dict[str, str] | None = None) -> Ran:
+    """:func:`run_blocking` in a thread; cancelling the caller kills the child (and waits for it)."""
+    stop = threading.Event()
+    task = asyncio.ensure_future(asyncio.to_thread(run_blocking, argv, cwd, limits, env, stop))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        stop.set()
+        try:
+            await task
+        except Cancelled:
+            pass
+        raise
