@@ -595,7 +595,7 @@ class Revision(_message.Message):
     def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[RevisionSpec, _Mapping]] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels", "upgrade")
+    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels", "upgrade", "tls")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -611,6 +611,7 @@ class Device(_message.Message):
     PIPELINE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     UPGRADE_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     p4rt_address: str
     device_id: int
@@ -619,7 +620,20 @@ class Device(_message.Message):
     pipeline_slots: int
     labels: _containers.ScalarMap[str, str]
     upgrade: str
-    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., upgrade: _Optional[str] = ...) -> None: ...
+    tls: DeviceTLS
+    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., upgrade: _Optional[str] = ..., tls: _Optional[_Union[DeviceTLS, _Mapping]] = ...) -> None: ...
+
+class DeviceTLS(_message.Message):
+    __slots__ = ("ca_file", "cert_file", "key_file", "server_name")
+    CA_FILE_FIELD_NUMBER: _ClassVar[int]
+    CERT_FILE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FILE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ca_file: str
+    cert_file: str
+    key_file: str
+    server_name: str
+    def __init__(self, ca_file: _Optional[str] = ..., cert_file: _Optional[str] = ..., key_file: _Optional[str] = ..., server_name: _Optional[str] = ...) -> None: ...
 
 class DeviceStatus(_message.Message):
     __slots__ = ("name", "phase", "cookie", "used_slots", "message", "last_verified")
