@@ -43,7 +43,7 @@ class Controller:
         self.deployment_queue: WorkQueue = WorkQueue()
         self.node_queue: WorkQueue = WorkQueue()
         self.view = ClusterView(store, on_deployment=self._on_deployment, on_placement=self._on_placement,
-                                on_node=self._on_node, on_lease=self._on_lease)
+                                on_node=self._on_node, on_lease=self._on_lease, on_pipeline=self._on_pipeline)
         self.cache = SchedulerCache(BuiltinScheduler(), ready=self.view.node_ready)
         self.view.nodes.add_listener(self.cache.node_changed)
         self.view.placements.add_listener(self.cache.placement_changed)
@@ -86,6 +86,12 @@ class Controller:
         if etype == "DELETED":
             self._nodes_seen.pop(n.metadata.name, None)
         self.node_queue.add(n.metadata.name)
+
+    def _on_pipeline(self, etype: str, pl: kr.Pipeline) -> None:
+        """A pipeline became Ready (or Failed): the deployments waiting for it are looked at again."""
+        if etype in ("ADDED", "MODIFIED"):
+            for d in self.view.deployments.by("pipeline", (pl.metadata.namespace, pl.metadata.name)):
+                self.deployment_queue.add((d.metadata.namespace, d.metadata.name))
 
     def _on_lease(self, node: str) -> None:
         self.cache.readiness_changed(node)

@@ -87,7 +87,8 @@ class DeploymentReconciler:
                                                       "kubep4.generation": d.metadata.generation}):
             if d.metadata.HasField("deletion_timestamp"):
                 return await self._finalize(d, placements)
-            unschedulable = await self._schedule(d, placements)
+            waiting = self.view.pipeline_waiting(d)  # its pipeline is not Ready: wait, naming it
+            unschedulable = [waiting] if waiting else await self._schedule(d, placements)
             if unschedulable:
                 self.waiting.add(key)
             else:

@@ -1,5 +1,6 @@
 """What the controller's reconcilers read: informer caches of Deployments, Placements (indexed by
-deployment, device and node) and Nodes, plus the node agents' heartbeat leases.
+deployment, device and node), Nodes and Pipelines (their readiness), plus the node agents'
+heartbeat leases.
 
 Everything here is derived from etcd and rebuilt by a relist, so any reconciler may restart at any
 time and converge. Reconcilers never scan a whole kind: they ask an index.
@@ -58,8 +59,10 @@ class NodeLeases:
 class ClusterView:
     def __init__(self, store: st.Store, *, on_deployment: Callable[[str, kr.Deployment], None],
                  on_placement: Callable[[str, kr.Placement], None], on_node: Callable[[str, kr.Node], None],
-                 on_lease: Callable[[str], None]) -> None:
-        self.deployments: Informer = Informer(store, st.DEPLOYMENTS, on_deployment)
+                 on_lease: Callable[[str], None],
+                 on_pipeline: Callable[[str, kr.Pipeline], None] = lambda etype, p: None) -> None:
+        self.deployments: Informer = Informer(store, st.DEPLOYMENTS, on_deployment, indexes={
+            "pipeline": lambda d: (d.metadata.namespace, d.spec.pipeline)})
         self.placements: Informer = Informer(store, st.PLACEMENTS, on_placement, indexes={
             "deployment": lambda p: (p.metadata.namespace, p.spec.deployment),
             "device": lambda p: (p.spec.node, p.spec.device),
@@ -67,10 +70,12 @@ class ClusterView:
         self.nodes: Informer = Informer(store, st.NODES, on_node, key=lambda o: o.metadata.name, indexes={
             "kubernetes_node": lambda n: n.spec.kubernetes_node or n.metadata.name})
         self.leases = NodeLeases(store, on_lease)
+        # whether a deployment's pipeline is Ready (a source Pipeline is once the builder compiled it)
+        self.pipelines: Informer = Informer(store, st.PIPELINES, on_pipeline)
 
     @property
     def informers(self) -> list[Informer]:
-        return [self.deployments, self.placements, self.nodes]
+        return [self.deployments, self.placements, self.nodes, self.pipelines]
 
     def tasks(self) -> list:
         return [i.run() for i in self.informers] + [self.leases.run()]
@@ -101,6 +106,16 @@ class ClusterView:
         node = self.nodes.get(name)
         return node is not None and node.status.phase == "Ready" and \
             node.metadata.resource_version > self.leases.revision
+
+    def pipeline_waiting(self, d: kr.Deployment) -> str | None:
+        """Why the deployment must wait for its pipeline (not Ready: a source not compiled yet, or
+        failed to compile), naming it; None when it may be placed."""
+        pl = self.pipelines.get((d.metadata.namespace, d.spec.pipeline))
+        if pl is None or pl.status.digest != d.status.pipeline_digest or pl.status.phase in ("", "Ready"):
+            return None  # gone or replaced meanwhile: as before, the agents say what they find
+        why = next((f"{c.reason}: {c.message}" for c in pl.status.conditions if c.type == "Compiled"), "")
+        return (f"pipeline {d.metadata.namespace}/{d.spec.pipeline} is not Ready ({pl.status.phase}"
+                + (f", {why}" if why else "") + ")")
 
     def device_exists(self, p: kr.Placement) -> bool:
         """The placement's device is still registered on a node with a live heartbeat."""
