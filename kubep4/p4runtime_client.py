@@ -21,6 +21,7 @@ from opentelemetry import trace
 
 from kubep4.config import GRPC_OPTIONS
 from kubep4.p4 import NO_PIPELINE, p4r, p4r_grpc
+from kubep4.tls import ClientTLS
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.p4runtime")
@@ -82,6 +83,14 @@ MAX_METADATA = 16 << 20  # ping after this long, give up on it after that long
 BROKEN, PRIMARY, NOT_PRIMARY, NO_PRIMARY = "broken", "primary", "not-primary", "no-primary"
 
 
+def device_tls(device) -> ClientTLS | None:
+    """How to reach a ``kubep4.v1.Device`` over TLS (its ``tls`` files), None for plaintext."""
+    t = device.tls
+    if not t.ca_file:
+        return None
+    return ClientTLS(t.ca_file, t.cert_file, t.key_file, t.server_name)
+
+
 class DeviceConnection:
     """A channel to one device and at most one StreamChannel on it, read by exactly one task.
 
@@ -98,8 +107,9 @@ class DeviceConnection:
 
     def __init__(self, address: str, device_id: int, election_id: int | None = None, role: str = "",
                  on_event: Callable[[str], None] | None = None, keepalive_ms: tuple[int, int] = KEEPALIVE_MS,
-                 keep_updates: bool = False):
+                 keep_updates: bool = False, tls: ClientTLS | None = None):
         self.address, self.device_id, self.role = address, device_id, role
+        self.tls = tls  # the device's CA and our client certificate: None for plaintext
         self.keepalive_ms = keepalive_ms
         self.election_id = None if election_id is None else uint128(election_id)
         self.on_event = on_event
@@ -132,14 +142,16 @@ class DeviceConnection:
     def stub(self) -> p4r_grpc.P4RuntimeStub:
         """The generated stub on this connection's channel (opened if need be), for raw requests."""
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS + [
+            options = GRPC_OPTIONS + (self.tls.options() if self.tls else []) + [
                 ("grpc.keepalive_time_ms", self.keepalive_ms[0]),
                 ("grpc.keepalive_timeout_ms", self.keepalive_ms[1]),
                 # gRPC core (1.6x+) times an unanswered ping out by this one (default 1 min), not the above
                 ("grpc.http2.ping_timeout_ms", self.keepalive_ms[1]),
                 # a failed Write carries one p4.v1.Error per update in its trailer: far over gRPC's
                 # default 8 KiB for a large batch
-                ("grpc.max_metadata_size", MAX_METADATA)])
+                ("grpc.max_metadata_size", MAX_METADATA)]
+            self._channel = grpc.aio.secure_channel(self.address, self.tls.credentials(), options=options) \
+                if self.tls else grpc.aio.insecure_channel(self.address, options=options)
             self._stub = p4r_grpc.P4RuntimeStub(self._channel)
         return self._stub
 

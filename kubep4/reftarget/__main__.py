@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unimplemented", action="append", default=[], metavar="KIND", choices=ENTITY_KINDS,
                    help="refuse writes and reads of this entity kind with UNIMPLEMENTED, as a switch "
                         "lacking it does (repeatable; e.g. register_entry, as a real BMv2)")
+    # TLS as BMv2's simple_switch_grpc takes it
+    p.add_argument("--grpc-server-ssl", action="store_true", help="serve P4Runtime over TLS only")
+    p.add_argument("--grpc-server-cacert", metavar="FILE", help="CA that signs client certificates")
+    p.add_argument("--grpc-server-cert", metavar="FILE", help="the server's certificate (PEM)")
+    p.add_argument("--grpc-server-key", metavar="FILE", help="the server's private key (PEM)")
+    p.add_argument("--grpc-server-with-client-auth", action="store_true",
+                   help="refuse a client without a certificate signed by --grpc-server-cacert (mTLS)")
     p.add_argument("--wedge-on-reconcile", action="store_true",
                    help="stand in for BMv2 through PI: RECONCILE_AND_COMMIT of a program with an indexed "
                         "counter or meter fails and wedges the device until it restarts")
@@ -57,12 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH,
-              unimplemented: frozenset[str] = frozenset(), wedge_on_reconcile: bool = False) -> None:
+              unimplemented: frozenset[str] = frozenset(), wedge_on_reconcile: bool = False,
+              credentials=None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    target = await serve(devices, max_batch, unimplemented, wedge_on_reconcile)
+    target = await serve(devices, max_batch, unimplemented, wedge_on_reconcile, credentials)
     try:
         for device_id, host, _ in devices:
             print(f"device {device_id} listening on {target.address(device_id)}", flush=True)
@@ -71,13 +79,29 @@ async def run(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH,
         await target.stop(grace=1.0)
 
 
+def tls_credentials(args: argparse.Namespace):
+    """Server credentials from the BMv2-style flags; None for plaintext."""
+    if not args.grpc_server_ssl:
+        if args.grpc_server_cert or args.grpc_server_key or args.grpc_server_with_client_auth:
+            raise ValueError("--grpc-server-cert/--grpc-server-key/--grpc-server-with-client-auth need "
+                             "--grpc-server-ssl")
+        return None
+    if not (args.grpc_server_cert and args.grpc_server_key):
+        raise ValueError("--grpc-server-ssl needs --grpc-server-cert and --grpc-server-key")
+    from kubep4.tls import server_credentials
+    return server_credentials(args.grpc_server_cert, args.grpc_server_key, args.grpc_server_cacert,
+                              require_client_auth=args.grpc_server_with_client_auth)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     devices = args.device or [parse_device(DEFAULT_DEVICE)]
     try:
-        asyncio.run(run(devices, args.max_batch, frozenset(args.unimplemented), args.wedge_on_reconcile))
+        credentials = tls_credentials(args)
+        asyncio.run(run(devices, args.max_batch, frozenset(args.unimplemented), args.wedge_on_reconcile,
+                        credentials))
     except (OSError, ValueError) as e:
         print(f"kubep4-reftarget: {e}", file=sys.stderr, flush=True)
         return 1

@@ -35,7 +35,7 @@ from kubep4.informer import Informer, WorkQueue, run_workers
 from kubep4.p4 import EntryError, P4InfoIndex, cookie_for_digest, p4r, parse_p4info
 
 SetAction = p4r.SetForwardingPipelineConfigRequest.Action
-from kubep4.p4runtime_client import BROKEN, NO_PRIMARY, PRIMARY, DeviceConnection, P4RuntimeError
+from kubep4.p4runtime_client import BROKEN, NO_PRIMARY, PRIMARY, DeviceConnection, P4RuntimeError, device_tls
 from kubep4.serving import run_all
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
 from services.node_agent import entries as ent
@@ -109,7 +109,8 @@ class NodeAgent:
         # election ids grow with wall-clock time so a restarted agent out-ranks its previous self
         self.election_id = int(time.time() * 1000)
         self._dev = {name: _Device(DeviceConnection(d.p4rt_address, d.device_id, self.election_id,
-                                                    on_event=lambda ev, name=name: self._on_stream(name, ev)),
+                                                    on_event=lambda ev, name=name: self._on_stream(name, ev),
+                                                    tls=device_tls(d)),
                                    Backoff(settings.retry_initial, settings.retry_max))
                      for name, d in self.devices.items()}
         self.queue: WorkQueue[str] = WorkQueue()

@@ -25,7 +25,7 @@ from kubep4.gen.kubep4.v1 import node_pb2 as node_api
 from kubep4.gen.kubep4.v1 import node_pb2_grpc as node_grpc
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import EntryError, P4InfoIndex, p4i, p4r
-from kubep4.p4runtime_client import DeviceConnection, P4RuntimeError
+from kubep4.p4runtime_client import DeviceConnection, P4RuntimeError, device_tls
 from kubep4.serving import add_servicer, start_server
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class DeviceReads:
 
     def __init__(self, devices: Sequence[kr.Device], timeout: float = READ_TIMEOUT):
         self.timeout = timeout
-        self._readers = {d.name: _Reader(d, DeviceConnection(d.p4rt_address, d.device_id), asyncio.Lock())
+        self._readers = {d.name: _Reader(d, DeviceConnection(d.p4rt_address, d.device_id, tls=device_tls(d)), asyncio.Lock())
                          for d in devices}
 
     async def close(self) -> None:
