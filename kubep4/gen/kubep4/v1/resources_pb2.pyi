@@ -595,7 +595,7 @@ class Revision(_message.Message):
     def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[RevisionSpec, _Mapping]] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels", "upgrade", "tls")
+    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels", "upgrade", "tls", "role")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -612,6 +612,7 @@ class Device(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     UPGRADE_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     p4rt_address: str
     device_id: int
@@ -621,7 +622,8 @@ class Device(_message.Message):
     labels: _containers.ScalarMap[str, str]
     upgrade: str
     tls: DeviceTLS
-    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., upgrade: _Optional[str] = ..., tls: _Optional[_Union[DeviceTLS, _Mapping]] = ...) -> None: ...
+    role: str
+    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., upgrade: _Optional[str] = ..., tls: _Optional[_Union[DeviceTLS, _Mapping]] = ..., role: _Optional[str] = ...) -> None: ...
 
 class DeviceTLS(_message.Message):
     __slots__ = ("ca_file", "cert_file", "key_file", "server_name")
