@@ -3,16 +3,20 @@
 The child gets resource limits before it executes (``RLIMIT_AS``: address space, ``RLIMIT_CPU``:
 CPU seconds, ``RLIMIT_CORE``: no core files), its own process group (a timeout kills the whole
 tree: t4p4s.sh runs p4test, meson, ninja and gcc), and ``PR_SET_PDEATHSIG`` so that it dies with
-the builder: a builder killed mid-compile leaves no compiler running. The wall-clock timeout is
-enforced by the parent. The child is reaped with ``wait4``, which gives its peak RSS (the largest of
-the process and of the descendants it waited for) and its CPU time.
+the builder: a builder killed mid-compile leaves no compiler running. Both are set by util-linux's
+``prlimit`` and ``setpriv --pdeathsig KILL``, which exec the compiler in the same process: no
+Python runs between fork and exec (a ``preexec_fn`` in a process with gRPC's threads can crash the
+child). Without them, the limits are applied to the child just after it started (``prlimit(2)``)
+and it does not die with the builder (the process group is still killed on timeout or stop).
+The wall-clock timeout is enforced by the parent. The child is reaped with ``wait4``, which gives
+its peak RSS (the largest of the process and of the descendants it waited for).
 """
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -21,7 +25,6 @@ import time
 from dataclasses import dataclass
 
 POLL = 0.01  # seconds between checks of a running child (it is reaped the moment it exits)
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,19 @@ class Cancelled(Exception):
     """The compile was cancelled (the builder is stopping); the child was killed."""
 
 
-def _limit(limits: Limits):
-    def apply() -> None:  # in the child, between fork and exec: no Python objects shared
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-        cpu = max(1, int(limits.seconds) + 1)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
+def _rlimits(limits: Limits) -> list[tuple[int, int]]:
+    cpu = max(1, int(limits.seconds) + 1)
+    return [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits.memory_bytes), (resource.RLIMIT_CORE, 0)]
+
+
+def wrapped(argv: list[str], limits: Limits) -> tuple[list[str], bool]:
+    """``argv`` under prlimit and setpriv when both are installed (True), else as it is (False)."""
+    prlimit, setpriv = shutil.which("prlimit"), shutil.which("setpriv")
+    if not (prlimit and setpriv):
+        return list(argv), False
+    cpu = max(1, int(limits.seconds) + 1)
+    return [prlimit, f"--cpu={cpu}", f"--as={limits.memory_bytes}", "--core=0", "--",
+            setpriv, "--pdeathsig", "KILL", "--", *argv], True
 
 
 def run_blocking(argv: list[str], cwd: str, limits: Limits, env: dict[str, str] | None = None,
@@ -62,9 +67,13 @@ def run_blocking(argv: list[str], cwd: str, limits: Limits, env: dict[str, str] 
     """Run ``argv`` in ``cwd`` to its end (or the time limit, or ``stop``). Blocks: use :func:`run`."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_limit(limits))
+        command, limited = wrapped(argv, limits)
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        if not limited:
+            for which, value in _rlimits(limits):
+                with _suppress():
+                    resource.prlimit(proc.pid, which, (value, value))
         deadline = start + limits.seconds
         timed_out = cancelled = False
         status = usage = None
