@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from kubep4 import conditions as cond
 from kubep4 import errors
-from kubep4.config import DEFAULT_API, GRPC_OPTIONS
+from kubep4.config import GRPC_OPTIONS
 from kubep4.gen.kubep4.v1 import api_pb2 as api
 from kubep4.gen.kubep4.v1 import api_pb2_grpc as api_grpc
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
@@ -43,13 +43,40 @@ def kind_of(name: str) -> str:
 
 
 class AsyncClient:
-    def __init__(self, address: str = DEFAULT_API, token: str = "", timeout: float = 30.0,
-                 interceptors: list | None = None):
+    """A client of the apiserver at ``address`` with ``token`` and, for TLS, ``ca`` (and a client
+    certificate ``cert`` + ``key``; ``server_name``: the name the server's certificate is checked
+    for, when not the host dialled). ``https://host:port`` is TLS with the system's roots.
+
+    Without an address, the client config decides (kubep4.clientconfig: $KUBEP4_CONFIG, default
+    ~/.kubep4/config, its ``context`` or current context; KUBEP4_API, KUBEP4_TOKEN... override),
+    and the context's namespace is the default of every call. With an address, only the
+    arguments count.
+    """
+
+    def __init__(self, address: str | None = None, token: str | None = None, timeout: float = 30.0,
+                 interceptors: list | None = None, *, ca: str = "", cert: str = "", key: str = "",
+                 server_name: str = "", context: str | None = None, namespace: str = ""):
+        # the default namespace of calls (the context's without an address): "" is "default", and a
+        # list or watch of every namespace
+        self.namespace = namespace
+        if address is None:
+            from kubep4 import clientconfig
+            conn = clientconfig.connection(token=token, context=context, ca=ca or None, cert=cert or None,
+                                           key=key or None, server_name=server_name or None)
+            address, token, ca, cert, key, server_name = (conn.server, conn.token, conn.ca, conn.cert, conn.key,
+                                                          conn.server_name)
+            self.namespace = namespace or conn.namespace
         self.address = address
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS, interceptors=interceptors)
+        self._channel = _channel(address, ca, cert, key, server_name, interceptors)
         self._stub = api_grpc.KubeP4Stub(self._channel)
+
+    def _ns(self, namespace: str | None) -> str:
+        return namespace if namespace is not None else (self.namespace or "default")
+
+    def _ns_or_all(self, namespace: str | None) -> str:
+        return namespace if namespace is not None else self.namespace
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -75,6 +102,9 @@ class AsyncClient:
 
     # -------------------------------------------------------------- CRUD
     async def create(self, obj: Message) -> Message:
+        if isinstance(obj, (kr.Pipeline, kr.Deployment)) and not obj.metadata.namespace and self.namespace:
+            obj = type(obj).FromString(obj.SerializeToString())  # into the context's namespace, a copy
+            obj.metadata.namespace = self.namespace
         if isinstance(obj, kr.Pipeline):
             return await self._call("CreatePipeline", api.CreatePipelineRequest(pipeline=obj),
                                     obj.metadata.namespace or "default")
@@ -83,14 +113,18 @@ class AsyncClient:
                                     obj.metadata.namespace or "default")
         raise TypeError(f"cannot create a {type(obj).__name__}")
 
-    async def get(self, kind: str, name: str, namespace: str = "default") -> Message:
+    async def get(self, kind: str, name: str, namespace: str | None = None) -> Message:
         k = kind_of(kind)
+        namespace = self._ns(namespace)
         method = {"pipeline": "GetPipeline", "deployment": "GetDeployment", "node": "GetNode"}[k]
         ns = namespace if k != "node" else ""
         return await self._call(method, api.GetRequest(namespace=ns, name=name), ns or ("default" if k != "node" else ""))
 
-    async def list(self, kind: str, namespace: str = "", labels: dict[str, str] | None = None) -> list[Message]:
+    async def list(self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None
+                   ) -> list[Message]:
+        """Every object of ``kind`` in ``namespace`` ("": all namespaces; None: the context's, else all)."""
         k = kind_of(kind)
+        namespace = self._ns_or_all(namespace)
         method = {"pipeline": "ListPipelines", "deployment": "ListDeployments", "node": "ListNodes"}[k]
         items, token = [], ""
         while True:  # every page, following the continue tokens
@@ -105,8 +139,9 @@ class AsyncClient:
         return await self._call("UpdateDeployment", api.UpdateDeploymentRequest(deployment=deployment),
                                 deployment.metadata.namespace or "default")
 
-    async def delete(self, kind: str, name: str, namespace: str = "default", resource_version: int = 0) -> None:
+    async def delete(self, kind: str, name: str, namespace: str | None = None, resource_version: int = 0) -> None:
         k = kind_of(kind)
+        namespace = self._ns(namespace)
         if k == "node":
             raise errors.InvalidArgument("nodes are registered by their agents and cannot be deleted")
         method = {"pipeline": "DeletePipeline", "deployment": "DeleteDeployment"}[k]
@@ -116,7 +151,7 @@ class AsyncClient:
     async def apply(self, obj: Message) -> tuple[Message, str]:
         """Create, or update the spec of an existing object. Returns (object, created|configured|unchanged)."""
         md = obj.metadata
-        ns = md.namespace or "default"
+        ns = md.namespace or self._ns(None)
         try:
             return await self.create(obj), "created"
         except errors.AlreadyExists:
@@ -148,7 +183,7 @@ class AsyncClient:
 
     # -------------------------------------------------------------- live values
     async def read_deployment(self, name: str, kind: str, object_name: str | None = None,
-                              namespace: str = "default") -> api.ReadDeploymentResponse:
+                              namespace: str | None = None) -> api.ReadDeploymentResponse:
         """Live values of a deployment's replicas, read from their devices now (nothing is stored).
 
         ``kind``: counter, meter, register, table, action_profile, multicast or clone_session;
@@ -156,10 +191,11 @@ class AsyncClient:
         replica in ``.replicas``: its node, device and ``values``, or its ``error`` and ``reason``
         when its node or device did not answer (the others still do).
         """
+        namespace = self._ns(namespace)
         return await self._call("ReadDeployment", api.ReadDeploymentRequest(
             namespace=namespace, name=name, kind=kind, object_name=object_name or ""), namespace or "default")
 
-    async def counters(self, name: str, counter: str | None = None, namespace: str = "default"
+    async def counters(self, name: str, counter: str | None = None, namespace: str | None = None
                        ) -> api.ReadDeploymentResponse:
         """The deployment's indexed counters (one by name, or all), per replica: ``values.counters``."""
         return await self.read_deployment(name, "counter", counter, namespace)
@@ -169,16 +205,19 @@ class AsyncClient:
         """Who the apiserver takes this client for: user, uid, groups, authenticated_by."""
         return await self._call("WhoAmI", api.WhoAmIRequest())
 
-    async def can_i(self, verb: str, kind: str, namespace: str = "") -> api.CanIResponse:
-        """May this client ``verb`` ``kind`` in ``namespace`` ("": every namespace)? ``.allowed``,
-        ``.reason``."""
+    async def can_i(self, verb: str, kind: str, namespace: str | None = None) -> api.CanIResponse:
+        """May this client ``verb`` ``kind`` in ``namespace`` ("": every namespace; None: the
+        context's, else "default")? ``.allowed``, ``.reason``."""
+        namespace = self._ns(namespace)
         return await self._call("CanI", api.CanIRequest(verb=verb, kind=kind, namespace=namespace))
 
     # -------------------------------------------------------------- watch
-    async def watch(self, kind: str, namespace: str = "", name: str = "", resource_version: int = 0
+    async def watch(self, kind: str, namespace: str | None = None, name: str = "", resource_version: int = 0
                     ) -> AsyncIterator[tuple[str, Message, int]]:
-        """(event type, object, resource_version); resume by passing the last version seen."""
+        """(event type, object, resource_version); resume by passing the last version seen.
+        ``namespace`` "": all; None: the context's, else all."""
         k = kind_of(kind)
+        namespace = self._ns_or_all(namespace)
         method = {"pipeline": "WatchPipelines", "deployment": "WatchDeployments"}.get(k)
         if method is None:
             raise errors.InvalidArgument("nodes cannot be watched yet; list them")
@@ -200,7 +239,7 @@ class AsyncClient:
                 call.cancel()
             return
 
-    async def wait_ready(self, name: str, namespace: str = "default", timeout: float = 30.0,
+    async def wait_ready(self, name: str, namespace: str | None = None, timeout: float = 30.0,
                          condition: str = cond.READY) -> kr.Deployment:
         """Wait until the deployment's condition is True for its current generation.
 
@@ -209,6 +248,7 @@ class AsyncClient:
         phase and the reason.
         """
         last: list[kr.Deployment] = []
+        namespace = self._ns(namespace)
 
         async def wait() -> kr.Deployment:
             async for etype, d, _ in self.watch("deployment", namespace, name):
@@ -245,11 +285,19 @@ def _pipeline_inputs(p: kr.Pipeline) -> bytes:
 class Client:
     """Blocking client: the AsyncClient run on a private event loop thread."""
 
-    def __init__(self, address: str = DEFAULT_API, token: str = "", timeout: float = 30.0):
+    def __init__(self, address: str | None = None, token: str | None = None, timeout: float = 30.0, **tls):
+        """As AsyncClient: ``ca``, ``cert``, ``key``, ``server_name``, ``context``, ``namespace``."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kubep4-client", daemon=True)
         self._thread.start()
-        self._async: AsyncClient = self._run(_make(address, token, timeout))
+        try:
+            self._async: AsyncClient = self._run(_make(address, token, timeout, tls))
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            raise
+        self.namespace = self._async.namespace
 
     def _run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -270,37 +318,37 @@ class Client:
     def create(self, obj):
         return self._run(self._async.create(obj))
 
-    def get(self, kind, name, namespace="default"):
+    def get(self, kind, name, namespace=None):
         return self._run(self._async.get(kind, name, namespace))
 
-    def list(self, kind, namespace="", labels=None):
+    def list(self, kind, namespace=None, labels=None):
         return self._run(self._async.list(kind, namespace, labels))
 
     def update(self, deployment):
         return self._run(self._async.update(deployment))
 
-    def delete(self, kind, name, namespace="default", resource_version=0):
+    def delete(self, kind, name, namespace=None, resource_version=0):
         return self._run(self._async.delete(kind, name, namespace, resource_version))
 
     def apply(self, obj):
         return self._run(self._async.apply(obj))
 
-    def read_deployment(self, name, kind, object_name=None, namespace="default"):
+    def read_deployment(self, name, kind, object_name=None, namespace=None):
         return self._run(self._async.read_deployment(name, kind, object_name, namespace))
 
-    def counters(self, name, counter=None, namespace="default"):
+    def counters(self, name, counter=None, namespace=None):
         return self._run(self._async.counters(name, counter, namespace))
 
     def whoami(self):
         return self._run(self._async.whoami())
 
-    def can_i(self, verb, kind, namespace=""):
+    def can_i(self, verb, kind, namespace=None):
         return self._run(self._async.can_i(verb, kind, namespace))
 
-    def wait_ready(self, name, namespace="default", timeout=30.0, condition=cond.READY):
+    def wait_ready(self, name, namespace=None, timeout=30.0, condition=cond.READY):
         return self._run(self._async.wait_ready(name, namespace, timeout, condition))
 
-    def watch(self, kind, namespace="", name="", resource_version=0, timeout: float | None = None
+    def watch(self, kind, namespace=None, name="", resource_version=0, timeout: float | None = None
               ) -> Iterator[tuple[str, Message, int]]:
         """Blocking iterator over watch events; stops after ``timeout`` seconds without an event."""
         agen = self._async.watch(kind, namespace, name, resource_version)
@@ -318,7 +366,18 @@ class Client:
             asyncio.run_coroutine_threadsafe(agen.aclose(), self._loop).result()
 
 
-async def _make(address: str, token: str, timeout: float) -> AsyncClient:
-    return AsyncClient(address, token, timeout)
+async def _make(address: str | None, token: str | None, timeout: float, tls: dict) -> AsyncClient:
+    return AsyncClient(address, token, timeout, **tls)
+
+
+def _channel(address: str, ca: str, cert: str, key: str, server_name: str, interceptors) -> grpc.aio.Channel:
+    """A plaintext channel, or TLS with ``ca`` (``https://`` without one: the system's roots)."""
+    target = address.split("://", 1)[1] if address.startswith(("http://", "https://")) else address
+    if not (ca or cert or address.startswith("https://")):
+        return grpc.aio.insecure_channel(target, options=GRPC_OPTIONS, interceptors=interceptors)
+    from kubep4 import tls
+    options = [*GRPC_OPTIONS, *(tls.ClientTLS(ca, cert, key, server_name).options())]
+    return grpc.aio.secure_channel(target, tls.channel_credentials(ca or None, cert or None, key or None),
+                                   options=options, interceptors=interceptors)
 
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from datetime import datetime, timezone
 
 import yaml
 
+from kubep4 import clientconfig, config, errors, manifest
 from kubep4 import conditions as cond
-from kubep4 import config, errors, manifest
 from kubep4.client import Client, kind_of
 from kubep4.config import DEFAULT_API
 from kubep4.extras import MissingExtra
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.tls import TLSFileError
 
 
 def _age(ts) -> str:
@@ -142,9 +142,17 @@ def cmd_wait(c: Client, args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kubep4", description="Deploy P4 programs onto programmable switches.")
-    p.add_argument("--api", default=os.environ.get("KUBEP4_API", DEFAULT_API),
-                   help=f"apiserver address [env KUBEP4_API, default {DEFAULT_API}]")
+    # where and who: flags, then the environment, then the client config's context (kubep4 config)
+    p.add_argument("--server", "--api", dest="api", default=None,
+                   help=f"apiserver address [env KUBEP4_API; default: the context's cluster, else {DEFAULT_API}]")
     config.secret_flag(p, "--token", "KUBEP4_TOKEN", help="the bearer token")
+    p.add_argument("--context", default=None,
+                   help=f"context of the client config [env KUBEP4_CONTEXT; config ${clientconfig.ENV}, "
+                        f"default {clientconfig.DEFAULT_PATH}; default its current-context]")
+    p.add_argument("--certificate-authority", default=None, metavar="PEM", help="TLS: the apiserver's CA")
+    p.add_argument("--client-certificate", default=None, metavar="PEM", help="TLS: a client certificate")
+    p.add_argument("--client-key", default=None, metavar="PEM", help="TLS: the client certificate's key")
+    p.add_argument("--tls-server-name", default=None, help="TLS: the name in the apiserver's certificate")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_ns(sp):
@@ -174,8 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--for", dest="for_", default="Ready", help="condition: Ready, Scheduled, Installed")
     w.add_argument("--timeout", type=_duration, default=30.0, help="e.g. 30s, 2m")
     w.set_defaults(fn=cmd_wait)
-    from kubep4.cli import extra, read
+    from kubep4.cli import auth, configcmd, extra, read
     read.register(sub)
+    auth.register(sub)
+    configcmd.register(sub)
     extra.register(sub)
     return p
 
@@ -199,9 +209,21 @@ def main(argv: list[str] | None = None) -> int:
         except MissingExtra as e:  # a feature of an extra that is not installed: which one to install
             print(f"Error: {e}", file=sys.stderr)
             return 1
+        except clientconfig.ConfigError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            return 1
     try:
-        with Client(args.api, config.read_secret(args, "--token")) as c:
+        conn = clientconfig.connection(server=args.api, token=config.read_secret(args, "--token") or None,
+                                       context=args.context, ca=args.certificate_authority,
+                                       cert=args.client_certificate, key=args.client_key,
+                                       server_name=args.tls_server_name)
+        if getattr(args, "namespace", None) == "":
+            args.namespace = conn.namespace  # the context's, when -n is not given
+        with Client(**conn.client_args()) as c:
             return args.fn(c, args)
+    except (clientconfig.ConfigError, TLSFileError) as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
     except errors.KubeP4Error as e:
         print(f"Error ({e.code.name}): {e.message}", file=sys.stderr)
         for v in e.violations:
