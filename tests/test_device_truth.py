@@ -330,3 +330,22 @@ async def test_a_default_action_set_by_a_deleted_deployment_is_reset(tmp_path):
                 return got is not None and not got.action.action.params
             await eventually(reset, 30, 0.1, "the program's default action back")
             assert await reader.entries() == []
+
+
+async def test_an_agent_in_its_own_role_is_not_preempted_by_another_roles_primary(tmp_path):
+    """P4Runtime roles (spec §6.4): with role=kubep4 the agent arbitrates in its role; a controller
+    primary in the default role leaves it primary, and its deployment Running."""
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="role=kubep4") as s:
+        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
+        async with AsyncClient(s.api) as c:
+            d = await deployed(c)
+            other = P4RTClient(reader.address, reader.device_id)
+            try:
+                await other.arbitrate(OTHER_CONTROLLER)  # primary of the default role
+                current = await c.get("deployment", d.metadata.name)
+                del current.spec.table_entries[-1]  # a new generation: the agent must still be able to write
+                await c.update(current)
+                await c.wait_ready(d.metadata.name, timeout=30)
+                assert len(await reader.entries()) == len(current.spec.table_entries)
+            finally:
+                await other.close()

@@ -52,7 +52,7 @@ async def placement(s: LocalStack, name: str) -> kr.Placement:
 
 async def test_a_reconcile_upgrade_never_drops_an_entry(tmp_path):
     p, d = v1()
-    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_upgrade="reconcile") as s:
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="upgrade=reconcile") as s:
         reader = stack_readers(s.device_ports)[("node-0", "dev0")]
         async with AsyncClient(s.api) as c:
             await c.apply(p)
@@ -106,7 +106,7 @@ def unfit_v2() -> kr.Pipeline:
 
 async def test_a_v2_that_does_not_fit_fails_untouched_and_falls_back_only_when_allowed(tmp_path):
     p, d = v1()
-    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_upgrade="reconcile") as s:
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="upgrade=reconcile") as s:
         reader = stack_readers(s.device_ports)[("node-0", "dev0")]
         async with AsyncClient(s.api) as c:
             await c.apply(p)
@@ -137,7 +137,7 @@ async def test_a_v2_that_does_not_fit_fails_untouched_and_falls_back_only_when_a
 async def test_a_device_that_wedges_is_reported_wedged(tmp_path):
     """BMv2 through PI: RECONCILE_AND_COMMIT of a program with a counter wedges the switch (stand-in)."""
     p, d = v1()
-    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_upgrade="reconcile",
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="upgrade=reconcile",
                     switch_args=("--wedge-on-reconcile",)) as s:
         async with AsyncClient(s.api) as c:
             await c.apply(p)

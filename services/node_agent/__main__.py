@@ -24,11 +24,11 @@ log = logging.getLogger("kubep4.node_agent")
 
 def parse_device(text: str) -> kr.Device:
     """name=dev0,address=127.0.0.1:9559,device_id=1,target=bmv2,arch=v1model,slots=1,labels=a:b;c:d,
-    upgrade=save-commit|reconcile|recreate, and for P4Runtime over TLS ca=FILE[,cert=FILE,key=FILE]
+    upgrade=save-commit|reconcile|recreate, role=P4RUNTIME_ROLE, and for P4Runtime over TLS ca=FILE[,cert=FILE,key=FILE]
     [,server_name=NAME]"""
     fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
     unknown = set(fields) - {"name", "address", "device_id", "target", "arch", "slots", "labels", "upgrade",
-                             "ca", "cert", "key", "server_name"}
+                             "ca", "cert", "key", "server_name", "role"}
     if unknown or "address" not in fields:
         raise argparse.ArgumentTypeError(f"bad --device {text!r}: need address=HOST:PORT; "
                                          f"unknown keys {sorted(unknown)}" if unknown else
@@ -46,7 +46,7 @@ def parse_device(text: str) -> kr.Device:
     return kr.Device(name=fields.get("name", "dev0"), p4rt_address=fields["address"],
                      device_id=int(fields.get("device_id", 1)), target=fields.get("target", "bmv2"),
                      arch=fields.get("arch", "v1model"), pipeline_slots=int(fields.get("slots", 1)),
-                     labels=labels, upgrade=upgrade, tls=tls)
+                     labels=labels, upgrade=upgrade, tls=tls, role=fields.get("role", ""))
 
 
 def load_devices(path: str) -> list[kr.Device]:

@@ -110,7 +110,7 @@ class NodeAgent:
         self.election_id = int(time.time() * 1000)
         self._dev = {name: _Device(DeviceConnection(d.p4rt_address, d.device_id, self.election_id,
                                                     on_event=lambda ev, name=name: self._on_stream(name, ev),
-                                                    tls=device_tls(d)),
+                                                    tls=device_tls(d), role=d.role),
                                    Backoff(settings.retry_initial, settings.retry_max))
                      for name, d in self.devices.items()}
         self.queue: WorkQueue[str] = WorkQueue()
