@@ -115,7 +115,7 @@ class LocalStack:
     env: dict[str, str] = field(default_factory=dict)
     slots_per_device: int = 1
     switch_args: tuple[str, ...] = ()  # more flags for every reference switch (--unimplemented KIND, ...)
-    device_upgrade: str = ""  # how devices change pipelines (Device.upgrade; "": save-commit)
+    device_options: str = ""  # more --device keys for every device ("upgrade=reconcile,role=kubep4")
     procs: dict[str, Proc] = field(default_factory=dict)
     etcd: EtcdServer | None = None
     device_ports: dict[str, list[int]] = field(default_factory=dict)  # node -> P4Runtime ports
@@ -178,7 +178,7 @@ class LocalStack:
                     dev_args += ["--device", f"{device_id}@{HOST}:{port}"]
                     agent_args += ["--device", f"name=dev{d},address={HOST}:{port},device_id={device_id},"
                                                f"target=bmv2,arch=v1model,slots={self.slots_per_device}"
-                                   + (f",upgrade={self.device_upgrade}" if self.device_upgrade else "")]
+                                   + (f",{self.device_options}" if self.device_options else "")]
                     device_id += 1
                 self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, *self.switch_args, "--log-level", "INFO"],
                           "listening on")
