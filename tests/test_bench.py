@@ -8,8 +8,6 @@ import sys
 
 from .conftest import ROOT
 
-STANDINS = str(ROOT / "tests" / "standins")
-
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kubep4.cli.main", *args], cwd=ROOT, capture_output=True,
@@ -50,26 +48,3 @@ def test_bench_schedule_small(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(out.read_text())
     assert result and "builtin" in r.stdout and "kubernetes" in r.stdout
-
-
-def test_bench_compile_reports_unavailable_backends(tmp_path):
-    out = tmp_path / "compile.json"
-    r = run_cli("bench", "compile", "--repeat", "1", "--json", str(out), env={"PATH": "/usr/bin:/bin"})
-    assert r.returncode == 0, r.stderr
-    result = json.loads(out.read_text())
-    assert {b: v["available"] for b, v in result["backends"].items()} == \
-        {"p4c": False, "t4p4s": False, "p4llvm": False}
-    assert "unavailable: p4c not on PATH" in r.stdout
-    assert {x["status"] for x in result["runs"]} == {"unavailable"}
-
-
-def test_bench_compile_with_a_p4c_stand_in(tmp_path):
-    out = tmp_path / "compile.json"
-    r = run_cli("bench", "compile", "--repeat", "2", "--json", str(out),
-                env={"PATH": f"{STANDINS}:/usr/bin:/bin"})
-    assert r.returncode == 0, r.stderr
-    result = json.loads(out.read_text())
-    assert result["backends"]["p4c"]["how"].startswith("local:") and result["backends"]["p4c"]["available"]
-    runs = {x["backend"]: x for x in result["runs"]}
-    assert runs["p4c"]["status"] == "ok" and len(runs["p4c"]["samples"]) == 2
-    assert runs["t4p4s"]["status"] == "unavailable"

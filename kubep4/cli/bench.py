@@ -19,9 +19,13 @@ def register(sub) -> None:
     s = bs.add_parser("schedule", help="the schedulers alone on simulated clusters (100 to 5,000 nodes)",
                       add_help=False)
     s.set_defaults(fn=_schedule, local=True, args=[])  # its own flags pass through (see cli.main)
-    c = bs.add_parser("compile", help="compile the example programs with every available backend")
-    c.add_argument("--programs", nargs="*", help="P4 files (default: examples/*/*.p4)")
-    c.add_argument("--repeat", type=int, default=3)
+    c = bs.add_parser("compile", help="compile the example programs with every available backend: medians, "
+                                      "phases, peak RSS, and which backends are missing")
+    c.add_argument("--programs", nargs="*", help="P4 files (default: the three example programs)")
+    c.add_argument("--repeat", type=int, default=3, help="runs per program and backend (default 3)")
+    c.add_argument("--timeout", type=float, default=600.0, help="seconds a compile phase may take (default 600)")
+    c.add_argument("--compiler-image", action="append", default=[], metavar="BACKEND=IMAGE",
+                   help="run a backend in this container image when it is not on PATH")
     c.add_argument("--json", metavar="FILE")
     c.set_defaults(fn=_compile, local=True)
     sc = bs.add_parser("scale", help="the real apiserver, etcd and controller against many hollow nodes "

@@ -8,8 +8,12 @@ the builder: a builder killed mid-compile leaves no compiler running. Both are s
 Python runs between fork and exec (a ``preexec_fn`` in a process with gRPC's threads can crash the
 child). Without them, the limits are applied to the child just after it started (``prlimit(2)``)
 and it does not die with the builder (the process group is still killed on timeout or stop).
-The wall-clock timeout is enforced by the parent. The child is reaped with ``wait4``, which gives
-its peak RSS (the largest of the process and of the descendants it waited for).
+The wall-clock timeout is enforced by the parent.
+
+Peak RSS is the largest ``VmHWM`` (/proc/PID/status) seen of the child and its descendants, sampled
+every POLL while it runs. Not ``wait4``'s or ``RUSAGE_CHILDREN``'s ``ru_maxrss``: Linux carries the
+RSS of the forked copy of the parent (the builder, tens of MB) over the exec into it, so every tool
+would look at least as large as the builder.
 """
 from __future__ import annotations
 
@@ -77,11 +81,13 @@ def run_blocking(argv: list[str], cwd: str, limits: Limits, env: dict[str, str] 
         deadline = start + limits.seconds
         timed_out = cancelled = False
         status = usage = None
+        peak = 0
         try:
             while True:
                 pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     break
+                peak = max(peak, _tree_hwm_kb(proc.pid))
                 if stop is not None and stop.is_set():
                     cancelled = True
                 elif time.perf_counter() > deadline:
@@ -102,7 +108,29 @@ def run_blocking(argv: list[str], cwd: str, limits: Limits, env: dict[str, str] 
     if cancelled:
         raise Cancelled(f"{argv[0]} was stopped")
     code = None if timed_out else (os.waitstatus_to_exitcode(status) if status is not None else None)
-    return Ran(list(argv), code, output, seconds, usage.ru_maxrss if usage else 0, timed_out)
+    return Ran(list(argv), code, output, seconds, peak, timed_out)
+
+
+def _tree_hwm_kb(root: int) -> int:
+    """The largest VmHWM (kB) of ``root`` and its descendants now (0 for what is gone already)."""
+    best, todo, seen = 0, [root], set()
+    while todo and len(seen) < 4096:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        best = max(best, int(line.split()[1]))
+                        break
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    todo.extend(int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return best
 
 
 class _suppress:
