@@ -341,3 +341,31 @@ async def test_a_policy_without_identities_does_not_start(etcd, files):
         await create_server(Settings("127.0.0.1:0", etcd.endpoint, "127.0.0.1:1",
                                      authorization_policy_file=str(files / "policy.yaml")))
     assert SERVICE_NAME == "kubep4.v1.KubeP4"
+
+
+async def test_a_large_request_of_a_caller_without_the_right_is_refused_unread(tmp_path, files):
+    """Authenticated, but allowed to create nothing anywhere (vera: view in a): refused before the
+    64 MiB body is read, as an unauthenticated caller is (tests/test_auth_before_reading.py)."""
+    from kubep4.config import GRPC_OPTIONS
+    from kubep4.localstack import LocalStack
+
+    from .test_auth_before_reading import rss_mib
+    env = {"KUBEP4_TOKEN_AUTH_FILE": str(files / "tokens.csv"),
+           "KUBEP4_AUTHORIZATION_POLICY_FILE": str(files / "policy.yaml")}
+    with LocalStack(nodes=0, data_dir=str(tmp_path / "stack"), env=env) as stack:
+        pid = stack.procs["apiserver"].popen.pid
+        pipeline, _ = example_objects()
+        pipeline.spec.artifacts.device_config = b"x" * (64 << 20)
+        async with grpc.aio.insecure_channel(stack.api, options=GRPC_OPTIONS) as ch:
+            stub = api_grpc.KubeP4Stub(ch)
+            before = rss_mib(pid)
+            for md in ((), (("kubep4-namespace", "a"),)):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await stub.CreatePipeline(api.CreatePipelineRequest(pipeline=pipeline), timeout=60,
+                                              metadata=(("authorization", "Bearer tok-viewer"), *md))
+                assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            grown = rss_mib(pid) - before
+            assert grown < 32, f"the apiserver grew by {grown:.0f} MiB for two refused 64 MiB requests"
+            ok = await stub.ListPipelines(api.ListRequest(namespace="a"),
+                                          metadata=(("authorization", "Bearer tok-viewer"),), timeout=10)
+            assert list(ok.items) == []
