@@ -20,7 +20,7 @@ from opentelemetry.propagate import extract, inject
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = ("kubep4-apiserver", "kubep4-admission", "kubep4-controller", "kubep4-node-agent")
+SERVICE_NAMES = ("kubep4-apiserver", "kubep4-admission", "kubep4-controller", "kubep4-node-agent", "kubep4-builder")
 
 
 @dataclass
