@@ -11,9 +11,11 @@ import pytest
 
 from kubep4 import errors
 from kubep4 import store as st
+from kubep4.cli.trace import trace_id_of
 from kubep4.client import AsyncClient
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.localstack import LocalStack
+from kubep4.otlp_receiver import OTLPReceiver
 
 from .conftest import ROOT, eventually, example_objects
 from .test_compile import alive
@@ -189,3 +191,24 @@ async def test_a_builder_killed_mid_compile_leaves_nothing_half_done_and_the_nex
             assert invocations(log) == ["p4c program.p4", "p4c program.p4"]  # the second one finished it
             assert work_dirs[0] not in os.listdir(tmp_path / "stack" / "builder-0")  # the dead one's dir went
             assert (await store.list_raw(f"{st.ROOT}/builds/"))[0] == []
+
+
+async def test_the_builders_spans_join_the_pipelines_trace(tmp_path):
+    receiver = await OTLPReceiver().start()
+    try:
+        env = stack_env(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
+        with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path / "stack"), env=env) as stack:
+            async with AsyncClient(stack.api) as c:
+                created = await c.create(source_pipeline("basic", BASIC))
+                tid = trace_id_of(created.metadata.trace_context)
+                await pipeline_where(c, "basic", lambda p: p.status.phase == "Ready", "the pipeline to be Ready")
+
+                def spans():
+                    got = {s.name: s for s in receiver.spans(tid) if s.service == "kubep4-builder"}
+                    return got if {"build pipeline", "compile"} <= set(got) else None
+                got = await eventually(spans, 20, 0.1, "the builder's spans in the pipeline's trace")
+                assert got["build pipeline"].attributes["compile.result"] == "Compiled"
+                assert got["compile"].attributes["compile.version"] == "p4c 1.2.5 (SHA: STAND-IN)"
+                assert any(s.name == "CreatePipeline" or "CreatePipeline" in s.name for s in receiver.spans(tid))
+    finally:
+        await receiver.stop()

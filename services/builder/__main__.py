@@ -50,12 +50,13 @@ async def run(args: argparse.Namespace, etcd: config.EtcdSettings, toolchain: To
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for t in done:
-            if not t.cancelled() and t.exception() is not None:
-                log.error("builder failed: %r", t.exception())
+        failed = [t.exception() for t in done if not t.cancelled() and t.exception() is not None]
     if health_server is not None:
         await health_server.stop(1)
     tel.shutdown()
+    if failed:  # exit non-zero: the supervisor (kubep4 up, Kubernetes) restarts it
+        log.error("builder failed: %r", failed[0])
+        raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
