@@ -86,6 +86,61 @@ def etcd_settings(args: argparse.Namespace) -> EtcdSettings:
     return EtcdSettings(endpoints, args.etcd_ca, args.etcd_cert, args.etcd_key)
 
 
+@dataclass(frozen=True)
+class ServiceTLS:
+    """A service's TLS: its certificate and key (served, and shown to the services it calls) and the
+    CA of the other services (it verifies their certificates, and its clients': mTLS). Empty: plaintext."""
+    cert: str = ""
+    key: str = ""
+    ca: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+    def server_credentials(self):
+        """For ``serving.start_server``: None for plaintext; with a CA every client must show a
+        certificate it signed."""
+        if not self.enabled:
+            return None
+        from kubep4 import tls
+        return tls.server_credentials(self.cert, self.key, self.ca or None, require_client_auth=bool(self.ca))
+
+    def health_credentials(self):
+        """For a health endpoint: TLS with the service's certificate, asking for no client
+        certificate (a probe has none; it is told nothing but SERVING). None for plaintext."""
+        if not self.enabled:
+            return None
+        from kubep4 import tls
+        return tls.server_credentials(self.cert, self.key, None, require_client_auth=False)
+
+    def client(self, server_name: str = ""):
+        """A ``kubep4.tls.ClientTLS`` to call another service with (None for plaintext)."""
+        if not self.ca:
+            return None
+        from kubep4.tls import ClientTLS
+        return ClientTLS(self.ca, self.cert, self.key, server_name)
+
+
+def tls_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str] = os.environ, ca: bool = True) -> None:
+    """--tls-cert, --tls-key and (with ``ca``) --tls-ca, env KUBEP4_TLS_CERT/KEY/CA; ``tls_settings``."""
+    flag(parser, "--tls-cert", "KUBEP4_TLS_CERT", "", environ=environ,
+         help="this service's certificate (PEM): it serves TLS, and shows it to the services it calls")
+    flag(parser, "--tls-key", "KUBEP4_TLS_KEY", "", environ=environ, help="the certificate's key (PEM)")
+    if ca:
+        flag(parser, "--tls-ca", "KUBEP4_TLS_CA", "", environ=environ,
+             help="the CA of the other services (PEM): their certificates are checked against it, "
+                  "and a client without one it signed is refused")
+
+
+def tls_settings(args: argparse.Namespace) -> ServiceTLS:
+    """The TLS flags as settings; ValueError when they do not go together."""
+    cert, key, ca = args.tls_cert, args.tls_key, getattr(args, "tls_ca", "")
+    if bool(cert) != bool(key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    return ServiceTLS(cert, key, ca)
+
+
 SECRET_ENVS = ("KUBEP4_TOKEN",)  # environment variables holding secrets: never handed to a child that does not need them
 
 

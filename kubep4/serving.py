@@ -154,6 +154,63 @@ def add_servicer(server: grpc.aio.Server, servicer, service: pb_descriptor.Servi
         server.add_registered_method_handlers(service.full_name, handlers)
 
 
+def open_channel(address: str, tls=None, interceptors: list | None = None) -> grpc.aio.Channel:
+    """A client channel to another service: TLS with ``tls`` (a ``kubep4.tls.ClientTLS``), else plaintext."""
+    options = list(GRPC_OPTIONS)
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, tls.credentials(), options=options + tls.options(),
+                                   interceptors=interceptors)
+
+
+class PeerCheck(grpc.aio.ServerInterceptor):
+    """Serve only callers whose client certificate names one of ``users`` (its CN): an mTLS server
+    that answers one other service (admission serves the apiserver). Health checks are open (to
+    anyone who passed the TLS handshake); any other call is PERMISSION_DENIED naming the caller."""
+
+    def __init__(self, users: frozenset[str], service: str):
+        self.users, self.service = frozenset(users), service
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith("/grpc.health.") or \
+                details.method.startswith("/grpc.reflection."):
+            return handler
+        check = self._check
+
+        def wrap(behavior, streaming_response: bool):
+            if streaming_response:
+                async def stream(request, context):
+                    await check(context)
+                    async for item in behavior(request, context):
+                        yield item
+                return stream
+
+            async def unary(request, context):
+                await check(context)
+                return await behavior(request, context)
+            return unary
+
+        for kind, make in (("unary_unary", grpc.unary_unary_rpc_method_handler),
+                           ("unary_stream", grpc.unary_stream_rpc_method_handler),
+                           ("stream_unary", grpc.stream_unary_rpc_method_handler),
+                           ("stream_stream", grpc.stream_stream_rpc_method_handler)):
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return make(wrap(behavior, kind.endswith("stream")),
+                            request_deserializer=handler.request_deserializer,
+                            response_serializer=handler.response_serializer)
+        return handler
+
+    async def _check(self, context) -> None:
+        from kubep4.tls import peer_identity
+        who = peer_identity(context)
+        if who is None or who.user not in self.users:
+            caller = f"user {who.user!r}" if who is not None else "a caller without a client certificate"
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"{self.service} serves only {', '.join(sorted(self.users))}: not {caller}")
+
+
 async def start_server(listen: str, register: Callable[[grpc.aio.Server], None], service_names: list[str],
                        interceptors: list | None = None, credentials: grpc.ServerCredentials | None = None
                        ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:

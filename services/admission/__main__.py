@@ -35,9 +35,22 @@ def main(argv: list[str] | None = None) -> None:
                         ("max_table_entries", "table entries per Deployment")):
         flag(p, "--" + field.replace("_", "-"), "KUBEP4_" + field.upper(), getattr(Policy, field), type=int,
              help=f"quota: {what} (0: no limit)")
+    config.tls_flags(p)
+    flag(p, "--allowed-clients", "KUBEP4_ALLOWED_CLIENTS", "kubep4-apiserver",
+         help="with --tls-ca: the client certificate CNs served (comma-separated); anyone else is refused")
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
+    try:
+        tls = config.tls_settings(args)
+        credentials = tls.server_credentials()
+    except ValueError as e:
+        p.error(str(e))
+    allowed = frozenset(c.strip() for c in args.allowed_clients.split(",") if c.strip())
+    if not tls.ca:
+        log.warning("admission serves %s: any caller that reaches it is answered (give --tls-cert, --tls-key "
+                    "and --tls-ca to serve only %s)", "TLS without client certificates" if tls.enabled
+                    else "plaintext", ", ".join(sorted(allowed)))
     policy = Policy(namespaces=frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()),
                     max_replicas=args.max_replicas, max_device_config_bytes=args.max_device_config_bytes,
                     max_bitwidth=args.max_bitwidth, max_p4info_bytes=args.max_p4info_bytes,
@@ -48,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run(stop: asyncio.Event) -> None:
         tel = telemetry.setup("kubep4-admission")
-        server, port = await create_server(args.listen, policy, tel)
+        server, port = await create_server(args.listen, policy, tel, credentials,
+                                           allowed if tls.ca else None)
         host = args.listen.rpartition(":")[0]
         print(f"kubep4-admission listening on {host}:{port}", flush=True)
         await stop.wait()

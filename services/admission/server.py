@@ -8,7 +8,7 @@ import grpc
 from kubep4.errors import bounded
 from kubep4.gen.kubep4.v1 import admission_pb2 as ka
 from kubep4.gen.kubep4.v1 import admission_pb2_grpc as ka_grpc
-from kubep4.serving import start_server
+from kubep4.serving import PeerCheck, start_server
 from kubep4.telemetry import Telemetry, tracer
 from services.admission.validation import (
     QUOTA_EXCEEDED,
@@ -69,9 +69,15 @@ class AdmissionServicer(ka_grpc.AdmissionServicer):
         return resp
 
 
-async def create_server(listen: str, policy: Policy, telemetry: Telemetry | None = None
-                        ) -> tuple[grpc.aio.Server, int]:
+async def create_server(listen: str, policy: Policy, telemetry: Telemetry | None = None,
+                        credentials: grpc.ServerCredentials | None = None,
+                        allowed_clients: frozenset[str] | None = None) -> tuple[grpc.aio.Server, int]:
+    """Serve admission on ``listen``; TLS with ``credentials``, and with ``allowed_clients`` (mTLS)
+    only callers whose certificate CN is one of them (the apiserver)."""
+    interceptors = list(telemetry.server_interceptors()) if telemetry else []
+    if allowed_clients is not None:
+        interceptors.append(PeerCheck(allowed_clients, "admission"))
     server, port, _ = await start_server(
         listen, lambda s: ka_grpc.add_AdmissionServicer_to_server(AdmissionServicer(policy), s),
-        [SERVICE_NAME], telemetry.server_interceptors() if telemetry else None)
+        [SERVICE_NAME], interceptors, credentials)
     return server, port

@@ -14,7 +14,7 @@ from services.apiserver.server import SERVICE_NAME, Settings, create_server, shu
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="kubep4-apiserver", description="KubeP4 public gRPC API")
     flag(p, "--listen", "KUBEP4_LISTEN", config.DEFAULT_API, help="gRPC listen address")
-    flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
+    config.etcd_flags(p)
     flag(p, "--admission", "KUBEP4_ADMISSION", config.DEFAULT_ADMISSION, help="admission service address")
     config.secret_flag(p, "--token", "KUBEP4_TOKEN",
                        help="a bearer token for user admin, group system:masters (none: no such token)")
@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--tls-key", "KUBEP4_TLS_KEY", "", help="the certificate's key (PEM)")
     flag(p, "--client-ca", "KUBEP4_CLIENT_CA", "",
          help="require client certificates signed by this CA (PEM); CN is the user, O the groups")
+    flag(p, "--tls-ca", "KUBEP4_TLS_CA", "",
+         help="the CA of admission and the node agents' read services (PEM): the apiserver calls "
+              "them over TLS with its --tls-cert (none: plaintext)")
     flag(p, "--etcd-quota-bytes", "KUBEP4_ETCD_QUOTA_BYTES", Settings.etcd_quota_bytes, type=int,
          help="etcd's --quota-backend-bytes (its default: 2 GiB)")
     flag(p, "--storage-guard", "KUBEP4_STORAGE_GUARD", Settings.storage_guard, type=float,
@@ -33,7 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
-    settings = Settings(listen=args.listen, etcd=args.etcd, admission=args.admission,
+    try:
+        etcd = config.etcd_settings(args)
+    except ValueError as e:
+        p.error(str(e))
+    settings = Settings(listen=args.listen, etcd=",".join(etcd.endpoints), etcd_tls=etcd.tls(),
+                        admission=args.admission, tls_ca=args.tls_ca,
                         token=config.read_secret(args, "--token"),
                         etcd_quota_bytes=args.etcd_quota_bytes, storage_guard=args.storage_guard,
                         token_auth_file=args.token_auth_file,

@@ -15,12 +15,12 @@ from collections import OrderedDict
 import grpc
 
 from kubep4 import store as st
-from kubep4.config import GRPC_OPTIONS
 from kubep4.errors import MESSAGE_CHARS, Violation, quoted, truncate
 from kubep4.gen.kubep4.v1 import api_pb2 as api
 from kubep4.gen.kubep4.v1 import node_pb2 as node_api
 from kubep4.gen.kubep4.v1 import node_pb2_grpc as node_grpc
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.serving import open_channel
 from kubep4.telemetry import tracer
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,17 @@ class _Failed(Exception):
 
 
 class DeploymentReads:
-    def __init__(self, store: st.Store, interceptors: list | None = None, deadline: float = READ_DEADLINE):
+    def __init__(self, store: st.Store, interceptors: list | None = None, deadline: float = READ_DEADLINE,
+                 tls=None):
         self.store, self.deadline = store, deadline
+        self.tls = tls  # a kubep4.tls.ClientTLS: the agents' read services serve mTLS
         self._interceptors = list(interceptors or [])
         self._channels: OrderedDict[str, grpc.aio.Channel] = OrderedDict()  # read address -> channel
 
     def _stub(self, address: str) -> node_grpc.NodeReadsStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS, interceptors=self._interceptors)
+            channel = open_channel(address, self.tls, self._interceptors)
             self._channels[address] = channel
             while len(self._channels) > MAX_CHANNELS:
                 _, old = self._channels.popitem(last=False)

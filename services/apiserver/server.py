@@ -24,7 +24,6 @@ from grpc_status import rpc_status
 from kubep4 import conditions as cond
 from kubep4 import labels
 from kubep4 import store as st
-from kubep4.config import GRPC_OPTIONS
 from kubep4.entities import entity_count
 from kubep4.errors import (
     MESSAGE_CHARS,
@@ -41,7 +40,7 @@ from kubep4.gen.kubep4.v1 import api_pb2 as api
 from kubep4.gen.kubep4.v1 import api_pb2_grpc as api_grpc
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import digest_of
-from kubep4.serving import start_server
+from kubep4.serving import open_channel, start_server
 from kubep4.telemetry import Telemetry, stamp_write, tracer
 from services.apiserver import auth
 from services.apiserver.reads import DeploymentReads, request_problems
@@ -185,6 +184,16 @@ class Settings:
     tls_cert: str = ""                   # serve TLS with this certificate and key
     tls_key: str = ""
     client_ca: str = ""                  # require client certificates of this CA (CN user, O groups)
+    tls_ca: str = ""                     # the CA of admission and the agents' read services (empty: plaintext)
+    etcd_tls: object = None              # a kubep4.tls.ClientTLS for etcd, None for plaintext
+
+    def peer_tls(self):
+        """How the apiserver calls admission and the node agents: TLS with its own certificate when
+        it is given their CA (--tls-ca), else plaintext."""
+        if not self.tls_ca:
+            return None
+        from kubep4.tls import ClientTLS
+        return ClientTLS(self.tls_ca, self.tls_cert, self.tls_key)
 
 
 class KubeP4Servicer(api_grpc.KubeP4Servicer):
@@ -627,11 +636,12 @@ async def create_server(settings: Settings, telemetry: Telemetry | None = None
                         ) -> tuple[grpc.aio.Server, int, st.Store, grpc.aio.Channel]:
     """Start the apiserver; returns (server, port, store, admission channel) for shutdown."""
     checks, credentials = auth.from_settings(settings, SERVICE_NAME)  # files read before anything starts
-    store = st.Store(settings.etcd)
+    store = st.Store(settings.etcd, tls=settings.etcd_tls)
     interceptors = telemetry.client_interceptors() if telemetry else []
-    channel = grpc.aio.insecure_channel(settings.admission, options=GRPC_OPTIONS, interceptors=interceptors)
+    peers = settings.peer_tls()
+    channel = open_channel(settings.admission, peers, interceptors)
     servicer = KubeP4Servicer(store, ka_grpc.AdmissionStub(channel), settings.etcd_quota_bytes,
-                              settings.storage_guard, DeploymentReads(store, interceptors))
+                              settings.storage_guard, DeploymentReads(store, interceptors, tls=peers))
     server_interceptors = list(telemetry.server_interceptors() if telemetry else [])
     if checks is not None:
         server_interceptors.append(checks)

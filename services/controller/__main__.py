@@ -27,6 +27,8 @@ class Settings:
     placement: str = "builtin"
     workers: int = 4
     health_listen: str = ""
+    health_tls: object = None  # grpc server credentials of the health endpoint (None: plaintext)
+    etcd_tls: object = None    # a kubep4.tls.ClientTLS for etcd, None for plaintext
     kube_namespace: str = "kubep4"
     kube_image: str = "registry.k8s.io/pause:3.9"
     kubeconfig: str = ""
@@ -52,10 +54,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     tel = telemetry.setup("kubep4-controller")
     health_server = health = None
     if settings.health_listen:
-        health_server, port, health = await serving.start_server(settings.health_listen, lambda s: None, [])
+        health_server, port, health = await serving.start_server(settings.health_listen, lambda s: None, [],
+                                                                 credentials=settings.health_tls)
         log.info("health on port %d", port)
     print(f"controller started ({settings.identity})", flush=True)
-    async with st.Store(settings.etcd) as store:
+    async with st.Store(settings.etcd, tls=settings.etcd_tls) as store:
         elector = LeaderElector(store, settings.identity, settings.leader_ttl)
         while not stop.is_set():
             acquire = asyncio.create_task(elector.acquire())
@@ -93,7 +96,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="kubep4-controller", description="KubeP4 controller (leader-elected)")
-    flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
+    config.etcd_flags(p)
+    config.tls_flags(p, ca=False)
     flag(p, "--id", "KUBEP4_CONTROLLER_ID", f"{socket.gethostname()}-{os.getpid()}", help="identity in elections")
     flag(p, "--leader-ttl", "KUBEP4_LEADER_TTL", 5, type=int, help="leader lease TTL, seconds")
     flag(p, "--placement", "KUBEP4_PLACEMENT", "builtin", help="builtin | kubernetes", choices=["builtin", "kubernetes"])
@@ -112,7 +116,12 @@ def main(argv: list[str] | None = None) -> None:
             load_configuration(kubeconfig=args.kubeconfig or None)
         except Exception as e:  # no kubeconfig, unreadable file: say so, no traceback
             p.error(str(e))
-    settings = Settings(etcd=args.etcd, identity=args.id, leader_ttl=args.leader_ttl, placement=args.placement,
+    try:
+        etcd, service_tls = config.etcd_settings(args), config.tls_settings(args)
+        health_tls = service_tls.health_credentials()
+    except ValueError as e:
+        p.error(str(e))
+    settings = Settings(etcd=",".join(etcd.endpoints), etcd_tls=etcd.tls(), health_tls=health_tls, identity=args.id, leader_ttl=args.leader_ttl, placement=args.placement,
                         workers=args.workers, health_listen=args.health_listen, kube_namespace=args.kube_namespace,
                         kube_image=args.kube_image, kubeconfig=args.kubeconfig, gc_interval=args.gc_interval)
     serving.run(lambda stop: run(settings, stop))

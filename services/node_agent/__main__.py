@@ -77,7 +77,10 @@ def published_address(listen: str, port: int, node_address: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="kubep4-node-agent", description="KubeP4 node agent")
-    flag(p, "--etcd", "KUBEP4_ETCD", config.DEFAULT_ETCD, help="etcd endpoint host:port")
+    config.etcd_flags(p)
+    config.tls_flags(p)
+    flag(p, "--allowed-clients", "KUBEP4_ALLOWED_CLIENTS", "kubep4-apiserver",
+         help="with --tls-ca: the client certificate CNs the read service answers (comma-separated)")
     flag(p, "--node-name", "KUBEP4_NODE_NAME", socket.gethostname(), help="this node's name")
     flag(p, "--address", "KUBEP4_NODE_ADDRESS", socket.gethostname(), help="this node's address, as shown")
     flag(p, "--devices-file", "KUBEP4_DEVICES_FILE", "", help="YAML file listing the devices")
@@ -134,7 +137,15 @@ def main(argv: list[str] | None = None) -> None:
             docker_sdk()
     except ImportError as e:
         p.error(str(e))
-    settings = Settings(node_name=args.node_name, etcd=args.etcd, devices=tuple(devices), address=args.address,
+    try:
+        etcd, service_tls = config.etcd_settings(args), config.tls_settings(args)
+        read_credentials = service_tls.server_credentials()
+        health_credentials = service_tls.health_credentials()
+    except ValueError as e:
+        p.error(str(e))
+    allowed = frozenset(c.strip() for c in args.allowed_clients.split(",") if c.strip())
+    settings = Settings(node_name=args.node_name, etcd=",".join(etcd.endpoints), etcd_tls=etcd.tls(),
+                        devices=tuple(devices), address=args.address,
                         lease_ttl=args.lease_ttl, resync_seconds=args.resync,
                         kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache,
                         compiler_images=_pairs(p, args.compiler_image, "--compiler-image"),
@@ -148,15 +159,17 @@ def main(argv: list[str] | None = None) -> None:
         tel = telemetry.setup("kubep4-node-agent")
         health = servicer = None
         if args.health_listen:
-            health, _, servicer = await serving.start_server(args.health_listen, lambda s: None, [])
+            health, _, servicer = await serving.start_server(args.health_listen, lambda s: None, [],
+                                                             credentials=health_credentials)
         read_server = device_reads = None
         read_address = ""
         if args.read_listen:
-            read_server, read_port, device_reads = await reads.start(args.read_listen, devices,
-                                                                     tel.server_interceptors())
+            read_server, read_port, device_reads = await reads.start(
+                args.read_listen, devices, tel.server_interceptors(), read_credentials,
+                allowed if service_tls.ca else None)
             read_address = args.read_address or published_address(args.read_listen, read_port, args.address)
             print(f"node reads listening on {args.read_listen.rpartition(':')[0]}:{read_port}", flush=True)
-        async with st.Store(settings.etcd) as store:
+        async with st.Store(settings.etcd, tls=settings.etcd_tls) as store:
             agent = NodeAgent(store, dataclasses.replace(settings, read_address=read_address))
             task = asyncio.create_task(agent.run())
             reporting = asyncio.create_task(report_health(servicer, [agent.placements])) if servicer else None

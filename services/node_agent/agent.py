@@ -57,6 +57,7 @@ class Settings:
     devices: tuple[kr.Device, ...]
     address: str = ""
     read_address: str = ""  # where this agent serves live reads of its devices (empty: nowhere)
+    etcd_tls: object = None  # a kubep4.tls.ClientTLS for etcd, None for plaintext
     lease_ttl: int = 10
     resync_seconds: float = 5.0
     kubernetes_node: str = ""

@@ -26,7 +26,7 @@ from kubep4.gen.kubep4.v1 import node_pb2_grpc as node_grpc
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import EntryError, P4InfoIndex, p4i, p4r
 from kubep4.p4runtime_client import DeviceConnection, P4RuntimeError, device_tls
-from kubep4.serving import add_servicer, start_server
+from kubep4.serving import PeerCheck, add_servicer, start_server
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.node_agent.reads")
@@ -216,12 +216,18 @@ class NodeReadsServicer(node_grpc.NodeReadsServicer):
         return node_api.ReadDeviceResponse(values=values)
 
 
-async def start(listen: str, devices: Sequence[kr.Device], interceptors: list | None = None
+async def start(listen: str, devices: Sequence[kr.Device], interceptors: list | None = None,
+                credentials: grpc.ServerCredentials | None = None, allowed_clients: frozenset[str] | None = None
                 ) -> tuple[grpc.aio.Server, int, DeviceReads]:
-    """Serve NodeReads on ``listen`` (port 0 picks one); returns (server, port, reads) for ``stop``."""
+    """Serve NodeReads on ``listen`` (port 0 picks one); returns (server, port, reads) for ``stop``.
+    TLS with ``credentials``; with ``allowed_clients`` (mTLS) only to those certificate CNs (the
+    apiserver)."""
     reads = DeviceReads(devices)
+    interceptors = list(interceptors or [])
+    if allowed_clients is not None:
+        interceptors.append(PeerCheck(allowed_clients, "the node's read service"))
     server, port, _ = await start_server(listen, lambda s: add_servicer(s, NodeReadsServicer(reads), SERVICE),
-                                         [SERVICE.full_name], interceptors)
+                                         [SERVICE.full_name], interceptors, credentials)
     return server, port, reads
 
 
