@@ -7,11 +7,12 @@ rotate but the certificate). The users:
 
 =====================  ==========================================================================
 ``root``               everything (etcd's root role): only ``enable`` and operators use it
-``kubep4-apiserver``   read/write Pipelines, Deployments, artifact blobs; read Nodes and
-                       Placements (ReadDeployment finds a replica's device in its placement)
+``kubep4-apiserver``   read/write Pipelines, Deployments, artifact blobs; read Nodes,
+                       Placements (ReadDeployment finds a replica's device in its placement) and
+                       Revisions
 ``kubep4-controller``  read Pipelines; read/write Deployments (status, finalization), Placements
-                       (every node's), Nodes (phase), blobs (the artifact collector deletes),
-                       the leader key; read the node leases
+                       (every node's), Nodes (phase), Revisions, blobs (the artifact collector
+                       deletes), the leader key; read the node leases
 ``node:<name>``        read/write its own Placements (``/kubep4/placements/<name>/``: status,
                        delete), its own Node and its own lease key; read Pipelines and blobs (its
                        artifacts). Nothing of another node's, no Deployment
@@ -79,14 +80,14 @@ def _revision_key() -> Grant:
 def apiserver_grants() -> list[Grant]:
     return [Grant(READWRITE, st.PIPELINES.prefix()), Grant(READWRITE, st.DEPLOYMENTS.prefix()),
             Grant(READWRITE, st.BLOBS), Grant(READ, st.NODES.prefix()), Grant(READ, st.PLACEMENTS.prefix()),
-            _revision_key()]
+            Grant(READ, st.REVISIONS.prefix()), _revision_key()]
 
 
 def controller_grants() -> list[Grant]:
     return [Grant(READ, st.PIPELINES.prefix()), Grant(READWRITE, st.DEPLOYMENTS.prefix()),
             Grant(READWRITE, st.PLACEMENTS.prefix()), Grant(READWRITE, st.NODES.prefix()),
             Grant(READ, st.NODE_LEASES), Grant(READWRITE, st.BLOBS), Grant(READWRITE, LEADER_PREFIX),
-            _revision_key()]
+            Grant(READWRITE, st.REVISIONS.prefix()), _revision_key()]
 
 
 def node_grants(node: str) -> list[Grant]:

@@ -169,6 +169,8 @@ NODES: Kind[kr.Node] = Kind("nodes", kr.Node, False)
 # under their node: /kubep4/placements/<node>/<namespace>/<name>, so each node agent lists and
 # watches only its own (moving to another node is a `move`: delete and create in one transaction)
 PLACEMENTS: Kind[kr.Placement] = Kind("placements", kr.Placement, True, shard=lambda p: p.spec.node)
+# a Deployment's immutable revisions, <deployment>-<n>, written by the controller (docs/rollouts.md)
+REVISIONS: Kind[kr.Revision] = Kind("revisions", kr.Revision, True)
 NODE_LEASES = f"{ROOT}/leases/nodes/"
 BLOBS = f"{ROOT}/blobs/"
 
@@ -862,9 +864,10 @@ class Store:
             log.warning("could not release the artifacts of a failed create: %s", e)
 
     async def load_artifacts(self, pipeline: kr.Pipeline) -> kr.Pipeline:
-        """A copy of the pipeline with spec.artifacts filled from the blobs."""
+        """A copy of the pipeline with spec.artifacts filled from the blobs (a source Pipeline stays as
+        given: its refs name what the builder compiled, and spec.artifacts would replace the source)."""
         p = _copy(pipeline)
-        if p.spec.p4info_ref.digest:
+        if p.spec.p4info_ref.digest and p.spec.WhichOneof("program") != "source":
             p.spec.artifacts.p4info = await self.get_blob(p.spec.p4info_ref)
             p.spec.artifacts.device_config = await self.get_blob(p.spec.device_config_ref)
         return p

@@ -43,7 +43,8 @@ class Controller:
         self.deployment_queue: WorkQueue = WorkQueue()
         self.node_queue: WorkQueue = WorkQueue()
         self.view = ClusterView(store, on_deployment=self._on_deployment, on_placement=self._on_placement,
-                                on_node=self._on_node, on_lease=self._on_lease, on_pipeline=self._on_pipeline)
+                                on_node=self._on_node, on_lease=self._on_lease, on_pipeline=self._on_pipeline,
+                                on_revision=self._on_revision)
         self.cache = SchedulerCache(BuiltinScheduler(), ready=self.view.node_ready)
         self.view.nodes.add_listener(self.cache.node_changed)
         self.view.placements.add_listener(self.cache.placement_changed)
@@ -92,6 +93,10 @@ class Controller:
         if etype in ("ADDED", "MODIFIED"):
             for d in self.view.deployments.by("pipeline", (pl.metadata.namespace, pl.metadata.name)):
                 self.deployment_queue.add((d.metadata.namespace, d.metadata.name))
+
+    def _on_revision(self, etype: str, r: kr.Revision) -> None:
+        if etype == "DELETED":  # pruned by us, or deleted behind our back: the deployment looks again
+            self.deployment_queue.add((r.metadata.namespace, r.spec.deployment))
 
     def _on_lease(self, node: str) -> None:
         self.cache.readiness_changed(node)

@@ -1,5 +1,11 @@
-"""The Deployment reconciler: replicas into Placements, rolling updates, moves off lost devices,
-finalization, and the status aggregated from the placements.
+"""The Deployment reconciler: revisions, replicas into Placements, rollouts (Recreate, RollingUpdate,
+Canary) and automatic rollback, moves off lost devices, finalization, and the status aggregated
+from the placements.
+
+Each change of a deployment's pipeline or entities gets a Revision (``revisions.py``); a placement
+carries the content of one revision, and its revision is the one whose hash its content has.
+``status.rollout_plan`` decides how many replicas may carry the target revision this pass; the
+others keep theirs (a new or moved one gets the current revision's content).
 
 Scheduling follows kube-scheduler's assume/forget: the lock covers only the in-memory decision and
 the slot's reservation in the scheduler cache; the etcd write happens outside it, and a write that
@@ -19,10 +25,19 @@ from kubep4 import store as st
 from kubep4.entities import copy_entities
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.telemetry import extract_context, stamp_write
+from services.controller import revisions as rv
 from services.controller import scheduling as sched
 from services.controller.placement import Placer, Scope
 from services.controller.scheduling.cache import SchedulerCache
-from services.controller.status import deployment_status, rollout_budget
+from services.controller.status import (
+    PROGRESSING,
+    ROLLED_BACK,
+    Plan,
+    Rev,
+    deployment_status,
+    rollout_budget,
+    rollout_plan,
+)
 from services.controller.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -41,7 +56,12 @@ def _copy(m):
 
 
 PLACEMENTS_PER_TXN = 64
+HASH_LABEL = "kubep4.io/revision-hash"  # on placements: the hash of the revision content they carry
 SCHEDULED_GRACE = 0.05  # s: a Scheduled status younger than this is not written (the agent's Installing is 50 ms too)
+
+
+def _rev(r: kr.Revision | None) -> Rev | None:
+    return Rev(r.metadata.name, r.spec.hash) if r is not None else None
 
 
 def _scheduled_too_recent(s: kr.DeploymentStatus, placements) -> float | None:
@@ -67,6 +87,7 @@ class DeploymentReconciler:
         self.waiting: set[tuple[str, str]] = set()  # deployments with replicas that found no device
         self._lock = asyncio.Lock()  # decisions are serialised so each sees the slots the others took
         self.decisions = 0           # scheduling decisions made (benchmarks read it)
+        self._hashes: dict[tuple[str, str, str], tuple[int, str]] = {}  # placement -> (version, hash)
         self._phase_hist = meter.create_histogram(
             "kubep4_deployment_phase_transition_time_from_creation_seconds", unit="s",
             description="Time from a deployment's creation to each phase it enters")
@@ -79,6 +100,7 @@ class DeploymentReconciler:
             self.waiting.discard(key)
             for p in placements:  # orphans of a deployment that is gone
                 await self._delete_placement(p)
+            await self._delete_revisions(ns, name)
             await self.placer.deleted(ns, name)
             return None
         ctx = extract_context(d.metadata.trace_context)
@@ -87,25 +109,123 @@ class DeploymentReconciler:
                                                       "kubep4.generation": d.metadata.generation}):
             if d.metadata.HasField("deletion_timestamp"):
                 return await self._finalize(d, placements)
+            target, current = await self._revisions(d)
+            live = {p.spec.replica: p for p in placements
+                    if p.spec.replica < d.spec.replicas and not p.metadata.HasField("deletion_timestamp")}
+            plan = rollout_plan(d, live, _rev(target), _rev(current), self._hash, time.time_ns())
+            if plan.rollback and d.status.rollback_generation != d.metadata.generation \
+                    and await self._rollback(d, current, plan):
+                return 0.01  # the new generation's own pass (our write's watch event does not requeue us)
             waiting = self.view.pipeline_waiting(d)  # its pipeline is not Ready: wait, naming it
-            unschedulable = [waiting] if waiting else await self._schedule(d, placements)
+            unschedulable = [waiting] if waiting else await self._schedule(d, placements, plan, target, current)
             if unschedulable:
                 self.waiting.add(key)
             else:
                 self.waiting.discard(key)
-            later = await self._update_status(d, unschedulable)
+            later = await self._update_status(d, unschedulable, plan)
             # level-triggered safety net: whatever frees a device also requeues us, but retry anyway
-            return 10.0 if unschedulable else later
+            if unschedulable:
+                return 10.0
+            waits = [t for t in (later, plan.recheck) if t is not None]
+            return min(waits) if waits else None
+
+    # ------------------------------------------------------------ revisions
+    async def _revisions(self, d: kr.Deployment) -> tuple[kr.Revision, kr.Revision | None]:
+        """The target revision (the spec's: made now when the newest differs) and the current one
+        (status.current_revision, None when there is none); the history pruned to its limit."""
+        ns, name = d.metadata.namespace, d.metadata.name
+        revs = self.view.revisions_of(ns, name)
+        want = rv.deployment_hash(d)
+        if not revs or revs[-1].spec.hash != want:
+            n = revs[-1].spec.revision + 1 if revs else 1
+            cause = (f"rollback from revision {d.status.rolled_back_from}"
+                     if d.status.rollback_generation == d.metadata.generation and d.status.rolled_back_from else "")
+            try:
+                stored = await self.store.create(st.REVISIONS, rv.new_revision(d, n, cause))
+            except st.AlreadyExists:  # our cache is behind: the next pass sees it
+                raise st.Conflict(f"revision {ns}/{rv.revision_name(name, n)} exists; looking again") from None
+            self.view.revisions.observe(stored)
+            self.wrote((ns, name), stored.metadata.resource_version)
+            log.info("revision %s/%s: pipeline %s (%s), generation %d", ns, stored.metadata.name, d.spec.pipeline,
+                     d.status.pipeline_digest[:19], d.metadata.generation)
+            revs.append(stored)
+        target = revs[-1]
+        current = next((r for r in revs if r.metadata.name == d.status.current_revision), None)
+        keep = {target.metadata.name} | ({current.metadata.name} if current is not None else set())
+        for r in rv.to_prune(revs, rv.history_limit(d), keep):
+            await self._delete_revision(r)
+        return target, current
+
+    async def _delete_revision(self, r: kr.Revision) -> None:
+        try:
+            await self.store.delete(st.REVISIONS, r.metadata.namespace, r.metadata.name)
+        except st.NotFound:
+            pass
+        self.view.revisions.forget(r)
+
+    async def _delete_revisions(self, ns: str, name: str) -> None:
+        for r in self.view.revisions_of(ns, name):
+            await self._delete_revision(r)
+
+    def _hash(self, p: kr.Placement) -> str:
+        """The revision hash of the content a placement carries (its label, else computed once per version)."""
+        label = p.metadata.labels.get(HASH_LABEL)
+        if label:
+            return label
+        key = (p.metadata.namespace, p.metadata.name, p.spec.node)
+        hit = self._hashes.get(key)
+        if hit is None or hit[0] != p.metadata.resource_version:
+            hit = (p.metadata.resource_version, rv.placement_hash(p))
+            self._hashes[key] = hit
+        return hit[1]
+
+    async def _rollback(self, d: kr.Deployment, current: kr.Revision | None, plan: Plan) -> bool:
+        """auto_rollback: the current revision's pipeline and entities back into the spec (a new
+        generation), as ``kubep4 rollout undo`` writes them; Progressing False RolledBack. False when
+        that revision's pipeline no longer has its digest (nothing is written; the rollout stays stopped)."""
+        ns = d.metadata.namespace
+        try:
+            pipeline = await self.store.get(st.PIPELINES, ns, current.spec.pipeline)
+        except st.NotFound:
+            pipeline = None
+        if pipeline is None or pipeline.status.digest != current.spec.pipeline_digest:
+            log.warning("deployment %s/%s: cannot roll back to %s: pipeline %s no longer has digest %s", ns,
+                        d.metadata.name, current.metadata.name, current.spec.pipeline, current.spec.pipeline_digest[:19])
+            return False
+        updated = _copy(d)
+        updated.spec.pipeline = current.spec.pipeline
+        copy_entities(current.spec, updated.spec)
+        updated.metadata.generation = d.metadata.generation + 1
+        s = updated.status
+        s.pipeline_digest = current.spec.pipeline_digest
+        s.rollback_generation, s.rolled_back_from = updated.metadata.generation, plan.target.name
+        cond.mark_false(s.conditions, PROGRESSING, ROLLED_BACK,
+                        f"rolled back to revision {current.metadata.name} after revision {plan.target.name} "
+                        f"stopped: {plan.reason}: {plan.message}")
+        updated.metadata.trace_context.clear()
+        stamp_write(updated.metadata.trace_context)
+        with tracer.start_as_current_span("rollback write", attributes={"kubep4.revision": current.metadata.name}):
+            stored = await self.store.update(st.DEPLOYMENTS, updated)
+        self.view.deployments.observe(stored)
+        self.wrote((ns, d.metadata.name), stored.metadata.resource_version)
+        log.warning("deployment %s/%s: rolled back to revision %s (generation %d): %s: %s", ns, d.metadata.name,
+                    current.metadata.name, stored.metadata.generation, plan.reason, plan.message)
+        return True
 
     # ------------------------------------------------------------ scheduling
-    async def _schedule(self, d: kr.Deployment, placements: list[kr.Placement]) -> list[str]:
+    async def _schedule(self, d: kr.Deployment, placements: list[kr.Placement], plan: Plan,
+                        target: kr.Revision, current: kr.Revision | None) -> list[str]:
+        """Each replica: placed, moved off a lost device, or updated to the target revision while the
+        plan allows (and RollingUpdate's budget); the others keep the revision they carry."""
         ns, name = d.metadata.namespace, d.metadata.name
         by_replica = {p.spec.replica: p for p in placements}
         messages: list[str] = []
         for p in placements:
             if p.spec.replica >= d.spec.replicas:  # scaled down
                 await self._remove_placement(p)
-        new: list[tuple[int, str, str]] = []  # (replica, node, device) decided for replicas with no placement
+        on_target = sum(1 for p in placements if p.spec.replica < d.spec.replicas
+                        and not p.metadata.HasField("deletion_timestamp") and self._hash(p) == target.spec.hash)
+        new: list[tuple[int, str, str, kr.Revision]] = []  # (replica, node, device, revision) of new placements
         for i in range(d.spec.replicas):
             p = by_replica.get(i)
             if p is not None and p.metadata.HasField("deletion_timestamp"):
@@ -114,13 +234,25 @@ class DeploymentReconciler:
                 await self._delete_placement(p)  # its node is gone: nobody else will release it
                 p = None
                 del by_replica[i]
-            move = p is not None and (not self.view.device_exists(p) or self._pipeline_blocked(d, p))
+            # the revision this replica carries after this pass (None: the one it has)
+            if p is None:
+                rev = target if on_target < plan.allowed or current is None else current
+                on_target += rev is target
+            elif self._hash(p) == target.spec.hash:
+                rev = target
+            elif on_target < plan.allowed and rollout_budget(d, by_replica) > 0:
+                rev = target
+                on_target += 1
+            else:
+                rev = None
+            digest = rev.spec.pipeline_digest if rev is not None else p.spec.pipeline_digest
+            move = p is not None and (not self.view.device_exists(p) or self._pipeline_blocked(p, digest))
             if p is None or move:
-                others = frozenset([q.spec.node for r, q in by_replica.items() if r != i] + [n for _, n, _ in new])
+                others = frozenset([q.spec.node for r, q in by_replica.items() if r != i] + [n for _, n, _, _ in new])
                 exclude = frozenset({(p.spec.node, p.spec.device)}) if move else frozenset()
                 request = sched.Request(namespace=ns, deployment=name, replica=i, target=d.spec.target,
                                         arch=d.spec.arch, selector=d.spec.selector,
-                                        pipeline_digest=d.status.pipeline_digest, avoid_nodes=others,
+                                        pipeline_digest=digest, avoid_nodes=others,
                                         exclude_devices=exclude)
                 decision = await self._decide(request, (ns, placement_name(name, i)))
                 if not decision.scheduled:
@@ -129,17 +261,17 @@ class DeploymentReconciler:
                     continue  # a placement that cannot move stays where it is
                 chosen = decision.device
                 if p is None:  # written with the other new replicas, in one transaction
-                    new.append((i, chosen.node, chosen.device))
+                    new.append((i, chosen.node, chosen.device, rev))
                     continue
                 try:
-                    by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p)
+                    by_replica[i] = await self._write_placement(d, i, chosen.node, chosen.device, p, rev)
                 finally:  # written (and in the informer's cache) or failed: no longer an assumption
                     self.cache.forget((ns, placement_name(name, i)))
-            elif (p.spec.deployment_generation != d.metadata.generation
-                  or p.spec.pipeline_digest != d.status.pipeline_digest):
-                if rollout_budget(d, by_replica) <= 0:
+            elif rev is not None and (p.spec.deployment_generation != d.metadata.generation
+                                      or self._hash(p) != target.spec.hash):
+                if self._hash(p) == target.spec.hash and rollout_budget(d, by_replica) <= 0:
                     continue  # RollingUpdate: wait until an updated replica is Running
-                by_replica[i] = await self._write_placement(d, i, p.spec.node, p.spec.device, p)
+                by_replica[i] = await self._write_placement(d, i, p.spec.node, p.spec.device, p, rev)
         if new:
             await self._create_placements(d, new)
         return messages
@@ -165,38 +297,53 @@ class DeploymentReconciler:
                     if decision.device else "", "scheduler.score": float(decision.score)})
         return self.placer.decided(request, scope, decision)
 
-    def _pipeline_blocked(self, d: kr.Deployment, p: kr.Placement) -> bool:
-        """The deployment now wants another pipeline, but the device also holds other deployments'
-        placements running the old one: the replica must move rather than replace their pipeline."""
-        if p.spec.pipeline_digest == d.status.pipeline_digest:
+    def _pipeline_blocked(self, p: kr.Placement, digest: str) -> bool:
+        """The replica now gets another pipeline (``digest``), but the device also holds other
+        deployments' placements running the old one: it must move rather than replace their pipeline."""
+        if p.spec.pipeline_digest == digest:
             return False
         return any((q.metadata.namespace, q.spec.deployment) != (p.metadata.namespace, p.spec.deployment)
                    for q in self.view.placements_on_device(p.spec.node, p.spec.device))
 
     # ------------------------------------------------------------ placement writes
-    @staticmethod
-    def _placement(d: kr.Deployment, replica: int, node: str, device: str,
-                   current: kr.Placement | None) -> kr.Placement:
-        """The placement of ``replica`` on ``node``/``device`` for the deployment's current generation."""
+    def _placement(self, d: kr.Deployment, replica: int, node: str, device: str,
+                   current: kr.Placement | None, rev: kr.Revision | None) -> kr.Placement:
+        """The placement of ``replica`` on ``node``/``device`` carrying revision ``rev`` (None: the
+        content ``current`` carries). The target revision (the spec's) is for the deployment's
+        current generation; an older one keeps the generation it was written for."""
         p = _copy(current) if current is not None else kr.Placement()
         p.metadata.name = placement_name(d.metadata.name, replica)
         p.metadata.namespace = d.metadata.namespace
         p.metadata.labels["kubep4.io/deployment"] = d.metadata.name
         moved = current is not None and (current.spec.node, current.spec.device) != (node, device)
+        before = self._hash(current) if current is not None else ""
+        if rev is None:
+            src, pipeline, digest, gen = current.spec, current.spec.pipeline, current.spec.pipeline_digest, \
+                current.spec.deployment_generation
+            h = before
+        else:
+            target = rev.spec.hash == rv.deployment_hash(d)
+            src, pipeline, digest = rev.spec, rev.spec.pipeline, rev.spec.pipeline_digest
+            gen = d.metadata.generation if target else rev.spec.deployment_generation
+            h = rev.spec.hash
         p.spec.CopyFrom(kr.PlacementSpec(
             deployment=d.metadata.name, namespace=d.metadata.namespace, replica=replica, node=node,
-            device=device, pipeline=d.spec.pipeline, pipeline_digest=d.status.pipeline_digest,
-            deployment_generation=d.metadata.generation))
-        copy_entities(d.spec, p.spec)
+            device=device, pipeline=pipeline, pipeline_digest=digest, deployment_generation=gen))
+        copy_entities(src, p.spec)
+        p.metadata.labels[HASH_LABEL] = h
         p.spec.pipeline_upgrade, p.spec.fallback = d.spec.strategy.pipeline_upgrade, d.spec.strategy.fallback
         if current is None or moved:
             p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
+            p.status.last_transition_time.GetCurrentTime()
+        elif h != before and p.status.phase == "Failed":
+            # what failed was the content it carried before: its agent reports on this one afresh
+            p.status.phase, p.status.reason, p.status.message = "Pending", "", ""
             p.status.last_transition_time.GetCurrentTime()
         p.metadata.trace_context.clear()
         stamp_write(p.metadata.trace_context)
         return p
 
-    async def _create_placements(self, d: kr.Deployment, new: list[tuple[int, str, str]]) -> None:
+    async def _create_placements(self, d: kr.Deployment, new: list[tuple[int, str, str, kr.Revision]]) -> None:
         """The new replicas' placements, in transactions of at most PLACEMENTS_PER_TXN (etcd's own limit
         is 128 operations), each observed at once; every assumption is forgotten, written or not."""
         ns = d.metadata.namespace
@@ -204,24 +351,24 @@ class DeploymentReconciler:
             for start in range(0, len(new), PLACEMENTS_PER_TXN):
                 chunk = new[start:start + PLACEMENTS_PER_TXN]
                 with tracer.start_as_current_span("placement write", attributes={
-                        "kubep4.replicas": len(chunk), "kubep4.nodes": ",".join(sorted({n for _, n, _ in chunk})),
-                        "kubep4.devices": ",".join(f"{n}/{dev}" for _, n, dev in chunk)}):
-                    stored = await self.store.create_all(
-                        st.PLACEMENTS, [self._placement(d, i, node, device, None) for i, node, device in chunk])
+                        "kubep4.replicas": len(chunk), "kubep4.nodes": ",".join(sorted({n for _, n, _, _ in chunk})),
+                        "kubep4.devices": ",".join(f"{n}/{dev}" for _, n, dev, _ in chunk)}):
+                    stored = await self.store.create_all(st.PLACEMENTS, [
+                        self._placement(d, i, node, device, None, rev) for i, node, device, rev in chunk])
                 for p in stored:
                     self.view.placements.observe(p)
                     self.wrote((ns, d.metadata.name), p.metadata.resource_version)
                     log.info("placement %s/%s -> %s/%s (generation %d)", ns, p.metadata.name, p.spec.node,
                              p.spec.device, d.metadata.generation)
         finally:
-            for i, _, _ in new:
+            for i, _, _, _ in new:
                 self.cache.forget((ns, placement_name(d.metadata.name, i)))
 
     async def _write_placement(self, d: kr.Deployment, replica: int, node: str, device: str,
-                               current: kr.Placement | None) -> kr.Placement:
+                               current: kr.Placement | None, rev: kr.Revision | None) -> kr.Placement:
         with tracer.start_as_current_span("placement write", attributes={
                 "kubep4.node": node, "kubep4.device": device, "kubep4.replica": replica}):
-            p = self._placement(d, replica, node, device, current)
+            p = self._placement(d, replica, node, device, current, rev)
             if current is None:
                 stored = await self.store.create(st.PLACEMENTS, p)
             elif current.spec.node != node:  # its key is under the node: another node, another key
@@ -249,6 +396,7 @@ class DeploymentReconciler:
                 self.view.placements.forget(p)
 
     async def _delete_placement(self, p: kr.Placement) -> None:
+        self._hashes.pop((p.metadata.namespace, p.metadata.name, p.spec.node), None)
         try:
             await self.store.delete(st.PLACEMENTS, p.metadata.namespace, p.metadata.name, shard=p.spec.node)
         except st.NotFound:
@@ -264,6 +412,7 @@ class DeploymentReconciler:
             log.info("deployment %s/%s: waiting for %d placement(s) to be released", d.metadata.namespace,
                      d.metadata.name, len(left))
             return 5.0  # waiting for the node agents; their deletes requeue us sooner
+        await self._delete_revisions(d.metadata.namespace, d.metadata.name)
         try:
             await self.store.delete(st.DEPLOYMENTS, d.metadata.namespace, d.metadata.name,
                                     d.metadata.resource_version)
@@ -274,7 +423,8 @@ class DeploymentReconciler:
         return None
 
     # ------------------------------------------------------------ status
-    async def _update_status(self, d: kr.Deployment, unschedulable: list[str]) -> float | None:
+    async def _update_status(self, d: kr.Deployment, unschedulable: list[str], plan: Plan | None = None
+                             ) -> float | None:
         """Write the status if it changed; returns when to look again (a deferred Scheduled)."""
         want = self.view.deployments.get((d.metadata.namespace, d.metadata.name)) or d
         if want.metadata.HasField("deletion_timestamp"):
@@ -283,7 +433,11 @@ class DeploymentReconciler:
                       if p.spec.replica < d.spec.replicas and not p.metadata.HasField("deletion_timestamp")}
         basis = _copy(d)
         basis.status.CopyFrom(want.status)
-        s = deployment_status(basis, placements, unschedulable, self.view.device_exists)
+        names = {r.spec.hash: r.metadata.name for r in self.view.revisions_of(d.metadata.namespace, d.metadata.name)}
+        if plan is not None:
+            names[plan.target.hash] = plan.target.name
+        s = deployment_status(basis, placements, unschedulable, self.view.device_exists, plan, self._hash,
+                              lambda h: names.get(h, ""))
         if s == want.status:
             return None
         wait = _scheduled_too_recent(s, placements.values())

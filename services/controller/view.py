@@ -1,6 +1,6 @@
 """What the controller's reconcilers read: informer caches of Deployments, Placements (indexed by
-deployment, device and node), Nodes and Pipelines (their readiness), plus the node agents'
-heartbeat leases.
+deployment, device and node), Nodes, Pipelines (their readiness) and Revisions (by deployment),
+plus the node agents' heartbeat leases.
 
 Everything here is derived from etcd and rebuilt by a relist, so any reconciler may restart at any
 time and converge. Reconcilers never scan a whole kind: they ask an index.
@@ -60,7 +60,8 @@ class ClusterView:
     def __init__(self, store: st.Store, *, on_deployment: Callable[[str, kr.Deployment], None],
                  on_placement: Callable[[str, kr.Placement], None], on_node: Callable[[str, kr.Node], None],
                  on_lease: Callable[[str], None],
-                 on_pipeline: Callable[[str, kr.Pipeline], None] = lambda etype, p: None) -> None:
+                 on_pipeline: Callable[[str, kr.Pipeline], None] = lambda etype, p: None,
+                 on_revision: Callable[[str, kr.Revision], None] = lambda etype, r: None) -> None:
         self.deployments: Informer = Informer(store, st.DEPLOYMENTS, on_deployment, indexes={
             "pipeline": lambda d: (d.metadata.namespace, d.spec.pipeline)})
         self.placements: Informer = Informer(store, st.PLACEMENTS, on_placement, indexes={
@@ -69,13 +70,15 @@ class ClusterView:
             "node": lambda p: p.spec.node})
         self.nodes: Informer = Informer(store, st.NODES, on_node, key=lambda o: o.metadata.name, indexes={
             "kubernetes_node": lambda n: n.spec.kubernetes_node or n.metadata.name})
+        self.revisions: Informer = Informer(store, st.REVISIONS, on_revision, indexes={
+            "deployment": lambda r: (r.metadata.namespace, r.spec.deployment)})
         self.leases = NodeLeases(store, on_lease)
         # whether a deployment's pipeline is Ready (a source Pipeline is once the builder compiled it)
         self.pipelines: Informer = Informer(store, st.PIPELINES, on_pipeline)
 
     @property
     def informers(self) -> list[Informer]:
-        return [self.deployments, self.placements, self.nodes, self.pipelines]
+        return [self.deployments, self.placements, self.nodes, self.pipelines, self.revisions]
 
     def tasks(self) -> list:
         return [i.run() for i in self.informers] + [self.leases.run()]
@@ -91,6 +94,10 @@ class ClusterView:
     # ------------------------------------------------------------ questions
     def placements_of(self, namespace: str, deployment: str) -> list[kr.Placement]:
         return self.placements.by("deployment", (namespace, deployment))
+
+    def revisions_of(self, namespace: str, deployment: str) -> list[kr.Revision]:
+        """The deployment's revisions, oldest first."""
+        return sorted(self.revisions.by("deployment", (namespace, deployment)), key=lambda r: r.spec.revision)
 
     def placements_on_device(self, node: str, device: str) -> list[kr.Placement]:
         return self.placements.by("device", (node, device))
