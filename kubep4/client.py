@@ -211,6 +211,76 @@ class AsyncClient:
         namespace = self._ns(namespace)
         return await self._call("CanI", api.CanIRequest(verb=verb, kind=kind, namespace=namespace))
 
+    # -------------------------------------------------------------- revisions and rollouts
+    async def revisions(self, deployment: str, namespace: str | None = None) -> list[kr.Revision]:
+        """The deployment's revisions (docs/rollouts.md), oldest first."""
+        namespace = self._ns(namespace)
+        items, token = [], ""
+        while True:
+            resp = await self._call("ListRevisions", api.ListRequest(
+                namespace=namespace, label_selector={"kubep4.io/deployment": deployment}, continue_token=token),
+                namespace)
+            items += [r for r in resp.items if r.spec.deployment == deployment]
+            token = resp.continue_token
+            if not token:
+                return sorted(items, key=lambda r: r.spec.revision)
+
+    async def _rollout(self, method: str, name: str, namespace: str | None, to_revision: int = 0) -> kr.Deployment:
+        namespace = self._ns(namespace)
+        for attempt in range(5):  # an undo is an update: it may meet a concurrent writer
+            try:
+                return await self._call(method, api.RolloutRequest(namespace=namespace, name=name,
+                                                                   to_revision=to_revision), namespace)
+            except errors.Conflict:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def rollout_undo(self, name: str, to_revision: int = 0, namespace: str | None = None) -> kr.Deployment:
+        """`kubectl rollout undo`: the spec gets revision ``to_revision``'s pipeline and entities
+        (0: the revision before the target one)."""
+        return await self._rollout("RolloutUndo", name, namespace, to_revision)
+
+    async def rollout_pause(self, name: str, namespace: str | None = None) -> kr.Deployment:
+        return await self._rollout("RolloutPause", name, namespace)
+
+    async def rollout_resume(self, name: str, namespace: str | None = None) -> kr.Deployment:
+        return await self._rollout("RolloutResume", name, namespace)
+
+    async def rollout_promote(self, name: str, namespace: str | None = None) -> kr.Deployment:
+        """Let a canary past the step it waits at (a ``pause: true`` step)."""
+        return await self._rollout("RolloutPromote", name, namespace)
+
+    async def wait_rollout(self, name: str, namespace: str | None = None, timeout: float = 60.0,
+                           progress=None) -> kr.Deployment:
+        """Wait until the deployment's rollout is complete (``kubectl rollout status``): returns
+        the deployment, raises FailedPrecondition when it stopped or rolled back, DeadlineExceeded
+        after ``timeout``. ``progress(message)`` is called with each new progress message."""
+        namespace = self._ns(namespace)
+        last = [""]
+
+        async def wait() -> kr.Deployment:
+            async for etype, d, _ in self.watch("deployment", namespace, name):
+                if etype == "DELETED":
+                    raise errors.NotFound(f"deployment {namespace}/{name} was deleted")
+                if etype == "SYNCED":
+                    continue
+                done, failed, message = rollout_state(d)
+                if progress is not None and message != last[0]:
+                    progress(message)
+                last[0] = message
+                if failed:
+                    raise errors.FailedPrecondition(message)
+                if done:
+                    return d
+            raise errors.Unavailable("watch ended")
+        await self.get("deployment", name, namespace)  # NotFound early
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            raise errors.DeadlineExceeded(f"deployment {namespace}/{name}: rollout not complete after "
+                                          f"{timeout}s ({last[0]})") from None
+
     # -------------------------------------------------------------- watch
     async def watch(self, kind: str, namespace: str | None = None, name: str = "", resource_version: int = 0
                     ) -> AsyncIterator[tuple[str, Message, int]]:
@@ -271,6 +341,24 @@ class AsyncClient:
             why = f": {c.reason}: {c.message}" if c is not None and c.message else ""
             raise errors.DeadlineExceeded(f"deployment {namespace}/{name} not {condition} after {timeout}s "
                                           f"(phase {d.status.phase}{why})") from None
+
+
+def rollout_state(d: kr.Deployment) -> tuple[bool, bool, str]:
+    """(complete, stopped, message) of a deployment's rollout, from its status: complete when its
+    generation was observed and every replica runs the target revision (Progressing Complete);
+    stopped when Progressing is False (ProgressDeadlineExceeded, ReplicaFailed, RolledBack)."""
+    s, n = d.status, d.spec.replicas
+    c = cond.get(s.conditions, "Progressing")
+    if s.observed_generation < d.metadata.generation or c is None:
+        return False, False, f"waiting for deployment {d.metadata.name}'s generation {d.metadata.generation} to be observed"
+    if c.status == cond.FALSE:
+        return False, True, f"deployment {d.metadata.name}: {c.reason}: {c.message}"
+    if c.reason == "Complete" and s.updated_replicas == n and s.ready_replicas == n:
+        return True, False, f"deployment {d.metadata.name} successfully rolled out (revision {s.target_revision})"
+    if c.reason == "Paused":
+        return False, False, f"deployment {d.metadata.name}: {c.message}"
+    return False, False, (f"Waiting for deployment {d.metadata.name} rollout to finish: {s.updated_replicas} of "
+                          f"{n} replicas run revision {s.target_revision}, {s.ready_replicas} ready")
 
 
 def _pipeline_inputs(p: kr.Pipeline) -> bytes:
@@ -344,6 +432,24 @@ class Client:
 
     def can_i(self, verb, kind, namespace=None):
         return self._run(self._async.can_i(verb, kind, namespace))
+
+    def revisions(self, deployment, namespace=None):
+        return self._run(self._async.revisions(deployment, namespace))
+
+    def rollout_undo(self, name, to_revision=0, namespace=None):
+        return self._run(self._async.rollout_undo(name, to_revision, namespace))
+
+    def rollout_pause(self, name, namespace=None):
+        return self._run(self._async.rollout_pause(name, namespace))
+
+    def rollout_resume(self, name, namespace=None):
+        return self._run(self._async.rollout_resume(name, namespace))
+
+    def rollout_promote(self, name, namespace=None):
+        return self._run(self._async.rollout_promote(name, namespace))
+
+    def wait_rollout(self, name, namespace=None, timeout=60.0, progress=None):
+        return self._run(self._async.wait_rollout(name, namespace, timeout, progress))
 
     def wait_ready(self, name, namespace=None, timeout=30.0, condition=cond.READY):
         return self._run(self._async.wait_ready(name, namespace, timeout, condition))

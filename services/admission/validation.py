@@ -260,6 +260,7 @@ def _rollout(s: kr.DeploymentSpec, out: list[Violation]) -> None:
     last = 0
     for i, step in enumerate(st.steps):
         path = f"spec.strategy.steps[{i}]"
+        found = len(out)
         if bool(step.replicas) == bool(step.percent):
             out.append(Violation(path, "exactly one of replicas or percent"))
             continue
@@ -273,6 +274,8 @@ def _rollout(s: kr.DeploymentSpec, out: list[Violation]) -> None:
                                  f"must be between 0 and {MAX_WAIT_SECONDS}, got {step.wait_ready_seconds}"))
         elif step.pause and step.wait_ready_seconds:
             out.append(Violation(path, "pause (wait for kubep4 rollout promote) or wait_ready_seconds, not both"))
+        if len(out) > found:
+            continue
         want = step.replicas if step.replicas else -(-max(s.replicas, 1) * step.percent // 100)
         if want < last:
             out.append(Violation(path, f"runs {want} replica(s) on the new revision, fewer than the step "

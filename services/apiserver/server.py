@@ -44,6 +44,7 @@ from kubep4.serving import open_channel, start_server
 from kubep4.telemetry import Telemetry, stamp_write, tracer
 from services.apiserver import auth
 from services.apiserver.reads import DeploymentReads, request_problems
+from services.apiserver.rollouts import RolloutsMixin
 from services.apiserver.watch_cache import Subscriber, TooSlow, WatchCache
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class Settings:
         return ClientTLS(self.tls_ca, self.tls_cert, self.tls_key)
 
 
-class KubeP4Servicer(api_grpc.KubeP4Servicer):
+class KubeP4Servicer(RolloutsMixin, api_grpc.KubeP4Servicer):  # revisions and rollouts: rollouts.py
     def __init__(self, store: st.Store, admission: ka_grpc.AdmissionStub, etcd_quota_bytes: int = 2 << 30,
                  storage_guard: float = 0.8, reads: DeploymentReads | None = None):
         self.store = store
