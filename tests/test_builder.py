@@ -36,6 +36,7 @@ def source_pipeline(name: str, program: str, options: tuple[str, ...] = (), back
     p.metadata.name = name
     p.spec.source.CopyFrom(kr.P4Source(program=program, backend=backend, arch="v1model", target="bmv2",
                                        options=list(options)))
+    p.spec.arch, p.spec.target = "v1model", "bmv2"  # as admission defaults them from the source
     return p
 
 
@@ -91,10 +92,14 @@ async def test_three_nodes_one_source_pipeline_one_compile(tmp_path):
         assert [ph.name for ph in p.status.compile.phases] == ["p4c"]
         assert p.status.compile.phases[0].peak_rss_kb > 0 and p.status.compile.seconds > 0
         assert p.spec.p4info_ref.digest and p.spec.device_config_ref.digest
-        assert p.spec.artifacts.device_config == (ROOT / "examples" / "basic" / "basic.json").read_bytes()
+        assert p.spec.source.program == BASIC  # the Pipeline as given, with the refs of what was compiled
         assert invocations(log) == ["p4c program.p4"]  # one compile for three nodes and two builders
         async with st.Store(stack.etcd.endpoint) as store:
+            assert await store.get_blob(p.spec.device_config_ref) == \
+                (ROOT / "examples" / "basic" / "basic.json").read_bytes()
             assert (await store.list_raw(f"{st.ROOT}/builds/"))[0] == []  # no claim left behind
+        async with AsyncClient(stack.api) as c:  # applying it again changes nothing
+            assert (await c.apply(source_pipeline("basic", BASIC)))[1] == "unchanged"
 
 
 async def test_a_compile_error_fails_the_pipeline_and_its_deployments_wait_naming_it(tmp_path):
