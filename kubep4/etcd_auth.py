@@ -13,6 +13,8 @@ rotate but the certificate). The users:
 ``kubep4-controller``  read Pipelines; read/write Deployments (status, finalization), Placements
                        (every node's), Nodes (phase), Revisions, blobs (the artifact collector
                        deletes), the leader key; read the node leases
+``kubep4-builder``     read/write Pipelines (artifact refs, compile status), blobs and the build
+                       claims (``/kubep4/builds/``)
 ``node:<name>``        read/write its own Placements (``/kubep4/placements/<name>/``: status,
                        delete), its own Node and its own lease key; read Pipelines and blobs (its
                        artifacts). Nothing of another node's, no Deployment
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 ROOT_USER = "root"  # etcd's root user: its role, "root", is etcd's built-in
 APISERVER = "kubep4-apiserver"
 CONTROLLER = "kubep4-controller"
+BUILDER = "kubep4-builder"
 NODE_PREFIX = "node:"
 LEADER_PREFIX = f"{st.ROOT}/leader/"  # the controller's leader key lives under it
 
@@ -98,9 +101,15 @@ def node_grants(node: str) -> list[Grant]:
             Grant(READ, st.PIPELINES.prefix()), Grant(READ, st.BLOBS), _revision_key()]
 
 
+def builder_grants() -> list[Grant]:
+    """Pipelines (their artifact refs and compile status), the blobs it stores, its claims."""
+    return [Grant(READWRITE, st.PIPELINES.prefix()), Grant(READWRITE, st.BLOBS),
+            Grant(READWRITE, st.BUILDS), _revision_key()]
+
+
 def roles(nodes: Iterable[str] = ()) -> dict[str, list[Grant]]:
     """Every component's role (named as its user) and its grants."""
-    out = {APISERVER: apiserver_grants(), CONTROLLER: controller_grants()}
+    out = {APISERVER: apiserver_grants(), CONTROLLER: controller_grants(), BUILDER: builder_grants()}
     out.update({node_user(n): node_grants(n) for n in nodes})
     return out
 

@@ -6,6 +6,7 @@ With ``supervise=True`` (what `kubep4 up` uses) a child that exits is restarted 
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -17,8 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kubep4 import devpki
 from kubep4.config import SECRET_ENVS
-from kubep4.etcd_server import EtcdServer, free_port
+from kubep4.etcd_server import EtcdCluster, EtcdServer, EtcdTLS, free_port
 from kubep4.supervisor import Child, Supervisor, print_line
 
 HOST = "127.0.0.1"
@@ -92,6 +94,22 @@ class Proc:
         return Child(self.name, self.alive, self.exit_code, start, self.kill)
 
 
+def _run_in_thread(coro) -> None:
+    """Run a coroutine to its end on an event loop of its own (the caller's may be running)."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as e:  # handed to the caller
+            failure.append(e)
+    t = threading.Thread(target=run, name="localstack-setup")
+    t.start()
+    t.join()
+    if failure:
+        raise failure[0]
+
+
 def _tail(path: str, n: int = 30) -> str:
     try:
         with open(path, errors="replace") as f:
@@ -116,8 +134,13 @@ class LocalStack:
     slots_per_device: int = 1
     switch_args: tuple[str, ...] = ()  # more flags for every reference switch (--unimplemented KIND, ...)
     device_options: str = ""  # more --device keys for every device ("upgrade=reconcile,role=kubep4")
+    # TLS on every hop, mTLS between services, etcd with client certificates and auth on, a role per
+    # component (kubep4.devpki, kubep4.etcd_auth); False: plaintext everywhere (kubep4 up --insecure)
+    secure: bool = False
+    etcd_members: int = 1       # 3: an etcd cluster on loopback (TLS between members too when secure)
+    pki: devpki.StackPKI | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
-    etcd: EtcdServer | None = None
+    etcd: EtcdServer | EtcdCluster | None = None
     device_ports: dict[str, list[int]] = field(default_factory=dict)  # node -> P4Runtime ports
     supervise: bool = False     # restart a child that exits (with back-off) until stop()
     report: Callable[[str], None] = print_line  # where the supervisor's restart lines go
@@ -146,80 +169,156 @@ class LocalStack:
         self.procs[name] = proc
         return proc
 
+    def _etcd_args(self, component: str) -> list[str]:
+        """--etcd with every member, and the component's client certificate when secure."""
+        return ["--etcd", self.etcd.endpoint, *(self.pki.etcd_flags(component) if self.pki else [])]
+
+    def _tls_args(self, component: str) -> list[str]:
+        return self.pki.service_flags(component) if self.pki else []
+
     def start(self, timeout: float = 30.0) -> "LocalStack":
         if self.data_dir is None:
             self.data_dir = tempfile.mkdtemp(prefix="kubep4-stack-")
         os.makedirs(self.data_dir, exist_ok=True)
+        node_names = [f"node-{n}" for n in range(self.nodes)]
         try:
-            self.etcd = EtcdServer(data_dir=os.path.join(self.data_dir, "etcd")).start()
-            etcd = self.etcd.endpoint
+            etcd_tls = None
+            if self.secure:
+                self.pki = devpki.make(os.path.join(self.data_dir, "pki"), node_names)
+                etcd_tls = EtcdTLS(self.pki["etcd"].cert, self.pki["etcd"].key, self.pki.ca.cert)
+            etcd_dir = os.path.join(self.data_dir, "etcd")
+            self.etcd = (EtcdCluster(self.etcd_members, etcd_dir, etcd_tls) if self.etcd_members > 1
+                         else EtcdServer(data_dir=etcd_dir, tls=etcd_tls)).start()
+            if self.secure:
+                self._enable_etcd_auth(node_names)
             adm_port = free_port()
             self.api_port = self.api_port or free_port()
-            self._add("admission", "services.admission", ["--listen", f"{HOST}:{adm_port}"], "listening on")
-            self._add("apiserver", "services.apiserver", ["--listen", self.api, "--etcd", etcd,
-                                                          "--admission", f"{HOST}:{adm_port}"], "listening on")
+            self._add("admission", "services.admission", ["--listen", f"{HOST}:{adm_port}",
+                                                          *self._tls_args("admission")], "listening on")
+            api_tls = ["--tls-cert", self.pki["apiserver"].cert, "--tls-key", self.pki["apiserver"].key,
+                       "--client-ca", self.pki.ca.cert, "--tls-ca", self.pki.ca.cert] if self.pki else []
+            self._add("apiserver", "services.apiserver", ["--listen", self.api, *self._etcd_args("apiserver"),
+                                                          "--admission", f"{HOST}:{adm_port}", *api_tls],
+                      "listening on")
             for i in range(self.controllers):
                 self._add(f"controller-{i}", "services.controller",
-                          ["--etcd", etcd, "--id", f"controller-{i}", "--leader-ttl", str(self.leader_ttl)],
-                          "controller started")
+                          [*self._etcd_args("controller"), "--id", f"controller-{i}",
+                           "--leader-ttl", str(self.leader_ttl)], "controller started")
             for i in range(self.builders):  # one work dir each: a builder clears what dead ones left in it
                 self._add(f"builder-{i}", "services.builder",
-                          ["--etcd", etcd, "--id", f"builder-{i}", "--claim-ttl", str(self.builder_claim_ttl),
+                          [*self._etcd_args("builder"), "--id", f"builder-{i}",
+                           "--claim-ttl", str(self.builder_claim_ttl),
                            "--work-dir", os.path.join(self.data_dir, f"builder-{i}")], "builder started")
             device_id = 1
             for n in range(self.nodes):
                 node = f"node-{n}"
                 ports = [free_port() for _ in range(self.devices_per_node)]
                 self.device_ports[node] = ports
-                dev_args, agent_args = [], ["--etcd", etcd, "--node-name", node, "--lease-ttl",
-                                            str(self.lease_ttl), "--resync", str(self.resync_seconds),
+                agent = f"agent-{node}"
+                dev_args, agent_args = [], [*self._etcd_args(agent), *self._tls_args(agent), "--node-name", node,
+                                            "--lease-ttl", str(self.lease_ttl), "--resync", str(self.resync_seconds),
                                             "--read-listen", f"{HOST}:0"]  # live values, for ReadDeployment
+                extra = [self.device_options] if self.device_options else []
+                if self.pki:
+                    extra.append(self.pki.device_keys(agent))
                 for d, port in enumerate(ports):
                     dev_args += ["--device", f"{device_id}@{HOST}:{port}"]
-                    agent_args += ["--device", f"name=dev{d},address={HOST}:{port},device_id={device_id},"
-                                               f"target=bmv2,arch=v1model,slots={self.slots_per_device}"
-                                   + (f",{self.device_options}" if self.device_options else "")]
+                    agent_args += ["--device", ",".join([f"name=dev{d},address={HOST}:{port},device_id={device_id},"
+                                                         f"target=bmv2,arch=v1model,slots={self.slots_per_device}",
+                                                         *extra])]
                     device_id += 1
-                self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, *self.switch_args, "--log-level", "INFO"],
-                          "listening on")
+                switch_tls = self.pki.switch_flags(f"switch-{node}") if self.pki else []
+                self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, *switch_tls, *self.switch_args,
+                                                             "--log-level", "INFO"], "listening on")
                 self._add(f"agent-{n}", "services.node_agent", agent_args, "node agent started")
             for proc in self.procs.values():
                 proc.start()
             for proc in self.procs.values():
                 proc.wait_ready(timeout)
+            if self.pki:
+                self.write_client_config(self.client_config_path)
             if self.supervise:
-                self.supervisor = Supervisor([self._etcd_child(), *(p.child() for p in self.procs.values())],
-                                             self.report).start()
+                self.supervisor = Supervisor([*(self._etcd_child(n, m) for n, m in self.etcd_members_by_name().items()),
+                                              *(p.child() for p in self.procs.values())], self.report).start()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _etcd_child(self) -> Child:
-        etcd = self.etcd
+    # ------------------------------------------------------------ etcd
+    def etcd_members_by_name(self) -> dict[str, EtcdServer]:
+        """``etcd`` alone, or ``etcd-0``, ``etcd-1``... of a cluster."""
+        if isinstance(self.etcd, EtcdCluster):
+            return {f"etcd-{i}": m for i, m in enumerate(self.etcd.members)}
+        return {"etcd": self.etcd} if self.etcd is not None else {}
 
+    def _etcd_child(self, name: str, member: EtcdServer) -> Child:
         def alive() -> bool:
-            return etcd.proc is not None and etcd.proc.poll() is None
+            return member.proc is not None and member.proc.poll() is None
 
         def exit_code() -> int | None:
-            return None if etcd.proc is None else etcd.proc.poll()
+            return None if member.proc is None else member.proc.poll()
 
         def start(timeout: float, cancel: threading.Event) -> None:
-            etcd.start(timeout)  # the same data dir and client/peer ports (kept from the first start)
+            member.start(timeout)  # the same data dir and client/peer ports (kept from the first start)
 
-        return Child("etcd", alive, exit_code, start, lambda: self._kill_etcd(wait=True))
+        return Child(name, alive, exit_code, start, member.kill)
 
-    def _kill_etcd(self, wait: bool) -> None:
-        proc = self.etcd.proc if self.etcd else None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            if wait:
-                proc.wait()
+    def _enable_etcd_auth(self, nodes: list[str]) -> None:
+        """A role per component, then auth on (as root, with its certificate): from here on each
+        component's certificate CN is its etcd user."""
+        from kubep4 import etcd_auth
+        from kubep4.store import Store
+
+        async def enable() -> None:
+            async with Store(self.etcd.endpoint, tls=self.pki.client_tls("etcd-root")) as store:
+                await etcd_auth.enable(store, nodes)
+        _run_in_thread(enable())  # start() may be called from a running event loop (tests)
+
+    def store(self):
+        """A Store on this stack's etcd, as root when secure (for tests and benchmarks that look
+        at etcd directly)."""
+        from kubep4.store import Store
+        return Store(self.etcd.endpoint, tls=self.pki.client_tls("etcd-root") if self.pki else None)
+
+    # ------------------------------------------------------------ clients
+    @property
+    def client_config_path(self) -> str:
+        return os.path.join(self.data_dir, "config")
+
+    def client_args(self) -> dict:
+        """AsyncClient's arguments for this stack's admin (with its client certificate when secure)."""
+        if not self.pki:
+            return {}
+        admin = self.pki["admin"]
+        return {"ca": self.pki.ca.cert, "cert": admin.cert, "key": admin.key}
+
+    def client(self, **kw):
+        """An AsyncClient of this stack's apiserver, as its admin."""
+        from kubep4.client import AsyncClient
+        return AsyncClient(self.api, **{**self.client_args(), **kw})
+
+    def device_tls(self):
+        """How an independent P4Runtime client reaches this stack's devices (None: plaintext)."""
+        return self.pki.client_tls("observer") if self.pki else None
+
+    def write_client_config(self, path: str, context: str = "kubep4-local") -> None:
+        """Add (or replace) this stack's cluster, admin user and context in the client config at
+        ``path`` and make it current (kubep4.clientconfig)."""
+        from kubep4 import clientconfig as cc
+        config = cc.ClientConfig.load(path)
+        admin = self.pki["admin"]
+        config.clusters[context] = cc.Cluster(context, server=self.api, certificate_authority=self.pki.ca.cert)
+        config.users[context] = cc.User(context, client_certificate=admin.cert, client_key=admin.key)
+        config.contexts[context] = cc.Context(context, cluster=context, user=context)
+        config.current_context = context
+        config.save()
 
     def kill(self, name: str) -> None:
-        """SIGKILL one child by name (``etcd``, ``apiserver``, ``agent-0``, ``switch-1``...)."""
-        if name == "etcd":
-            self._kill_etcd(wait=True)
+        """SIGKILL one child by name (``etcd`` or ``etcd-1``, ``apiserver``, ``agent-0``, ``switch-1``...)."""
+        members = self.etcd_members_by_name()
+        if name in members:
+            members[name].kill()
         else:
             self.procs[name].kill()
 
@@ -248,7 +347,10 @@ class LocalStack:
         self.stop()
 
     def describe(self) -> str:
-        lines = [f"etcd        {self.etcd.endpoint}", f"apiserver   {self.api}   (export KUBEP4_API={self.api})"]
+        api = f"apiserver   {self.api}   " + ("(TLS; the client config has the admin's certificate)" if self.pki
+                                              else f"(export KUBEP4_API={self.api})")
+        lines = [f"etcd        {self.etcd.endpoint}" + (" (TLS, client certificates, auth on)" if self.pki else ""),
+                 api]
         for node, ports in self.device_ports.items():
             lines.append(f"{node:<11} P4Runtime devices on " + ", ".join(f"{HOST}:{p}" for p in ports))
         lines.append(f"logs        {self.data_dir}")

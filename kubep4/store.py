@@ -173,6 +173,7 @@ PLACEMENTS: Kind[kr.Placement] = Kind("placements", kr.Placement, True, shard=la
 REVISIONS: Kind[kr.Revision] = Kind("revisions", kr.Revision, True)
 NODE_LEASES = f"{ROOT}/leases/nodes/"
 BLOBS = f"{ROOT}/blobs/"
+BUILDS = f"{ROOT}/builds/"  # the builders' claims: one compile per digest (services/builder)
 
 
 @dataclass

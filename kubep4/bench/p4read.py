@@ -10,11 +10,12 @@ from kubep4.p4runtime_client import DeviceConnection
 
 
 class DeviceReader:
-    def __init__(self, address: str, device_id: int, timeout: float = 5.0):
+    def __init__(self, address: str, device_id: int, timeout: float = 5.0, tls=None):
         self.address, self.device_id, self.timeout = address, device_id, timeout
+        self.tls = tls  # a kubep4.tls.ClientTLS for a device serving TLS
 
     def _reader(self) -> DeviceConnection:
-        return DeviceConnection(self.address, self.device_id)
+        return DeviceConnection(self.address, self.device_id, tls=self.tls)
 
     async def pipeline(self) -> p4r.ForwardingPipelineConfig | None:
         """The installed pipeline (with its cookie), or None when there is none."""
@@ -37,12 +38,14 @@ class DeviceReader:
             return await r.default_entry(table_id, timeout=self.timeout)
 
 
-def stack_readers(device_ports: dict[str, list[int]], host: str = "127.0.0.1") -> dict[tuple[str, str], DeviceReader]:
+def stack_readers(device_ports: dict[str, list[int]], host: str = "127.0.0.1", tls=None
+                  ) -> dict[tuple[str, str], DeviceReader]:
     """(node, device name) -> reader, for a LocalStack's ``device_ports`` (devices dev0, dev1... numbered
-    from device id 1 in node order, as LocalStack lays them out)."""
+    from device id 1 in node order, as LocalStack lays them out); ``tls``: the stack's
+    ``device_tls()`` when its devices serve TLS."""
     out, device_id = {}, 1
     for node, ports in device_ports.items():
         for d, port in enumerate(ports):
-            out[(node, f"dev{d}")] = DeviceReader(f"{host}:{port}", device_id)
+            out[(node, f"dev{d}")] = DeviceReader(f"{host}:{port}", device_id, tls=tls)
             device_id += 1
     return out

@@ -46,7 +46,7 @@ from kubep4.telemetry import extract_context
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("kubep4.builder")
 
-BUILDS = f"{st.ROOT}/builds/"  # claims: BUILDS<digest> -> builder identity, on the builder's lease
+BUILDS = st.BUILDS  # claims: BUILDS<digest> -> builder identity, on the builder's lease
 COMPILED = "Compiled"
 READY = "Ready"
 PENDING, FAILED, READY_PHASE = "Pending", "Failed", "Ready"
