@@ -76,7 +76,8 @@ async def test_two_replicas_run_on_two_nodes_and_devices_hold_them(stack, client
     ready = await client.wait_ready("basic", timeout=30)
     assert ready.status.phase == "Running" and ready.status.ready_replicas == 2
     assert {(c.type, c.status) for c in ready.status.conditions} == {
-        ("Admitted", "True"), ("Scheduled", "True"), ("Installed", "True"), ("Ready", "True")}
+        ("Admitted", "True"), ("Scheduled", "True"), ("Installed", "True"), ("Ready", "True"),
+        ("Progressing", "True")}  # Progressing: Complete (docs/rollouts.md)
     placed = {(r.node, r.device) for r in ready.status.replicas}
     assert len({node for node, _ in placed}) == 2, placed
 

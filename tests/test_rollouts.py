@@ -268,3 +268,41 @@ async def test_history_keeps_at_most_its_limit(stack, client):
     with pytest.raises(errors.FailedPrecondition):  # a Recreate deployment has no canary step to pass
         await client.rollout_promote("history")
     await remove(client, "history")
+
+
+async def test_the_rollout_commands(stack, client, capsys):
+    from kubep4.cli.main import main
+
+    def kubep4(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        rc = main(["--api", stack.api, *argv])
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    digests = await pipelines(client)
+    await deploy(client, "cli")
+
+    def to_v2(d: kr.Deployment) -> None:
+        d.spec.pipeline = "basic-v2"
+        d.metadata.annotations["kubep4.io/change-cause"] = "kubep4 apply v2"
+    await change(client, "cli", to_v2)
+    rc, out, _ = await asyncio.to_thread(kubep4, "rollout", "status", "deployment", "cli", "--timeout", "60s")
+    assert rc == 0 and out.strip().splitlines()[-1] == "deployment cli successfully rolled out (revision cli-2)"
+    rc, out, _ = await asyncio.to_thread(kubep4, "rollout", "history", "deployment", "cli")
+    rows = [line.split() for line in out.strip().splitlines()[2:]]
+    assert rc == 0 and [(r[0], r[1], r[2]) for r in rows] == [
+        ("1", digests["basic"][:19], "basic"), ("2", digests["basic-v2"][:19], "basic-v2")]
+    assert out.strip().splitlines()[-1].endswith("current,target   kubep4 apply v2")
+    rc, out, _ = await asyncio.to_thread(kubep4, "rollout", "undo", "deployment", "cli")
+    assert (rc, out.strip()) == (0, "deployment/cli rolled back")
+    rc, out, _ = await asyncio.to_thread(kubep4, "rollout", "status", "deployment", "cli", "--timeout", "60s")
+    assert rc == 0 and "(revision cli-3)" in out
+    for verb in ("pause", "resume"):
+        rc, out, _ = await asyncio.to_thread(kubep4, "rollout", verb, "deployment", "cli")
+        assert (rc, out.strip()) == (0, f"deployment/cli {verb}d")
+    assert "kubep4.io/paused" not in (await client.get("deployment", "cli")).metadata.annotations
+    rc, _, err = await asyncio.to_thread(kubep4, "rollout", "promote", "deployment", "cli")
+    assert rc == 1 and "is not a canary" in err
+    rc, _, err = await asyncio.to_thread(kubep4, "rollout", "undo", "deployment", "cli", "--to-revision", "7")
+    assert rc == 1 and "revision 7 of deployment default/cli not found" in err
+    await remove(client, "cli")

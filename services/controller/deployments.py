@@ -88,6 +88,7 @@ class DeploymentReconciler:
         self._lock = asyncio.Lock()  # decisions are serialised so each sees the slots the others took
         self.decisions = 0           # scheduling decisions made (benchmarks read it)
         self._hashes: dict[tuple[str, str, str], tuple[int, str]] = {}  # placement -> (version, hash)
+        self._dhash: tuple[tuple, str] = ((), "")  # the last deployment hashed: (its version, hash)
         self._phase_hist = meter.create_histogram(
             "kubep4_deployment_phase_transition_time_from_creation_seconds", unit="s",
             description="Time from a deployment's creation to each phase it enters")
@@ -135,7 +136,7 @@ class DeploymentReconciler:
         (status.current_revision, None when there is none); the history pruned to its limit."""
         ns, name = d.metadata.namespace, d.metadata.name
         revs = self.view.revisions_of(ns, name)
-        want = rv.deployment_hash(d)
+        want = self._deployment_hash(d)
         if not revs or revs[-1].spec.hash != want:
             n = revs[-1].spec.revision + 1 if revs else 1
             cause = (f"rollback from revision {d.status.rolled_back_from}"
@@ -166,6 +167,13 @@ class DeploymentReconciler:
     async def _delete_revisions(self, ns: str, name: str) -> None:
         for r in self.view.revisions_of(ns, name):
             await self._delete_revision(r)
+
+    def _deployment_hash(self, d: kr.Deployment) -> str:
+        """The revision hash of the deployment's spec, computed once per stored version."""
+        key = (d.metadata.namespace, d.metadata.name, d.metadata.resource_version, d.metadata.generation)
+        if self._dhash[0] != key:
+            self._dhash = (key, rv.deployment_hash(d))
+        return self._dhash[1]
 
     def _hash(self, p: kr.Placement) -> str:
         """The revision hash of the content a placement carries (its label, else computed once per version)."""
@@ -322,7 +330,7 @@ class DeploymentReconciler:
                 current.spec.deployment_generation
             h = before
         else:
-            target = rev.spec.hash == rv.deployment_hash(d)
+            target = rev.spec.hash == self._deployment_hash(d)
             src, pipeline, digest = rev.spec, rev.spec.pipeline, rev.spec.pipeline_digest
             gen = d.metadata.generation if target else rev.spec.deployment_generation
             h = rev.spec.hash
