@@ -1,5 +1,6 @@
-"""`kubep4 up` as a newcomer runs it: the whole stack as processes, usable by the CLI, traced on request,
-restarting what dies (etcd included), and stopped cleanly by SIGTERM."""
+"""`kubep4 up` as a newcomer runs it: the whole stack as processes, secure by default (the client config
+it writes is what the CLI and the SDK use), traced on request, restarting what dies (etcd included),
+and stopped cleanly by SIGTERM."""
 from __future__ import annotations
 
 import json
@@ -10,10 +11,22 @@ import sys
 import threading
 import time
 
+import pytest
+
 from kubep4.client import Client
 from kubep4.etcd_server import free_port
 
 from .conftest import EXAMPLE, ROOT, example_objects
+
+
+@pytest.fixture(autouse=True)
+def client_config(tmp_path, monkeypatch):
+    """`kubep4 up` writes its context into $KUBEP4_CONFIG: here, never the user's ~/.kubep4/config."""
+    path = tmp_path / "kubep4-config"
+    monkeypatch.setenv("KUBEP4_CONFIG", str(path))
+    for var in ("KUBEP4_API", "KUBEP4_TOKEN", "KUBEP4_CONTEXT"):
+        monkeypatch.delenv(var, raising=False)
+    return path
 
 
 def cli(api: str, *args: str) -> subprocess.CompletedProcess:
@@ -119,7 +132,7 @@ def test_up_restarts_a_killed_etcd_and_keeps_every_deployment(tmp_path):
         assert [row.split()[1:5] for row in rows] == [["basic", "basic", "2/2", "Running"]], rows
         _, d = example_objects()
         d.metadata.name = "after"
-        with Client(api) as c:  # the services re-watched etcd and act on a new deployment
+        with Client() as c:  # the services re-watched etcd and act on a new deployment (the config's server)
             c.create(d)
             assert c.wait_ready("after", timeout=40).status.ready_replicas == 2
             assert {x.metadata.name: x.status.phase for x in c.list("deployments")} == {
@@ -129,3 +142,33 @@ def test_up_restarts_a_killed_etcd_and_keeps_every_deployment(tmp_path):
         code = proc.wait(60)
     assert code == 0 and "".join(lines).rstrip().endswith("stopped")
     assert pids_with(str(data / "etcd" / "data")) == []
+
+
+def test_up_insecure_is_plaintext_and_says_so(tmp_path, client_config):
+    port = free_port()
+    proc, lines = up("--nodes", "1", "--port", str(port), "--insecure", "--data-dir", str(tmp_path / "stack"))
+    try:
+        assert any("WARNING: --insecure" in x for x in lines)
+        assert not client_config.exists(), "no credentials to write"
+        with Client(f"127.0.0.1:{port}") as c:  # a plaintext client is answered
+            assert [n.metadata.name for n in c.list("nodes")] == ["node-0"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+
+
+def test_up_secure_refuses_a_plaintext_client_and_takes_an_odd_etcd_cluster(tmp_path, client_config):
+    bad = subprocess.run([sys.executable, "-m", "kubep4.cli.main", "up", "--etcd-members", "2"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "odd number" in bad.stdout
+    port = free_port()
+    proc, lines = up("--nodes", "1", "--port", str(port), "--etcd-members", "3", "--data-dir", str(tmp_path / "s"))
+    try:
+        assert "context kubep4-local" in "".join(lines)
+        with Client() as c:  # the config kubep4 up wrote: its CA and the admin's certificate
+            assert c.whoami().user == "admin"
+        with pytest.raises(Exception), Client(f"127.0.0.1:{port}", timeout=5) as c:
+            c.list("nodes")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0

@@ -8,6 +8,7 @@ import asyncio
 import signal
 import threading
 
+from kubep4 import clientconfig
 from kubep4.localstack import LocalStack
 from kubep4.otlp_receiver import OTLPReceiver
 
@@ -49,6 +50,10 @@ def register(sub) -> None:
                    help="collect every service's spans here and serve them like Jaeger's query API "
                         "(for `kubep4 trace` on a machine with no Jaeger)")
     u.add_argument("--jaeger-port", type=int, default=16686, help="port of that query API (default 16686)")
+    u.add_argument("--etcd-members", type=int, default=1,
+                   help="etcd members on loopback (3: a cluster that survives losing any one; default 1)")
+    u.add_argument("--insecure", action="store_true",
+                   help="plaintext everywhere, no certificates, etcd without auth: for debugging only")
     u.set_defaults(fn=run, local=True)
 
 
@@ -58,8 +63,13 @@ def run(args) -> int:
     if collector is not None:
         collector.start()
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    if args.etcd_members < 1 or args.etcd_members % 2 == 0:
+        print(f"Error: --etcd-members {args.etcd_members}: give an odd number (1, 3, 5): an even one "
+              "survives no more losses than the odd number below it")
+        return 2
     stack = LocalStack(nodes=args.nodes, devices_per_node=args.devices_per_node, controllers=args.controllers,
-                       api_port=args.port, data_dir=args.data_dir, env=env, supervise=True)
+                       api_port=args.port, data_dir=args.data_dir, env=env, supervise=True,
+                       secure=not args.insecure, etcd_members=args.etcd_members)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -70,6 +80,12 @@ def run(args) -> int:
         print(f"Error: {e}")
         return 1
     print(stack.describe())
+    if stack.pki is not None:
+        config = clientconfig.path_from()
+        stack.write_client_config(config)
+        print(f"client      {config}: context kubep4-local (the CLI and the SDK use it; --insecure: none)")
+    else:
+        print("WARNING: --insecure: every port is plaintext and open to anyone on this host", flush=True)
     if collector is not None:
         print(f"traces      OTLP in at {collector.endpoint}; query API at http://127.0.0.1:{args.jaeger_port} "
               f"(kubep4 trace deployment NAME)")
