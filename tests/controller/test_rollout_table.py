@@ -51,8 +51,10 @@ def old(i: int, **kw) -> kr.Placement:
     return placement(i, f"node-{'abcd'[i]}", generation=1, digest=DIGEST, **kw)
 
 
-def new(i: int, phase: str = "Running", **kw) -> kr.Placement:
-    return placement(i, f"node-{'abcd'[i]}", generation=2, digest=NEW_DIGEST, phase=phase, **kw)
+def new(i: int, phase: str = "Running", disruptive: bool = False, **kw) -> kr.Placement:
+    p = placement(i, f"node-{'abcd'[i]}", generation=2, digest=NEW_DIGEST, phase=phase, **kw)
+    p.status.disruptive = disruptive
+    return p
 
 
 def canary(*steps: kr.CanaryStep, replicas: int = 3, deadline: int = 0, rollback: bool = False,
@@ -324,3 +326,62 @@ async def all_writes_since(store: st.Store, revision: int) -> list:
     await asyncio.wait_for(read(), 10)
     return out
 
+
+
+# ------------------------------------------------------------------ the status of a rollout
+def status_of(d: kr.Deployment, placements, plan_current: Rev | None = OLD):
+    from services.controller.status import deployment_status
+    live = {p.spec.replica: p for p in placements}
+    plan = rollout_plan(d, live, NEW, plan_current, hash_of, NOW)
+    names = {DIGEST: "web-1", NEW_DIGEST: "web-2"}
+    return deployment_status(d, live, [], lambda p: True, plan, hash_of, lambda h: names.get(h, ""))
+
+
+def test_replicas_held_on_the_old_revision_run_it_and_the_rollout_is_not_complete():
+    s = status_of(canary(ONE, ALL), (new(0), old(1), old(2)))
+    assert [(r.phase, r.revision) for r in s.replicas] == [("Running", "web-2"), ("Running", "web-1"),
+                                                             ("Running", "web-1")]
+    assert (s.ready_replicas, s.updated_replicas, s.phase) == (3, 1, cond.INSTALLING)
+    assert (s.current_revision, s.target_revision, s.canary_step) == ("web-1", "web-2", 1)
+    c = cond.get(s.conditions, PROGRESSING)
+    assert (c.status, c.reason) == (cond.TRUE, "NewRevisionProgressing")
+    assert cond.get(s.conditions, cond.INSTALLED).status == cond.UNKNOWN
+
+
+def test_complete_makes_the_target_current():
+    s = status_of(canary(ONE, ALL), (new(0), new(1), new(2)))
+    assert (s.phase, s.updated_replicas, s.current_revision) == (cond.RUNNING, 3, "web-2")
+    c = cond.get(s.conditions, PROGRESSING)
+    assert (c.status, c.reason) == (cond.TRUE, "Complete")
+    assert cond.get(s.conditions, cond.READY).status == cond.TRUE
+
+
+def test_paused_and_stopped_say_so():
+    s = status_of(canary(ONE_PAUSE, ALL), (new(0), old(1), old(2)))
+    c = cond.get(s.conditions, PROGRESSING)
+    assert (c.status, c.reason) == (cond.UNKNOWN, PAUSED) and "kubep4 rollout promote" in c.message
+    s = status_of(canary(ONE, ALL), (new(0, "Failed", reason="InstallFailed", message="refused"), old(1), old(2)))
+    c = cond.get(s.conditions, PROGRESSING)
+    assert (c.status, c.reason) == (cond.FALSE, REPLICA_FAILED) and "refused" in c.message
+    assert s.current_revision == "web-1", "a stopped rollout leaves the current revision"
+
+
+def test_a_rolled_back_generation_stays_rolled_back_when_complete():
+    d = canary(ONE, ALL)
+    d.status.rollback_generation, d.status.rolled_back_from = 2, "web-7"
+    s = status_of(d, (new(0), new(1), new(2)))
+    c = cond.get(s.conditions, PROGRESSING)
+    assert (c.status, c.reason) == (cond.FALSE, ROLLED_BACK) and "web-7" in c.message
+    assert s.phase == cond.RUNNING and s.current_revision == "web-2"
+
+
+def test_disruptive_when_a_replica_says_its_tables_were_emptied():
+    s = status_of(canary(ONE, ALL), (new(0, disruptive=True), new(1), new(2)))
+    c = cond.get(s.conditions, "Disruptive")
+    assert (c.status, c.reason) == (cond.TRUE, "TablesEmptied") and "replica 0 on node-a/dev0" in c.message
+    d = canary(ONE, ALL)
+    d.status.CopyFrom(s)
+    d.status.target_revision = "web-2"
+    s = status_of(d, (new(0), new(1), new(2)))
+    assert cond.get(s.conditions, "Disruptive").status == cond.FALSE
+    assert cond.get(status_of(canary(ONE, ALL), (new(0), new(1), new(2))).conditions, "Disruptive") is None
