@@ -5,6 +5,7 @@ real etcd (revisions made and pruned, a canary's first step, a rollback written 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -226,6 +227,10 @@ def rollout(replicas: int = 3, strategy: str = "Canary", steps=(ONE, ALL), histo
         d.spec.revision_history_limit = history
     d.status.current_revision = status.get("current", "web-1")
     d.status.target_revision = status.get("target", "")
+    d.metadata.annotations.update(status.get("annotations", {}))
+    if "stalled" in status:  # the rollout of web-2 began this long ago and nothing progressed since
+        d.spec.strategy.progress_deadline_seconds = 5
+        d.status.progress_time.FromNanoseconds(time.time_ns() - status["stalled"] * S)
     return d
 
 
@@ -259,6 +264,19 @@ REVISION_ROWS = [
                 placements=THREE_OLD, writes=(("delete", f"revisions/{NS}/web-2"), ("delete", f"revisions/{NS}/web-3"),
                                               updated("node-a", "web-0"), STATUS),
                 revisions_after=("web-1", "web-4")),
+    RevisionRow("paused-moves-no-replica", rollout(annotations={rv.PAUSED: "true"}), revisions=(rev(1),),
+                placements=THREE_OLD, writes=(STATUS,), revisions_after=("web-1", "web-2"),
+                placements_after={"web-0": "node-a/dev0 g1 aaaa Running", "web-1": "node-b/dev0 g1 aaaa Running",
+                                  "web-2": "node-c/dev0 g1 aaaa Running"},
+                progressing=(cond.UNKNOWN, PAUSED)),
+    RevisionRow("deadline-exceeded-without-auto-rollback-stops-there", rollout(target="web-2", stalled=60),
+                revisions=(rev(1), rev(2, NEW_DIGEST)),
+                placements=(placement(0, "node-a", generation=2, digest=NEW_DIGEST, phase="Installing"),
+                            placement(1, "node-b"), placement(2, "node-c")),
+                writes=(STATUS,), revisions_after=("web-1", "web-2"),
+                placements_after={"web-0": "node-a/dev0 g2 bbbb Installing", "web-1": "node-b/dev0 g1 aaaa Running",
+                                  "web-2": "node-c/dev0 g1 aaaa Running"},
+                progressing=(cond.FALSE, DEADLINE)),
     RevisionRow("failed-canary-rolls-back-into-the-spec", rollout(rollback=True, target="web-2"),
                 revisions=(rev(1), rev(2, NEW_DIGEST)), pipeline_digest=DIGEST,
                 placements=(placement(0, "node-a", generation=2, digest=NEW_DIGEST, phase="Failed",
