@@ -160,7 +160,20 @@ class EtcdServer:
         return self.spawn().wait_healthy(timeout)
 
     def status(self) -> dict:
-        """Maintenance Status over etcd's HTTP gateway: member_id, leader, raft term..."""
+        """Maintenance Status: member_id, leader, raft term... Over gRPC with TLS (etcd's HTTP
+        gateway refuses a client certificate once auth is on), over its HTTP gateway without."""
+        if self.tls:
+            import grpc
+            from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+            from google.protobuf import json_format
+            creds = grpc.ssl_channel_credentials(*(open(f, "rb").read() for f in (self.tls.ca, self.tls.key,
+                                                                                  self.tls.cert)))
+            try:
+                with grpc.secure_channel(self.endpoint, creds) as ch:
+                    r = rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=2)
+            except grpc.RpcError as e:
+                raise OSError(f"etcd {self.name}: status: {e.code().name}") from None
+            return json_format.MessageToDict(r, preserving_proto_field_name=True)
         req = urllib.request.Request(f"{self.client_url}/v3/maintenance/status", data=b"{}", method="POST")
         with urllib.request.urlopen(req, timeout=2, context=self._ssl()) as r:
             return json.loads(r.read())
