@@ -162,11 +162,14 @@ async def test_lists_and_watches_of_every_namespace_are_filtered(front):
         assert sorted(x.metadata.namespace for x in await admin.list("pipelines")) == ["a", "b"]
     async with AsyncClient(front.api, token="tok-viewer") as c:
         assert [x.metadata.namespace for x in await c.list("pipelines")] == ["a"]
-        seen = []
-        async for etype, obj, _ in c.watch("pipeline"):
-            seen.append((etype, obj.metadata.namespace))
-            if etype == "SYNCED":
-                break
+        seen, events = [], c.watch("pipeline")
+        try:
+            async for etype, obj, _ in events:
+                seen.append((etype, obj.metadata.namespace))
+                if etype == "SYNCED":
+                    break
+        finally:
+            await events.aclose()
         assert seen == [("ADDED", "a"), ("SYNCED", "")]
     async with AsyncClient(front.api, token="tok-nobody") as c:  # bound nowhere
         with pytest.raises(PermissionDenied) as info:
@@ -346,17 +349,16 @@ async def test_a_policy_without_identities_does_not_start(etcd, files):
 async def test_a_large_request_of_a_caller_without_the_right_is_refused_unread(tmp_path, files):
     """Authenticated, but allowed to create nothing anywhere (vera: view in a): refused before the
     64 MiB body is read, as an unauthenticated caller is (tests/test_auth_before_reading.py)."""
-    from kubep4.config import GRPC_OPTIONS
     from kubep4.localstack import LocalStack
 
-    from .test_auth_before_reading import rss_mib
+    from .test_auth_before_reading import rss_mib, secure_channel
     env = {"KUBEP4_TOKEN_AUTH_FILE": str(files / "tokens.csv"),
            "KUBEP4_AUTHORIZATION_POLICY_FILE": str(files / "policy.yaml")}
     with LocalStack(nodes=0, data_dir=str(tmp_path / "stack"), env=env) as stack:
         pid = stack.procs["apiserver"].popen.pid
         pipeline, _ = example_objects()
         pipeline.spec.artifacts.device_config = b"x" * (64 << 20)
-        async with grpc.aio.insecure_channel(stack.api, options=GRPC_OPTIONS) as ch:
+        async with secure_channel(stack) as ch:  # the stack's mTLS; the token decides who calls
             stub = api_grpc.KubeP4Stub(ch)
             before = rss_mib(pid)
             for md in ((), (("kubep4-namespace", "a"),)):
