@@ -94,6 +94,14 @@ class Proc:
         return Child(self.name, self.alive, self.exit_code, start, self.kill)
 
 
+def _kill_member(member: EtcdServer) -> None:
+    """SIGKILL an etcd member and reap it, keeping its exit status for the supervisor's report."""
+    proc = member.proc
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _run_in_thread(coro) -> None:
     """Run a coroutine to its end on an event loop of its own (the caller's may be running)."""
     failure: list[BaseException] = []
@@ -136,8 +144,11 @@ class LocalStack:
     device_options: str = ""  # more --device keys for every device ("upgrade=reconcile,role=kubep4")
     # TLS on every hop, mTLS between services, etcd with client certificates and auth on, a role per
     # component (kubep4.devpki, kubep4.etcd_auth); False: plaintext everywhere (kubep4 up --insecure)
-    secure: bool = False
+    secure: bool = True
     etcd_members: int = 1       # 3: an etcd cluster on loopback (TLS between members too when secure)
+    # secure: API clients show a certificate (the admin's); False: the API serves TLS to anyone and
+    # identities come from tokens (KUBEP4_TOKEN, a token file)
+    api_client_certs: bool = True
     pki: devpki.StackPKI | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
     etcd: EtcdServer | EtcdCluster | None = None
@@ -196,7 +207,9 @@ class LocalStack:
             self._add("admission", "services.admission", ["--listen", f"{HOST}:{adm_port}",
                                                           *self._tls_args("admission")], "listening on")
             api_tls = ["--tls-cert", self.pki["apiserver"].cert, "--tls-key", self.pki["apiserver"].key,
-                       "--client-ca", self.pki.ca.cert, "--tls-ca", self.pki.ca.cert] if self.pki else []
+                       "--tls-ca", self.pki.ca.cert] if self.pki else []
+            if self.pki and self.api_client_certs:
+                api_tls += ["--client-ca", self.pki.ca.cert]
             self._add("apiserver", "services.apiserver", ["--listen", self.api, *self._etcd_args("apiserver"),
                                                           "--admission", f"{HOST}:{adm_port}", *api_tls],
                       "listening on")
@@ -262,7 +275,7 @@ class LocalStack:
         def start(timeout: float, cancel: threading.Event) -> None:
             member.start(timeout)  # the same data dir and client/peer ports (kept from the first start)
 
-        return Child(name, alive, exit_code, start, member.kill)
+        return Child(name, alive, exit_code, start, lambda: _kill_member(member))
 
     def _enable_etcd_auth(self, nodes: list[str]) -> None:
         """A role per component, then auth on (as root, with its certificate): from here on each
@@ -290,8 +303,18 @@ class LocalStack:
         """AsyncClient's arguments for this stack's admin (with its client certificate when secure)."""
         if not self.pki:
             return {}
+        if not self.api_client_certs:
+            return {"ca": self.pki.ca.cert}
         admin = self.pki["admin"]
         return {"ca": self.pki.ca.cert, "cert": admin.cert, "key": admin.key}
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment for a `kubep4` CLI process that talks to this stack as its admin (the
+        client config it wrote, when secure)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBEP4_API", "KUBEP4_CONTEXT")}
+        if self.pki:
+            env["KUBEP4_CONFIG"] = self.client_config_path
+        return env
 
     def client(self, **kw):
         """An AsyncClient of this stack's apiserver, as its admin."""
@@ -309,7 +332,8 @@ class LocalStack:
         config = cc.ClientConfig.load(path)
         admin = self.pki["admin"]
         config.clusters[context] = cc.Cluster(context, server=self.api, certificate_authority=self.pki.ca.cert)
-        config.users[context] = cc.User(context, client_certificate=admin.cert, client_key=admin.key)
+        config.users[context] = cc.User(context, client_certificate=admin.cert, client_key=admin.key) \
+            if self.api_client_certs else cc.User(context)
         config.contexts[context] = cc.Context(context, cluster=context, user=context)
         config.current_context = context
         config.save()
@@ -318,7 +342,7 @@ class LocalStack:
         """SIGKILL one child by name (``etcd`` or ``etcd-1``, ``apiserver``, ``agent-0``, ``switch-1``...)."""
         members = self.etcd_members_by_name()
         if name in members:
-            members[name].kill()
+            _kill_member(members[name])
         else:
             self.procs[name].kill()
 

@@ -9,10 +9,9 @@ import pytest_asyncio
 from kubep4 import errors
 from kubep4 import store as st
 from kubep4.client import AsyncClient
+from kubep4.etcd_server import EtcdServer
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import parse_p4info
-
-from kubep4.etcd_server import EtcdServer
 from services.admission.validation import Policy
 
 from .conftest import Front, example_objects

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from kubep4.bench import faults
 from kubep4.bench.p4read import stack_readers
-from kubep4.client import AsyncClient
 from kubep4.p4 import P4InfoIndex, cookie_for_digest, p4r, parse_p4info, to_p4_entry
 
 from .conftest import example_objects
@@ -14,9 +13,9 @@ async def test_an_etcd_kill_mid_stream_loses_nothing_and_the_report_matches_the_
     seen: dict = {}
 
     async def inspect(stack, result):
-        async with AsyncClient(stack.api) as c:
+        async with stack.client() as c:
             seen["api"] = {d.metadata.name: d for d in await c.list("deployments")}
-        readers = stack_readers(stack.device_ports)
+        readers = stack_readers(stack.device_ports, tls=stack.device_tls())
         seen["entries"] = {k: len(await r.entries()) for k, r in readers.items()}
 
     r = await faults.run_fault("etcd", count=8, seconds=2.0, timeout=60.0, delete_every=4,

@@ -75,7 +75,7 @@ async def test_three_nodes_one_source_pipeline_one_compile(tmp_path):
     log = tmp_path / "compiles.log"
     with LocalStack(nodes=3, devices_per_node=1, builders=2, data_dir=str(tmp_path / "stack"),
                     env=stack_env(tmp_path)) as stack:
-        async with AsyncClient(stack.api) as c:
+        async with stack.client() as c:
             created = await c.create(source_pipeline("basic", BASIC))
             assert created.status.phase == "Pending"  # not Ready before it compiles
             await c.create(deployment("basic", "basic", replicas=3))
@@ -94,11 +94,11 @@ async def test_three_nodes_one_source_pipeline_one_compile(tmp_path):
         assert p.spec.p4info_ref.digest and p.spec.device_config_ref.digest
         assert p.spec.source.program == BASIC  # the Pipeline as given, with the refs of what was compiled
         assert invocations(log) == ["p4c program.p4"]  # one compile for three nodes and two builders
-        async with st.Store(stack.etcd.endpoint) as store:
+        async with stack.store() as store:
             assert await store.get_blob(p.spec.device_config_ref) == \
                 (ROOT / "examples" / "basic" / "basic.json").read_bytes()
             assert (await store.list_raw(f"{st.ROOT}/builds/"))[0] == []  # no claim left behind
-        async with AsyncClient(stack.api) as c:  # applying it again changes nothing
+        async with stack.client() as c:  # applying it again changes nothing
             assert (await c.apply(source_pipeline("basic", BASIC)))[1] == "unchanged"
 
 
@@ -108,7 +108,7 @@ async def test_a_compile_error_fails_the_pipeline_and_its_deployments_wait_namin
     broken = with_marker(BASIC, 7, "error type-error: 'hdr.ipv4.ttl' has no such field")
     warned = with_marker(BASIC, 12, "warning uninitialized: 'meta.port' may be uninitialized")
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path / "stack"), env=stack_env(tmp_path)) as stack:
-        async with AsyncClient(stack.api) as c:
+        async with stack.client() as c:
             await c.create(source_pipeline("broken", broken))
             await c.create(deployment("broken", "broken", entries=False))
             p = await pipeline_where(c, "broken", lambda p: p.status.phase == "Failed", "the pipeline to fail")
@@ -164,7 +164,7 @@ async def test_a_builder_killed_mid_compile_leaves_nothing_half_done_and_the_nex
     program = with_marker(BASIC, 3, "hold")
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path / "stack"),
                     env=stack_env(tmp_path, KUBEP4_STANDIN_HOLD=str(hold)), builder_claim_ttl=3) as stack:
-        async with AsyncClient(stack.api) as c, st.Store(stack.etcd.endpoint) as store:
+        async with stack.client() as c, stack.store() as store:
             await c.create(source_pipeline("basic", program))
             await c.create(deployment("basic", "basic"))
             await eventually(lambda: invocations(log), 30, what="the compile to start")
@@ -203,7 +203,7 @@ async def test_the_builders_spans_join_the_pipelines_trace(tmp_path):
     try:
         env = stack_env(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
         with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path / "stack"), env=env) as stack:
-            async with AsyncClient(stack.api) as c:
+            async with stack.client() as c:
                 created = await c.create(source_pipeline("basic", BASIC))
                 tid = trace_id_of(created.metadata.trace_context)
                 await pipeline_where(c, "basic", lambda p: p.status.phase == "Ready", "the pipeline to be Ready")

@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from kubep4 import store as st
 from kubep4.bench.p4read import stack_readers
 from kubep4.client import AsyncClient
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
@@ -79,8 +78,8 @@ async def verified_since(c: AsyncClient, t: float, timeout: float = 30) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 async def test_agent_restart_leaves_the_entries_and_the_status_true(tmp_path, sig):
     with stack(tmp_path) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             d = await deployed(c)
             held = entry_set(await reader.entries())
             assert len(held) == 3
@@ -112,13 +111,13 @@ async def test_agent_restart_leaves_the_entries_and_the_status_true(tmp_path, si
 
 async def test_drift_behind_the_agents_back_is_repaired(tmp_path):
     with stack(tmp_path, KUBEP4_STATUS_REPORT=0.5) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             d = await deployed(c)
             held = await reader.entries()
 
             # another client takes primary, deletes one entry, changes one, adds one, lets go
-            other = P4RTClient(reader.address, reader.device_id)
+            other = P4RTClient(reader.address, reader.device_id, tls=reader.tls)
             try:
                 assert (await other.arbitrate(OTHER_CONTROLLER)).status.code == 0
                 changed = p4r.TableEntry()
@@ -146,10 +145,10 @@ async def test_drift_behind_the_agents_back_is_repaired(tmp_path):
 
 async def test_another_primary_is_reported_and_waited_for_not_retried_blindly(tmp_path):
     with stack(tmp_path, KUBEP4_RETRY_MAX=60) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c, st.Store(s.etcd.endpoint) as store:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c, s.store() as store:
             d = await deployed(c)
-            other = P4RTClient(reader.address, reader.device_id)
+            other = P4RTClient(reader.address, reader.device_id, tls=reader.tls)
             try:
                 await other.arbitrate(OTHER_CONTROLLER)
                 failed = await condition(c, d.metadata.name, "Ready", "False", "NotPrimary")
@@ -173,8 +172,8 @@ async def test_another_primary_is_reported_and_waited_for_not_retried_blindly(tm
 
 async def test_a_switch_rebooted_at_once_is_reinstalled(tmp_path):
     with stack(tmp_path) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             d = ready = await deployed(c)
             held = entry_set(await reader.entries())
             s.procs["switch-0"].kill()  # SIGKILL, and up again at once: empty, like a rebooted switch
@@ -192,8 +191,8 @@ async def test_a_switch_rebooted_at_once_is_reinstalled(tmp_path):
 
 async def test_a_device_down_past_patience_is_reported_then_recovers(tmp_path):
     with stack(tmp_path, KUBEP4_DEVICE_PATIENCE=1, KUBEP4_RETRY_MAX=1) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             d = await deployed(c)
             s.procs["switch-0"].kill()
             down = await condition(c, d.metadata.name, "Ready", "False", "DeviceUnreachable")
@@ -214,7 +213,7 @@ async def test_a_device_down_past_patience_is_reported_then_recovers(tmp_path):
 
 async def test_a_device_refusing_the_pipeline_fails_once_with_its_message(tmp_path):
     with stack(tmp_path) as s:
-        async with AsyncClient(s.api) as c, st.Store(s.etcd.endpoint) as store:
+        async with s.client() as c, s.store() as store:
             p, d = deployment()
             # admission accepts this P4Info; the device refuses it (a table lists an action twice)
             from kubep4.p4 import p4i
@@ -253,8 +252,8 @@ async def test_an_entry_the_device_refuses_fails_its_placement_alone(tmp_path):
     neighbour on the same device stays Running, and the refused one leaves nothing behind."""
     with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path),
                     resync_seconds=0.5) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             p, first = deployment("first")
             from kubep4.p4 import p4i
             info = p4i.P4Info()
@@ -284,8 +283,8 @@ async def test_an_entry_the_device_refuses_fails_its_placement_alone(tmp_path):
 async def test_deployments_of_two_namespaces_clash_on_a_shared_device(tmp_path):
     with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path),
                     env={"KUBEP4_NAMESPACES": "team-a,team-b"}) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             for ns, port in (("team-a", "1"), ("team-b", "9")):
                 p, d = deployment("web")
                 p.metadata.namespace = d.metadata.namespace = ns
@@ -308,8 +307,8 @@ async def _failed(c: AsyncClient, name: str, ns: str):
 
 async def test_a_default_action_set_by_a_deleted_deployment_is_reset(tmp_path):
     with stack(tmp_path) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             p, d = deployment()
             default = d.spec.table_entries.add(table="BasicIngress.ipv4_lpm", action="BasicIngress.forward",
                                                is_default_action=True)
@@ -336,10 +335,10 @@ async def test_an_agent_in_its_own_role_is_not_preempted_by_another_roles_primar
     """P4Runtime roles (spec §6.4): with role=kubep4 the agent arbitrates in its role; a controller
     primary in the default role leaves it primary, and its deployment Running."""
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="role=kubep4") as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             d = await deployed(c)
-            other = P4RTClient(reader.address, reader.device_id)
+            other = P4RTClient(reader.address, reader.device_id, tls=reader.tls)
             try:
                 await other.arbitrate(OTHER_CONTROLLER)  # primary of the default role
                 current = await c.get("deployment", d.metadata.name)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def readers(stack: LocalStack) -> dict[tuple[str, str], DeviceReader]:
-    return stack_readers(stack.device_ports)
+    return stack_readers(stack.device_ports, tls=stack.device_tls())
 
 
 def deployment(name: str = "basic", replicas: int = 2) -> tuple[kr.Pipeline, kr.Deployment]:
@@ -65,7 +65,7 @@ def stack(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(stack):
-    async with AsyncClient(stack.api) as c:
+    async with stack.client() as c:
         yield c
 
 
@@ -108,7 +108,7 @@ async def test_two_replicas_run_on_two_nodes_and_devices_hold_them(stack, client
                    and ds.cookie == (str(cookie) if key in placed else "") for key, ds in got.items()) \
             and set(got) == set(devices)
     await eventually(nodes_report_the_devices, 20, 0.1, "node status to report every device")
-    async with st.Store(stack.etcd.endpoint) as s:
+    async with stack.store() as s:
         rev = await s.revision()
         for obj in (p, d):
             _, how = await client.apply(obj)
@@ -149,7 +149,7 @@ async def test_delete_clears_the_devices(stack, client):
     devices = readers(stack)
     for key in placed:
         assert await devices[key].entries() == []
-    async with st.Store(stack.etcd.endpoint) as s:
+    async with stack.store() as s:
         assert (await s.list(st.PLACEMENTS))[0] == []
 
 
@@ -187,7 +187,7 @@ async def test_restarted_device_is_reinstalled(stack, client):
 
 async def test_node_loss_moves_replicas(tmp_path):
     with LocalStack(nodes=2, devices_per_node=2, data_dir=str(tmp_path), lease_ttl=2, resync_seconds=1.0) as s:
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, d = deployment("mover", 2)
             await c.apply(p)
 
@@ -215,7 +215,7 @@ async def test_node_loss_moves_replicas(tmp_path):
 
 async def test_leader_handover(tmp_path):
     with LocalStack(nodes=1, devices_per_node=2, controllers=2, data_dir=str(tmp_path), leader_ttl=2) as s:
-        async with st.Store(s.etcd.endpoint) as store:
+        async with s.store() as store:
             leader = await eventually(lambda: store.get_raw(f"{st.ROOT}/leader/controller"), 20,
                                       what="a leader")
             name = leader[0].decode()
@@ -226,7 +226,7 @@ async def test_leader_handover(tmp_path):
                 got = await store.get_raw(f"{st.ROOT}/leader/controller")
                 return got is not None and got[0].decode() == other
             await eventually(new_leader, 20, 0.1, f"{other} to lead")
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, d = deployment("after-handover", 1)
             await c.apply(p)
             await c.create(d)
@@ -236,7 +236,7 @@ async def test_leader_handover(tmp_path):
 
 async def test_waiting_deployment_is_placed_when_a_device_frees_up(tmp_path):
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path)) as s:
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, first = deployment("first", 1)
             await c.apply(p)
             await c.create(first)
@@ -253,7 +253,7 @@ async def test_waiting_deployment_is_placed_when_a_device_frees_up(tmp_path):
 async def test_two_deployments_share_a_device_and_leave_it_one_by_one(tmp_path):
     with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path)) as s:
         reader = readers(s)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, a = deployment("a", 1)
             _, b = deployment("b", 1)
             del b.spec.table_entries[1:]
@@ -276,7 +276,7 @@ async def test_two_deployments_share_a_device_and_leave_it_one_by_one(tmp_path):
 
 async def test_rolling_update_moves_one_replica_at_a_time(tmp_path):
     with LocalStack(nodes=3, devices_per_node=1, data_dir=str(tmp_path)) as s:
-        async with AsyncClient(s.api) as c, st.Store(s.etcd.endpoint) as store:
+        async with s.client() as c, s.store() as store:
             p, d = deployment("rolling", 3)
             d.spec.strategy.type = "RollingUpdate"
             d.spec.strategy.max_unavailable = 1
@@ -305,7 +305,7 @@ async def test_rolling_update_moves_one_replica_at_a_time(tmp_path):
 
 async def test_everything_recovers_from_an_etcd_restart(tmp_path):
     with LocalStack(nodes=1, devices_per_node=2, data_dir=str(tmp_path)) as s:
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, a = deployment("before", 1)
             await c.apply(p)
             await c.create(a)
@@ -315,13 +315,13 @@ async def test_everything_recovers_from_an_etcd_restart(tmp_path):
 
         async def api_back():
             try:
-                async with AsyncClient(s.api, timeout=5) as c:
+                async with s.client(timeout=5) as c:
                     return await c.get("deployment", "before")
             except Exception:  # Unavailable until the apiserver's etcd client reconnects
                 return None
         before = await eventually(api_back, 30, 0.2, "the API to answer again")
         assert before.status.phase == "Running"
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             _, b = deployment("after", 1)
             await c.create(b)  # the controller and the agent must have re-watched etcd to act on it
             ready = await c.wait_ready("after", timeout=40)
@@ -333,7 +333,7 @@ async def test_everything_recovers_from_an_etcd_restart(tmp_path):
 async def test_delete_completes_while_the_switch_is_down(tmp_path):
     env = {"KUBEP4_RELEASE_UNREACHABLE_AFTER": "1"}
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), resync_seconds=0.5, env=env) as s:
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, d = deployment("orphaned", 1)
             await c.apply(p)
             await c.create(d)
@@ -349,7 +349,7 @@ async def test_delete_completes_while_the_switch_is_down(tmp_path):
 async def test_restarted_agent_clears_what_was_deleted_while_it_was_down(tmp_path):
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), lease_ttl=2) as s:
         reader = readers(s)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, d = deployment("left-behind", 1)
             await c.apply(p)
             await c.create(d)
@@ -372,7 +372,7 @@ async def test_restarted_agent_clears_what_was_deleted_while_it_was_down(tmp_pat
 async def test_a_new_pipeline_does_not_evict_a_neighbour_on_a_shared_device(tmp_path):
     with LocalStack(nodes=1, devices_per_node=2, slots_per_device=2, data_dir=str(tmp_path)) as s:
         devices = readers(s)
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, a = deployment("a", 1)
             _, b = deployment("b", 1)
             del b.spec.table_entries[1:]
@@ -406,7 +406,7 @@ async def test_a_new_pipeline_does_not_evict_a_neighbour_on_a_shared_device(tmp_
 async def test_conflicting_entries_fail_the_newcomer_alone(tmp_path):
     with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path)) as s:
         reader = readers(s)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, a = deployment("first", 1)
             _, b = deployment("second", 1)
             del b.spec.table_entries[1:]

@@ -6,7 +6,6 @@ import pathlib
 
 from kubep4 import manifest
 from kubep4.bench.p4read import stack_readers
-from kubep4.client import AsyncClient
 from kubep4.entities import to_p4_entities
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.localstack import LocalStack
@@ -54,8 +53,8 @@ async def test_multipath_runs_and_every_kind_is_on_the_device_then_gone(tmp_path
                      "clone_sessions", "meter_entries", "counter_entries", "register_entries"}
     flood = index.tables_by_name["l2_flood"].info.preamble.id
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path)) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             await c.apply(pipeline)
             await c.create(d)
             await c.wait_ready("multipath", timeout=60)
@@ -118,8 +117,8 @@ async def test_a_deployment_larger_than_one_write_is_installed_in_several(tmp_pa
     assert sum(ent.kind_of(e) == "table_entries" for e in wanted) > 8, "one Write could not carry them"
     env = {"KUBEP4_MAX_WRITE_BATCH": "4", "KUBEP4_REFTARGET_MAX_BATCH": "8"}
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), env=env) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             await c.apply(pipeline)
             await c.create(d)
             await c.wait_ready("multipath", timeout=60)
@@ -135,8 +134,8 @@ async def test_a_kind_the_device_lacks_fails_its_placement_by_name_not_in_a_loop
     d.spec.register_entries.add(register="last_seen_src", index=7, value="1")
     with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path),
                     switch_args=("--unimplemented", "register_entry")) as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             await c.apply(pipeline)
             await c.create(d)
 

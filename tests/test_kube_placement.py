@@ -345,7 +345,7 @@ def test_controller_process_places_through_kubernetes(tmp_path):
                                                   "kubep4.io/arch-v1model": "true"})
         env = {"KUBEP4_PLACEMENT": "kubernetes", "KUBEP4_KUBE_NAMESPACE": KUBE_NS,
                "KUBECONFIG": standin.kubeconfig(str(tmp_path / "kubeconfig")), "KUBEP4_KUBERNETES_NODE": "kn-0"}
-        with LocalStack(nodes=1, data_dir=str(tmp_path / "stack"), env=env) as stack, Client(stack.api) as c:
+        with LocalStack(nodes=1, data_dir=str(tmp_path / "stack"), env=env) as stack, Client(stack.api, **stack.client_args()) as c:
             for obj in manifest.load(str(BASIC)):
                 if isinstance(obj, kr.Deployment):
                     obj.spec.replicas = 1

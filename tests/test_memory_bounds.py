@@ -2,12 +2,10 @@
 (the symptom measured before the fix is in each docstring)."""
 from __future__ import annotations
 
-import grpc
-
-from kubep4.client import AsyncClient
 from kubep4.gen.kubep4.v1 import api_pb2 as api
 from kubep4.gen.kubep4.v1 import api_pb2_grpc as api_grpc
 from kubep4.localstack import LocalStack
+from kubep4.serving import open_channel
 
 from .conftest import example_objects
 
@@ -26,11 +24,11 @@ async def test_watchers_that_never_read_do_not_grow_the_apiserver(tmp_path):
     """Before: 50 watchers that never read and 50 updates of 200 KB grew the apiserver by 613 MiB."""
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path)) as s:
         pid = s.procs["apiserver"].popen.pid
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, d = example_objects()
             await c.apply(p)
             d = await c.create(d)
-            channels = [grpc.aio.insecure_channel(s.api) for _ in range(5)]
+            channels = [open_channel(s.api, s.pki.client_tls("admin")) for _ in range(5)]
             calls = [api_grpc.KubeP4Stub(channels[i % 5]).WatchDeployments(api.WatchRequest(namespace="default"))
                      for i in range(50)]
             for call in calls:  # each has started (its first event is there), then nobody reads

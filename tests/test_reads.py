@@ -21,13 +21,14 @@ from kubep4 import errors
 from kubep4 import store as st
 from kubep4.bench.p4read import stack_readers
 from kubep4.client import AsyncClient
-from kubep4.config import GRPC_OPTIONS
 from kubep4.gen.kubep4.v1 import api_pb2 as api
 from kubep4.gen.kubep4.v1 import api_pb2_grpc as api_grpc
 from kubep4.localstack import LocalStack
 from kubep4.otlp_receiver import OTLPReceiver
 from kubep4.p4 import P4InfoIndex, p4r, parse_p4info, to_p4_entry
 from kubep4.p4runtime_client import DeviceConnection
+from kubep4.serving import open_channel
+from kubep4.tls import ClientTLS
 
 from .conftest import ROOT, eventually, example_objects
 
@@ -39,8 +40,10 @@ WRITER_ROLE = "test-counter-writer"  # a role of its own: the agents stay primar
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    # the API over TLS with the token as the identity (no client certificates)
     s = LocalStack(nodes=2, devices_per_node=1, data_dir=str(tmp_path_factory.mktemp("reads")),
-                   resync_seconds=1.0, env={"KUBEP4_TOKEN": TOKEN, "KUBEP4_LOG_LEVEL": "INFO"})
+                   resync_seconds=1.0, env={"KUBEP4_TOKEN": TOKEN, "KUBEP4_LOG_LEVEL": "INFO"},
+                   api_client_certs=False)
     s.start()
     yield s
     s.stop()
@@ -48,7 +51,7 @@ def stack(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(stack):
-    async with AsyncClient(stack.api, token=TOKEN) as c:
+    async with stack.client(token=TOKEN) as c:
         yield c
 
 
@@ -59,7 +62,7 @@ async def deployed(stack, client):
     await client.apply(pipeline)
     await client.create(deployment)
     ready = await client.wait_ready("basic", timeout=60)
-    readers = stack_readers(stack.device_ports)
+    readers = stack_readers(stack.device_ports, tls=stack.device_tls())
     placed = {r.replica: (r.node, r.device) for r in ready.status.replicas}
     assert len({node for node, _ in placed.values()}) == 2, placed
     return {replica: readers[key] for replica, key in placed.items()}, parse_p4info(pipeline.spec.artifacts.p4info)
@@ -69,18 +72,19 @@ def counter_id(info) -> int:
     return P4InfoIndex(info).counters_by_name[COUNTER].preamble.id
 
 
-async def write_counters(address: str, device_id: int, cid: int, cells: dict[int, tuple[int, int]]) -> None:
+async def write_counters(address: str, device_id: int, cid: int, cells: dict[int, tuple[int, int]],
+                         tls=None) -> None:
     """MODIFY the counter's cells to (bytes, packets), as an independent P4Runtime client."""
-    async with DeviceConnection(address, device_id, election_id=1, role=WRITER_ROLE) as w:
+    async with DeviceConnection(address, device_id, election_id=1, role=WRITER_ROLE, tls=tls) as w:
         await w.connect()
         await w.write([p4r.Update(type=p4r.Update.MODIFY, entity=p4r.Entity(counter_entry=p4r.CounterEntry(
             counter_id=cid, index=p4r.Index(index=i), data=p4r.CounterData(byte_count=b, packet_count=n))))
             for i, (b, n) in cells.items()])
 
 
-async def direct_counters(address: str, device_id: int, cid: int) -> dict[int, tuple[int, int]]:
+async def direct_counters(address: str, device_id: int, cid: int, tls=None) -> dict[int, tuple[int, int]]:
     """Every cell of the counter as a direct P4Runtime Read of the device answers it."""
-    async with DeviceConnection(address, device_id) as r:
+    async with DeviceConnection(address, device_id, tls=tls) as r:
         got = await r.read([p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=cid))])
     return {e.counter_entry.index.index: (e.counter_entry.data.byte_count, e.counter_entry.data.packet_count)
             for e in got}
@@ -91,9 +95,12 @@ def cells(values: api.DeviceValues) -> dict[int, tuple[int, int]]:
     return {c.index: (c.data.byte_count, c.data.packet_count) for c in values.counters}
 
 
-async def kubep4(api_address: str, *args: str, token: str = TOKEN) -> subprocess.CompletedProcess:
+async def kubep4(stack: LocalStack, *args: str, token: str = TOKEN) -> subprocess.CompletedProcess:
+    """The CLI against ``stack``'s apiserver over TLS (its CA), as the token's user."""
     env = {**os.environ, "KUBEP4_TOKEN": token}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "kubep4.cli.main", "--api", api_address, *args,
+    tls = ["--certificate-authority", stack.pki.ca.cert] if stack.pki else []
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "kubep4.cli.main", "--api", stack.api, *tls,
+                                                *args,
                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     out, err = await proc.communicate()
     return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
@@ -101,7 +108,7 @@ async def kubep4(api_address: str, *args: str, token: str = TOKEN) -> subprocess
 
 async def etcd_keys_written(stack: LocalStack, since: int) -> list[str]:
     """The keys written after revision ``since``."""
-    async with st.Store(stack.etcd.endpoint) as s:
+    async with stack.store() as s:
         now = await s.revision()
         if now == since:
             return []
@@ -119,29 +126,30 @@ async def test_counters_are_what_the_devices_hold_per_replica_and_never_stored(s
     written = {}
     for replica, reader in readers.items():  # other values on each device: a replica's are its own
         written[replica] = {7: (1500 * (replica + 1), 12 + replica), 1023: (64, 1), 100 + replica: (2**40, 2**33)}
-        await write_counters(reader.address, reader.device_id, cid, written[replica])
-    async with st.Store(stack.etcd.endpoint) as s:
+        await write_counters(reader.address, reader.device_id, cid, written[replica], tls=reader.tls)
+    async with stack.store() as s:
         before = await s.revision()
 
     resp = await client.counters("basic")
     assert [r.replica for r in resp.replicas] == sorted(readers)
     for r in resp.replicas:
         assert not r.error, r
-        direct = await direct_counters(readers[r.replica].address, readers[r.replica].device_id, cid)
+        direct = await direct_counters(readers[r.replica].address, readers[r.replica].device_id, cid,
+                                       tls=readers[r.replica].tls)
         assert cells(r.values) == direct, f"replica {r.replica}: the API and the device differ"
         assert len(direct) == 1024 and {i: v for i, v in direct.items() if v != (0, 0)} == written[r.replica]
     one = await client.read_deployment("basic", "counter", "acl_hits")  # by its alias too
     assert [cells(r.values) for r in one.replicas] == [cells(r.values) for r in resp.replicas]
 
     # the CLI: JSON is the whole answer; the table shows the non-zero cells of each replica
-    out = await kubep4(stack.api, "counters", "deployment", "basic", "-o", "json")
+    out = await kubep4(stack, "counters", "deployment", "basic", "-o", "json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     for r, got in zip(resp.replicas, doc["replicas"]):
         assert (got.get("replica", 0), got["node"], got["device"]) == (r.replica, r.node, r.device)
         assert {int(c.get("index", 0)): (int(c["data"].get("byteCount", 0)), int(c["data"].get("packetCount", 0)))
                 for c in got["values"]["counters"]} == cells(r.values)
-    out = await kubep4(stack.api, "counters", "deployment", "basic", "--counter", COUNTER)
+    out = await kubep4(stack, "counters", "deployment", "basic", "--counter", COUNTER)
     assert out.returncode == 0, out.stderr
     blocks = out.stdout.strip().split("\n\n")
     assert len(blocks) == len(readers)
@@ -159,7 +167,7 @@ async def test_counters_are_what_the_devices_hold_per_replica_and_never_stored(s
     assert [k for k in changed if not k.startswith(st.NODES.prefix())] == [], changed
 
 
-async def test_a_table_read_returns_the_installed_entries(client, deployed):
+async def test_a_table_read_returns_the_installed_entries(stack, client, deployed):
     readers, info = deployed
     index = P4InfoIndex(info)
     _, deployment = example_objects()
@@ -176,7 +184,7 @@ async def test_a_table_read_returns_the_installed_entries(client, deployed):
     acl = await client.read_deployment("basic", "table", "BasicIngress.acl")
     assert [[e.table for e in r.values.table_entries] for r in acl.replicas] == [["BasicIngress.acl"]] * 2
 
-    out = await kubep4(client.address, "read", "deployment", "basic", "--kind", "table")
+    out = await kubep4(stack, "read", "deployment", "basic", "--kind", "table")
     assert out.returncode == 0, out.stderr
     block = out.stdout.split("\n\n")[0].splitlines()
     assert block[1].split() == ["TABLE", "MATCH", "PRIORITY", "ACTION", "PACKETS", "BYTES"]
@@ -210,17 +218,17 @@ async def _unschedulable(client: AsyncClient, name: str) -> bool:
 
 
 async def test_an_unauthenticated_read_is_refused(stack, deployed):
-    async with grpc.aio.insecure_channel(stack.api, options=GRPC_OPTIONS) as ch:
+    async with open_channel(stack.api, ClientTLS(stack.pki.ca.cert)) as ch:  # TLS, no token
         stub = api_grpc.KubeP4Stub(ch)
         for metadata in ((), (("authorization", "Bearer wrong"),)):
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.ReadDeployment(api.ReadDeploymentRequest(name="basic", kind="counter"),
                                           metadata=metadata, timeout=10)
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    async with AsyncClient(stack.api) as anonymous:
+    async with stack.client() as anonymous:
         with pytest.raises(errors.Unauthenticated):
             await anonymous.counters("basic")
-    out = await kubep4(stack.api, "counters", "deployment", "basic", token="")
+    out = await kubep4(stack, "counters", "deployment", "basic", token="")
     assert out.returncode == 1 and "UNAUTHENTICATED" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -237,8 +245,9 @@ async def test_a_dead_agent_or_device_fails_its_replica_only(stack, client, depl
     assert not got["node-1"].values.counters
     alive = got["node-0"]
     assert not alive.error and cells(alive.values) == await direct_counters(
-        readers[by_node["node-0"]].address, readers[by_node["node-0"]].device_id, counter_id(info))
-    out = await kubep4(stack.api, "counters", "deployment", "basic")
+        readers[by_node["node-0"]].address, readers[by_node["node-0"]].device_id, counter_id(info),
+        tls=readers[by_node["node-0"]].tls)
+    out = await kubep4(stack, "counters", "deployment", "basic")
     assert out.returncode == 1, out  # one replica failed: said, after what the other answered
     assert "error (NodeUnreachable)" in out.stdout and "COUNTER" in out.stdout
 
@@ -255,7 +264,7 @@ async def test_a_read_is_one_trace_from_the_apiserver_to_the_devices(tmp_path):
            "OTEL_METRICS_EXPORTER": "none"}
     try:
         with LocalStack(nodes=2, data_dir=str(tmp_path), env=env) as stack:
-            async with AsyncClient(stack.api) as c:
+            async with stack.client() as c:
                 pipeline, deployment = example_objects()
                 await c.create(pipeline)
                 await c.create(deployment)

@@ -42,7 +42,7 @@ def stack(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(stack):
-    async with AsyncClient(stack.api) as c:
+    async with stack.client() as c:
         yield c
 
 
@@ -104,7 +104,7 @@ async def change(c: AsyncClient, name: str, fn) -> kr.Deployment:
 async def device_state(stack: LocalStack) -> dict[tuple[str, str], tuple[int | None, frozenset]]:
     """(node, device) -> (cookie, the set of entries as bytes) read from each device directly."""
     out = {}
-    for key, reader in stack_readers(stack.device_ports).items():
+    for key, reader in stack_readers(stack.device_ports, tls=stack.device_tls()).items():
         config = await reader.pipeline()
         entries = await reader.entries()
         out[key] = (config.cookie.cookie if config is not None else None,
@@ -170,7 +170,7 @@ async def test_undo_returns_the_devices_to_the_previous_revision(stack, client):
     with pytest.raises(errors.NotFound):
         await client.rollout_undo("undo", to_revision=9)
     await remove(client, "undo")
-    async with st.Store(stack.etcd.endpoint) as s:
+    async with stack.store() as s:
         left, _ = await s.list(st.REVISIONS)
         assert [r.metadata.name for r in left if r.spec.deployment == "undo"] == [], \
             "deleting a deployment deletes its revisions"
@@ -182,7 +182,7 @@ async def test_canary_on_a_failing_revision_stops_at_its_first_step_and_rolls_ba
                                progress_deadline_seconds=120, auto_rollback=True)
     v1 = await deploy(client, "canary", canary)
     before = await device_state(stack)
-    async with st.Store(stack.etcd.endpoint) as s:
+    async with stack.store() as s:
         start = await s.revision()
 
         def to_small(d: kr.Deployment) -> None:
@@ -270,8 +270,9 @@ async def test_history_keeps_at_most_its_limit(stack, client):
     await remove(client, "history")
 
 
-async def test_the_rollout_commands(stack, client, capsys):
+async def test_the_rollout_commands(stack, client, capsys, monkeypatch):
     from kubep4.cli.main import main
+    monkeypatch.setenv("KUBEP4_CONFIG", stack.client_config_path)  # the stack's admin
 
     def kubep4(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from kubep4.client import AsyncClient
 from kubep4.errors import Unauthenticated
 from kubep4.localstack import LocalStack
 
@@ -27,19 +26,22 @@ def environ_of(pid: int) -> dict[str, str]:
 
 
 async def test_only_the_apiserver_child_holds_the_token_and_a_token_file_works(tmp_path):
-    with LocalStack(nodes=1, data_dir=str(tmp_path), env={"KUBEP4_TOKEN": "s3cret-value"}) as stack:
+    # the API over TLS, identities from the token (no client certificates)
+    with LocalStack(nodes=1, data_dir=str(tmp_path), env={"KUBEP4_TOKEN": "s3cret-value"},
+                    api_client_certs=False) as stack:
         holders = {name for name, proc in stack.procs.items()
                    if environ_of(proc.popen.pid).get("KUBEP4_TOKEN") == "s3cret-value"}
         assert holders == {"apiserver"}
-        async with AsyncClient(stack.api) as c:
+        async with stack.client() as c:
             with pytest.raises(Unauthenticated):
                 await c.list("pipelines")
         path = tmp_path / "token"
         path.write_text("s3cret-value\n")
         env = {k: v for k, v in os.environ.items() if k != "KUBEP4_TOKEN"}
-        out = subprocess.run([sys.executable, "-m", "kubep4.cli.main", "--api", stack.api, "--token-file",
+        ca = ["--certificate-authority", stack.pki.ca.cert]
+        out = subprocess.run([sys.executable, "-m", "kubep4.cli.main", "--api", stack.api, *ca, "--token-file",
                               str(path), "get", "pipelines"], env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
-        warned = subprocess.run([sys.executable, "-m", "kubep4.cli.main", "--api", stack.api, "--token",
+        warned = subprocess.run([sys.executable, "-m", "kubep4.cli.main", "--api", stack.api, *ca, "--token",
                                  "s3cret-value", "get", "pipelines"], env=env, capture_output=True, text=True)
         assert warned.returncode == 0 and "visible in ps" in warned.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import threading
 
-from kubep4.client import AsyncClient
 from kubep4.localstack import LocalStack
 from kubep4.supervisor import Child, Supervisor
 
@@ -23,7 +22,7 @@ async def test_killed_apiserver_and_etcd_are_restarted_and_nothing_is_lost(tmp_p
     lines: list[str] = []
     with LocalStack(nodes=1, devices_per_node=2, data_dir=str(tmp_path), supervise=True,
                     report=lines.append) as s:
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             p, before = deployment("before")
             await c.apply(p)
             await c.create(before)
@@ -41,13 +40,13 @@ async def test_killed_apiserver_and_etcd_are_restarted_and_nothing_is_lost(tmp_p
 
         async def api_back():
             try:
-                async with AsyncClient(s.api, timeout=5) as c:
+                async with s.client(timeout=5) as c:
                     return await c.get("deployment", "before")
             except Exception:  # Unavailable until the services have reconnected to etcd
                 return None
         got = await eventually(api_back, 60, 0.2, "the API to answer again")
         assert got.status.phase == "Running"
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             _, after = deployment("after")
             await c.create(after)
             ready = await c.wait_ready("after", timeout=40)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from kubep4 import telemetry, waterfall
-from kubep4.client import AsyncClient
-from kubep4.cli.trace import trace_id_of
 from kubep4.bench.p4read import stack_readers
+from kubep4.cli.trace import trace_id_of
+from kubep4.client import AsyncClient
 from kubep4.localstack import LocalStack
 from kubep4.otlp_receiver import OTLPReceiver, to_jaeger
 
@@ -27,11 +27,12 @@ async def receiver():
     await r.stop()
 
 
-async def test_one_deployment_is_one_trace(receiver, tmp_path):
+async def test_one_deployment_is_one_trace(receiver, tmp_path, monkeypatch):
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
            "OTEL_METRIC_EXPORT_INTERVAL": "500"}
     with LocalStack(nodes=2, data_dir=str(tmp_path), env=env, resync_seconds=0.5) as stack:
-        async with AsyncClient(stack.api) as c:
+        monkeypatch.setenv("KUBEP4_CONFIG", stack.client_config_path)  # the CLI below: the stack's admin
+        async with stack.client() as c:
             pipeline, deployment = example_objects()
             await c.create(pipeline)
             created = await c.create(deployment)
@@ -60,9 +61,9 @@ async def test_one_deployment_is_one_trace(receiver, tmp_path):
 
         # the agents' periodic checks are not part of the deployment's trace; a repair is a trace of
         # its own, linked to it: remove an entry behind node-0's agent and wait for the repair
-        dev = stack_readers(stack.device_ports)[("node-0", "dev0")]
+        dev = stack_readers(stack.device_ports, tls=stack.device_tls())[("node-0", "dev0")]
         held = await dev.entries()
-        other = P4RTClient(dev.address, dev.device_id)
+        other = P4RTClient(dev.address, dev.device_id, tls=dev.tls)
         await other.arbitrate(1 << 100)
         await other.write([delete(held[0])])
         await other.close()

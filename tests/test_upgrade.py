@@ -7,7 +7,6 @@ import asyncio
 
 from kubep4 import store as st
 from kubep4.bench.p4read import stack_readers
-from kubep4.client import AsyncClient
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.localstack import LocalStack
 from kubep4.p4 import cookie_for_digest, parse_p4info
@@ -45,7 +44,7 @@ def to_v2(d: kr.Deployment, pipeline: str = "basic-v2", hosts: int = 1) -> kr.De
 
 
 async def placement(s: LocalStack, name: str) -> kr.Placement:
-    async with st.Store(s.etcd.endpoint) as store:
+    async with s.store() as store:
         [p] = [p for p in (await store.list(st.PLACEMENTS, "default"))[0] if p.spec.deployment == name]
         return p
 
@@ -53,8 +52,8 @@ async def placement(s: LocalStack, name: str) -> kr.Placement:
 async def test_a_reconcile_upgrade_never_drops_an_entry(tmp_path):
     p, d = v1()
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="upgrade=reconcile") as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             await c.apply(p)
             await c.create(d)
             await c.wait_ready("fwd", timeout=60)
@@ -83,8 +82,8 @@ async def test_a_reconcile_upgrade_never_drops_an_entry(tmp_path):
 async def test_a_save_commit_upgrade_installs_before_the_swap(tmp_path):
     p, d = v1()
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path)) as s:  # the default: save-commit
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             await c.apply(p)
             await c.create(d)
             await c.wait_ready("fwd", timeout=60)
@@ -107,8 +106,8 @@ def unfit_v2() -> kr.Pipeline:
 async def test_a_v2_that_does_not_fit_fails_untouched_and_falls_back_only_when_allowed(tmp_path):
     p, d = v1()
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="upgrade=reconcile") as s:
-        reader = stack_readers(s.device_ports)[("node-0", "dev0")]
-        async with AsyncClient(s.api) as c:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
             await c.apply(p)
             await c.create(d)
             running = await c.wait_ready("fwd", timeout=60)
@@ -139,7 +138,7 @@ async def test_a_device_that_wedges_is_reported_wedged(tmp_path):
     p, d = v1()
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="upgrade=reconcile",
                     switch_args=("--wedge-on-reconcile",)) as s:
-        async with AsyncClient(s.api) as c:
+        async with s.client() as c:
             await c.apply(p)
             await c.create(d)
             await c.wait_ready("fwd", timeout=60)

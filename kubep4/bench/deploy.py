@@ -140,9 +140,10 @@ async def _run_phase(client: AsyncClient, waiter: _Waiter, template: kr.Deployme
 
 
 async def measure_floor(address: str, device_id: int, pipelines: list[kr.Pipeline], entries: list,
-                        election_base: int) -> list[float]:
+                        election_base: int, tls=None) -> list[float]:
     """Direct push, no control plane: arbitration + SetForwardingPipelineConfig + Write, per pipeline,
-    by the node agent's own P4Runtime client on a fresh connection each time."""
+    by the node agent's own P4Runtime client on a fresh connection each time (over TLS with ``tls``,
+    as the agent talks to a secure stack's devices)."""
     info = parse_p4info(pipelines[0].spec.artifacts.p4info)
     index = P4InfoIndex(info)
     updates = [p4r.Update(type=p4r.Update.INSERT, entity=p4r.Entity(table_entry=to_p4_entry(e, index)))
@@ -150,7 +151,7 @@ async def measure_floor(address: str, device_id: int, pipelines: list[kr.Pipelin
     p4info = info.SerializeToString()
     out = []
     for i, p in enumerate(pipelines):
-        conn = DeviceConnection(address, device_id, (1 << 64) + election_base + i)
+        conn = DeviceConnection(address, device_id, (1 << 64) + election_base + i, tls=tls)
         t0 = time.perf_counter()
         try:
             await conn.connect()
@@ -242,7 +243,7 @@ async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concur
     try:
         total = 1 + 2 * count
         pipelines, template = _pipelines(total)
-        async with AsyncClient(stack.api, timeout=timeout) as client:
+        async with stack.client(timeout=timeout) as client:
             for p in pipelines:
                 await client.create(p)
             waiter = _Waiter(client)
@@ -275,7 +276,7 @@ async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concur
         progress("floor: the same pushes by a bare P4Runtime client")
         free_port = stack.device_ports["node-0"][0]
         floor = await measure_floor(f"127.0.0.1:{free_port}", 1, pipelines[:count], list(template.spec.table_entries),
-                                    int(time.time() * 1000) + 10_000)
+                                    int(time.time() * 1000) + 10_000, tls=stack.device_tls())
         result["floor"] = {"latency_ms": percentiles(floor)}
         seq = result["phases"]["sequential"]["latency_ms"]
         if seq:

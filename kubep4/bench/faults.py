@@ -225,7 +225,7 @@ async def check(client: AsyncClient, readers: dict, ops: list[Op], expected: dic
 
 async def _target(stack: LocalStack, fault: str) -> str:
     if fault == "controller":
-        async with st.Store(stack.etcd.endpoint) as s:
+        async with stack.store() as s:
             got = await s.get_raw(f"{st.ROOT}/leader/controller")
         if got is None:
             raise RuntimeError("no controller leads")
@@ -252,8 +252,8 @@ async def run_fault(fault: str, count: int = 60, seconds: float = 10.0, timeout:
         expected = expected_entries(pipeline, deployments)
         ops = [Op(d.metadata.name, delete=delete_every > 0 and i % delete_every == delete_every - 1)
                for i, d in enumerate(deployments)]
-        readers = stack_readers(stack.device_ports)
-        async with AsyncClient(stack.api, timeout=5.0) as client:
+        readers = stack_readers(stack.device_ports, tls=stack.device_tls())
+        async with stack.client(timeout=5.0) as client:
             await client.create(pipeline)
             t0 = time.monotonic()
             deadline = t0 + seconds / 2 + timeout

@@ -28,7 +28,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from kubep4 import store as st
 from kubep4.bench import deploy as bd
 from kubep4.bench import hollow
 from kubep4.client import AsyncClient
@@ -151,7 +150,9 @@ async def run(nodes: int = 50, devices_per_node: int = 2, deployments: int = 200
     env = {"KUBEP4_LOG_LEVEL": os.environ.get("KUBEP4_BENCH_LOG_LEVEL", "WARNING")}
     data_dir = tempfile.mkdtemp(prefix="kubep4-scale-", dir=etcd_dir)
     profile = os.path.abspath(profile) if profile else ""
-    stack = _Stack(nodes=0, data_dir=data_dir, env=env, controller_env=controller_env, controller_profile=profile)
+    # plaintext: the hollow fleet plays thousands of nodes, each of which would need an etcd identity
+    stack = _Stack(nodes=0, data_dir=data_dir, env=env, controller_env=controller_env, controller_profile=profile,
+                   secure=False)
     result: dict = {"config": {"nodes": nodes, "devices_per_node": devices_per_node, "slots_per_device": slots,
                                "deployments": deployments, "rate": rate, "traces": traces,
                                "lease_ttl": lease_ttl, "commit": git_commit(), "data_dir": data_dir}}
@@ -170,7 +171,7 @@ async def run(nodes: int = 50, devices_per_node: int = 2, deployments: int = 200
         t0 = time.monotonic()
         fleet.start()
         await asyncio.to_thread(fleet.wait_ready, max(60.0, nodes * 0.1))
-        async with AsyncClient(stack.api, timeout=60.0) as client:
+        async with stack.client(timeout=60.0) as client:
             await _wait_nodes(client, nodes, max(60.0, nodes * 0.05))
             result["startup_s"]["hollow_nodes"] = round(time.monotonic() - t0, 2)
             (pipeline,), template = bd._pipelines(1)
@@ -181,7 +182,7 @@ async def run(nodes: int = 50, devices_per_node: int = 2, deployments: int = 200
             result.update(await _measure(client, waiter, template, stack, deployments, rate, timeout, progress,
                                          progress_every))
             waiter.task.cancel()
-            async with st.Store(stack.etcd.endpoint) as store:
+            async with stack.store() as store:
                 db = await store.db_size()
             result["etcd"] = {"db_bytes": db, "db_mib": round(db / MIB, 1),
                               "db_file_mib": round(_etcd_db_file(stack) / MIB, 1)}

@@ -169,12 +169,12 @@ class P4RTClient:
     reader) with every arbitration update kept, and unary RPCs sent raw through its stub, so a test
     sees the target's own gRPC errors and can send any election id or device id."""
 
-    def __init__(self, address: str, device_id: int = 1, role: str = ""):
+    def __init__(self, address: str, device_id: int = 1, role: str = "", tls=None):
         self.address = address
         self.device_id = device_id
         self.role = role
         self.election_id = 0
-        self.conn = DeviceConnection(address, device_id, 0, role=role, keep_updates=True)
+        self.conn = DeviceConnection(address, device_id, 0, role=role, keep_updates=True, tls=tls)
 
     @property
     def stub(self) -> p4r_grpc.P4RuntimeStub:
