@@ -595,7 +595,7 @@ class Revision(_message.Message):
     def __init__(self, metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[RevisionSpec, _Mapping]] = ...) -> None: ...
 
 class Device(_message.Message):
-    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels", "upgrade", "tls", "role")
+    __slots__ = ("name", "p4rt_address", "device_id", "target", "arch", "pipeline_slots", "labels", "upgrade", "tls", "role", "launch")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -613,6 +613,7 @@ class Device(_message.Message):
     UPGRADE_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     p4rt_address: str
     device_id: int
@@ -623,7 +624,24 @@ class Device(_message.Message):
     upgrade: str
     tls: DeviceTLS
     role: str
-    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., upgrade: _Optional[str] = ..., tls: _Optional[_Union[DeviceTLS, _Mapping]] = ..., role: _Optional[str] = ...) -> None: ...
+    launch: DeviceLaunch
+    def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., upgrade: _Optional[str] = ..., tls: _Optional[_Union[DeviceTLS, _Mapping]] = ..., role: _Optional[str] = ..., launch: _Optional[_Union[DeviceLaunch, _Mapping]] = ...) -> None: ...
+
+class DeviceLaunch(_message.Message):
+    __slots__ = ("kind", "binary", "interfaces", "thrift_port", "controller_port", "args")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BINARY_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    THRIFT_PORT_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_PORT_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    binary: str
+    interfaces: _containers.RepeatedScalarFieldContainer[str]
+    thrift_port: int
+    controller_port: int
+    args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., binary: _Optional[str] = ..., interfaces: _Optional[_Iterable[str]] = ..., thrift_port: _Optional[int] = ..., controller_port: _Optional[int] = ..., args: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeviceTLS(_message.Message):
     __slots__ = ("ca_file", "cert_file", "key_file", "server_name")
