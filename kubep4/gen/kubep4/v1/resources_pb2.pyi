@@ -628,20 +628,24 @@ class Device(_message.Message):
     def __init__(self, name: _Optional[str] = ..., p4rt_address: _Optional[str] = ..., device_id: _Optional[int] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., pipeline_slots: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., upgrade: _Optional[str] = ..., tls: _Optional[_Union[DeviceTLS, _Mapping]] = ..., role: _Optional[str] = ..., launch: _Optional[_Union[DeviceLaunch, _Mapping]] = ...) -> None: ...
 
 class DeviceLaunch(_message.Message):
-    __slots__ = ("kind", "binary", "interfaces", "thrift_port", "controller_port", "args")
+    __slots__ = ("kind", "binary", "interfaces", "thrift_port", "controller_port", "args", "server_cert", "server_key")
     KIND_FIELD_NUMBER: _ClassVar[int]
     BINARY_FIELD_NUMBER: _ClassVar[int]
     INTERFACES_FIELD_NUMBER: _ClassVar[int]
     THRIFT_PORT_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_PORT_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_CERT_FIELD_NUMBER: _ClassVar[int]
+    SERVER_KEY_FIELD_NUMBER: _ClassVar[int]
     kind: str
     binary: str
     interfaces: _containers.RepeatedScalarFieldContainer[str]
     thrift_port: int
     controller_port: int
     args: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, kind: _Optional[str] = ..., binary: _Optional[str] = ..., interfaces: _Optional[_Iterable[str]] = ..., thrift_port: _Optional[int] = ..., controller_port: _Optional[int] = ..., args: _Optional[_Iterable[str]] = ...) -> None: ...
+    server_cert: str
+    server_key: str
+    def __init__(self, kind: _Optional[str] = ..., binary: _Optional[str] = ..., interfaces: _Optional[_Iterable[str]] = ..., thrift_port: _Optional[int] = ..., controller_port: _Optional[int] = ..., args: _Optional[_Iterable[str]] = ..., server_cert: _Optional[str] = ..., server_key: _Optional[str] = ...) -> None: ...
 
 class DeviceTLS(_message.Message):
     __slots__ = ("ca_file", "cert_file", "key_file", "server_name")
