@@ -31,11 +31,12 @@ def _pairs(parser: argparse.ArgumentParser, items: list[str], flag_name: str) ->
 
 
 async def run(args: argparse.Namespace, etcd: config.EtcdSettings, toolchain: Toolchain,
-              stop: asyncio.Event) -> None:
+              stop: asyncio.Event, health_tls=None) -> None:
     tel = telemetry.setup("kubep4-builder")
     health_server = health = None
     if args.health_listen:
-        health_server, port, health = await serving.start_server(args.health_listen, lambda s: None, [])
+        health_server, port, health = await serving.start_server(args.health_listen, lambda s: None, [],
+                                                                 credentials=health_tls)
         log.info("health on port %d", port)
     for backend, (how, why) in toolchain.availability().items():
         log.info("backend %s: %s", backend, how or f"unavailable: {why}")
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="kubep4-builder",
                                 description="KubeP4 builder: compiles source Pipelines once per digest")
     config.etcd_flags(p)
+    config.tls_flags(p, ca=False)  # the health endpoint's certificate
     flag(p, "--id", "KUBEP4_BUILDER_ID", f"{socket.gethostname()}-{os.getpid()}",
          help="identity in build claims (a restart under the same one takes over its claims at once)")
     flag(p, "--workers", "KUBEP4_BUILDER_WORKERS", 2, type=int, help="compiles at once")
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     config.setup_logging(args.log_level)
     try:
         etcd = config.etcd_settings(args)
+        health_tls = config.tls_settings(args).health_credentials()
     except ValueError as e:
         p.error(str(e))
     if args.workers < 1:
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
                           docker_url=args.docker_url or None,
                           limits=Limits(seconds=args.compile_timeout, memory_bytes=args.compile_memory_mb << 20),
                           max_device_config=args.max_device_config)
-    serving.run(lambda stop: run(args, etcd, toolchain, stop))
+    serving.run(lambda stop: run(args, etcd, toolchain, stop, health_tls))
 
 
 if __name__ == "__main__":
