@@ -425,7 +425,7 @@ class LabelSelector(_message.Message):
     def __init__(self, match_labels: _Optional[_Mapping[str, str]] = ..., match_expressions: _Optional[_Iterable[_Union[LabelSelectorRequirement, _Mapping]]] = ...) -> None: ...
 
 class UpdateStrategy(_message.Message):
-    __slots__ = ("type", "max_unavailable", "pipeline_upgrade", "fallback", "steps", "progress_deadline_seconds", "auto_rollback")
+    __slots__ = ("type", "max_unavailable", "pipeline_upgrade", "fallback", "steps", "progress_deadline_seconds", "auto_rollback", "max_surge")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MAX_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_UPGRADE_FIELD_NUMBER: _ClassVar[int]
@@ -433,6 +433,7 @@ class UpdateStrategy(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AUTO_ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    MAX_SURGE_FIELD_NUMBER: _ClassVar[int]
     type: str
     max_unavailable: int
     pipeline_upgrade: str
@@ -440,7 +441,8 @@ class UpdateStrategy(_message.Message):
     steps: _containers.RepeatedCompositeFieldContainer[CanaryStep]
     progress_deadline_seconds: int
     auto_rollback: bool
-    def __init__(self, type: _Optional[str] = ..., max_unavailable: _Optional[int] = ..., pipeline_upgrade: _Optional[str] = ..., fallback: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[CanaryStep, _Mapping]]] = ..., progress_deadline_seconds: _Optional[int] = ..., auto_rollback: _Optional[bool] = ...) -> None: ...
+    max_surge: int
+    def __init__(self, type: _Optional[str] = ..., max_unavailable: _Optional[int] = ..., pipeline_upgrade: _Optional[str] = ..., fallback: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[CanaryStep, _Mapping]]] = ..., progress_deadline_seconds: _Optional[int] = ..., auto_rollback: _Optional[bool] = ..., max_surge: _Optional[int] = ...) -> None: ...
 
 class CanaryStep(_message.Message):
     __slots__ = ("replicas", "percent", "pause", "wait_ready_seconds")
@@ -491,7 +493,7 @@ class DeploymentSpec(_message.Message):
     def __init__(self, pipeline: _Optional[str] = ..., replicas: _Optional[int] = ..., selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., target: _Optional[str] = ..., arch: _Optional[str] = ..., table_entries: _Optional[_Iterable[_Union[TableEntry, _Mapping]]] = ..., strategy: _Optional[_Union[UpdateStrategy, _Mapping]] = ..., action_profile_members: _Optional[_Iterable[_Union[ProfileMember, _Mapping]]] = ..., action_profile_groups: _Optional[_Iterable[_Union[ProfileGroup, _Mapping]]] = ..., multicast_groups: _Optional[_Iterable[_Union[MulticastGroup, _Mapping]]] = ..., clone_sessions: _Optional[_Iterable[_Union[CloneSession, _Mapping]]] = ..., meter_entries: _Optional[_Iterable[_Union[MeterEntry, _Mapping]]] = ..., counter_entries: _Optional[_Iterable[_Union[CounterEntry, _Mapping]]] = ..., register_entries: _Optional[_Iterable[_Union[RegisterEntry, _Mapping]]] = ..., value_set_entries: _Optional[_Iterable[_Union[ValueSetEntry, _Mapping]]] = ..., revision_history_limit: _Optional[int] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica", "node", "device", "phase", "message", "reason", "revision")
+    __slots__ = ("replica", "node", "device", "phase", "message", "reason", "revision", "surge")
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -499,6 +501,7 @@ class ReplicaStatus(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    SURGE_FIELD_NUMBER: _ClassVar[int]
     replica: int
     node: str
     device: str
@@ -506,7 +509,8 @@ class ReplicaStatus(_message.Message):
     message: str
     reason: str
     revision: str
-    def __init__(self, replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., revision: _Optional[str] = ...) -> None: ...
+    surge: bool
+    def __init__(self, replica: _Optional[int] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., revision: _Optional[str] = ..., surge: _Optional[bool] = ...) -> None: ...
 
 class DeploymentStatus(_message.Message):
     __slots__ = ("phase", "conditions", "observed_generation", "ready_replicas", "replicas", "pipeline_digest", "current_revision", "target_revision", "updated_replicas", "canary_step", "progress_time", "step_ready_time", "rollback_generation", "rolled_back_from")
