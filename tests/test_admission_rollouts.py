@@ -61,3 +61,31 @@ def test_violations_name_their_field(fn, field, words):
     _, bad = review(fn)
     assert [f for f, _ in bad] == [field], bad
     assert words in bad[0][1]
+
+
+def rolling(**kw) -> callable:
+    def fn(s: kr.DeploymentSpec) -> None:
+        s.strategy.type = kw.pop("type", "RollingUpdate")
+        for k, v in kw.items():
+            setattr(s.strategy, k, v)
+    return fn
+
+
+@pytest.mark.parametrize("fn", [rolling(max_surge=1), rolling(max_surge=1, max_unavailable=0),
+                                rolling(max_surge=0, max_unavailable=1), rolling(max_surge=4), rolling()])
+def test_valid_max_surge(fn):
+    _, bad = review(fn)
+    assert bad == []
+
+
+@pytest.mark.parametrize("fn,words", [
+    (rolling(max_surge=-1), "must be 0 or more, got -1"),
+    (rolling(max_surge=5), "at most spec.replicas (4)"),
+    (rolling(max_surge=0), "may not be 0 when max_unavailable is 0"),
+    (rolling(max_surge=0, max_unavailable=0), "may not be 0 when max_unavailable is 0"),
+    (rolling(max_surge=1, type="Recreate"), "max_surge is for type RollingUpdate, not 'Recreate'"),
+])
+def test_max_surge_violations_name_their_field(fn, words):
+    _, bad = review(fn)
+    assert [f for f, _ in bad] == ["spec.strategy.max_surge"], bad
+    assert words in bad[0][1], bad

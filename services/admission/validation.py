@@ -236,6 +236,24 @@ def _pipeline_index(pipeline: kr.Pipeline, policy: Policy, out: list[Violation])
     return index
 
 
+def _surge(s: kr.DeploymentSpec, out: list[Violation]) -> None:
+    """RollingUpdate's max_surge (docs/rollouts.md): 0 to spec.replicas; with max_unavailable, more
+    than 0 in all, as Kubernetes asks (given as 0, max_unavailable 0 would allow nothing; unset,
+    max_unavailable 0 means 1 as before)."""
+    st = s.strategy
+    if not st.HasField("max_surge"):
+        return
+    path = "spec.strategy.max_surge"
+    if st.max_surge < 0:
+        out.append(Violation(path, f"must be 0 or more, got {st.max_surge}"))
+    elif st.max_surge > max(1, s.replicas):
+        out.append(Violation(path, f"must be at most spec.replicas ({s.replicas}), got {st.max_surge}"))
+    elif st.max_surge + max(0, st.max_unavailable) == 0:
+        out.append(Violation(path, "may not be 0 when max_unavailable is 0: the rollout could move no replica"))
+    if st.max_surge > 0 and st.type != "RollingUpdate":
+        out.append(Violation(path, f"max_surge is for type RollingUpdate, not {quoted(st.type)}"))
+
+
 def _rollout(s: kr.DeploymentSpec, out: list[Violation]) -> None:
     """The rollout fields (docs/rollouts.md): canary steps, the progress deadline, the history
     limit; defaults progress_deadline_seconds (600) and revision_history_limit (10)."""
@@ -250,6 +268,7 @@ def _rollout(s: kr.DeploymentSpec, out: list[Violation]) -> None:
     elif not 0 < st.progress_deadline_seconds <= MAX_WAIT_SECONDS:
         out.append(Violation("spec.strategy.progress_deadline_seconds",
                              f"must be between 1 and {MAX_WAIT_SECONDS}, got {st.progress_deadline_seconds}"))
+    _surge(s, out)
     if st.type != "Canary":
         if st.steps:
             out.append(Violation("spec.strategy.steps", f"steps are for type Canary, not {quoted(st.type)}"))
