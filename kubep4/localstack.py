@@ -141,6 +141,10 @@ class LocalStack:
     env: dict[str, str] = field(default_factory=dict)
     slots_per_device: int = 1
     switch_args: tuple[str, ...] = ()  # more flags for every reference switch (--unimplemented KIND, ...)
+    # the switches: "reference" (the stack runs the reference target, one process per node),
+    # "bmv2" (each agent launches simple_switch_grpc per device: Device.launch) or "launched-reference"
+    # (each agent launches the reference target per device)
+    switch: str = "reference"
     device_options: str = ""  # more --device keys for every device ("upgrade=reconcile,role=kubep4")
     # TLS on every hop, mTLS between services, etcd with client certificates and auth on, a role per
     # component (kubep4.devpki, kubep4.etcd_auth); False: plaintext everywhere (kubep4 up --insecure)
@@ -186,6 +190,22 @@ class LocalStack:
 
     def _tls_args(self, component: str) -> list[str]:
         return self.pki.service_flags(component) if self.pki else []
+
+    def _launch_keys(self, node: str) -> str:
+        """The --device keys that make the node's agent launch each device's switch ("" when the
+        stack runs them): launch=KIND, the switch's own certificate when secure, switch_args."""
+        if self.switch == "reference":
+            return ""
+        kind = {"bmv2": "bmv2", "launched-reference": "reference"}.get(self.switch)
+        if kind is None:
+            raise ValueError(f"switch={self.switch!r}: one of reference, bmv2, launched-reference")
+        keys = [f"launch={kind}"]
+        if self.pki:
+            cert = self.pki[f"switch-{node}"]
+            keys.append(f"server_cert={cert.cert},server_key={cert.key}")
+        if self.switch_args:
+            keys.append("args=" + ";".join(self.switch_args))
+        return ",".join(keys)
 
     def start(self, timeout: float = 30.0) -> "LocalStack":
         if self.data_dir is None:
@@ -234,15 +254,20 @@ class LocalStack:
                 extra = [self.device_options] if self.device_options else []
                 if self.pki:
                     extra.append(self.pki.device_keys(agent))
+                launched = self._launch_keys(node)
+                if launched:
+                    extra.append(launched)
+                    agent_args += ["--launch-dir", os.path.join(self.data_dir, f"launch-{node}")]
                 for d, port in enumerate(ports):
                     dev_args += ["--device", f"{device_id}@{HOST}:{port}"]
                     agent_args += ["--device", ",".join([f"name=dev{d},address={HOST}:{port},device_id={device_id},"
                                                          f"target=bmv2,arch=v1model,slots={self.slots_per_device}",
                                                          *extra])]
                     device_id += 1
-                switch_tls = self.pki.switch_flags(f"switch-{node}") if self.pki else []
-                self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, *switch_tls, *self.switch_args,
-                                                             "--log-level", "INFO"], "listening on")
+                if not launched:
+                    switch_tls = self.pki.switch_flags(f"switch-{node}") if self.pki else []
+                    self._add(f"switch-{n}", "kubep4.reftarget", [*dev_args, *switch_tls, *self.switch_args,
+                                                                 "--log-level", "INFO"], "listening on")
                 self._add(f"agent-{n}", "services.node_agent", agent_args, "node agent started")
             for proc in self.procs.values():
                 proc.start()
@@ -375,7 +400,9 @@ class LocalStack:
                                               else f"(export KUBEP4_API={self.api})")
         lines = [f"etcd        {self.etcd.endpoint}" + (" (TLS, client certificates, auth on)" if self.pki else ""),
                  api]
+        how = {"bmv2": " (simple_switch_grpc, launched by its agent)",
+               "launched-reference": " (the reference target, launched by its agent)"}.get(self.switch, "")
         for node, ports in self.device_ports.items():
-            lines.append(f"{node:<11} P4Runtime devices on " + ", ".join(f"{HOST}:{p}" for p in ports))
+            lines.append(f"{node:<11} P4Runtime devices on " + ", ".join(f"{HOST}:{p}" for p in ports) + how)
         lines.append(f"logs        {self.data_dir}")
         return "\n".join(lines)

@@ -5,6 +5,7 @@ line (kubep4.supervisor); only Ctrl-C or SIGTERM stops the stack."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import threading
 
@@ -52,12 +53,21 @@ def register(sub) -> None:
     u.add_argument("--jaeger-port", type=int, default=16686, help="port of that query API (default 16686)")
     u.add_argument("--etcd-members", type=int, default=1,
                    help="etcd members on loopback (3: a cluster that survives losing any one; default 1)")
+    u.add_argument("--switch", choices=("reference", "bmv2"), default="reference",
+                   help="the devices' switches: the reference target (default), or BMv2's simple_switch_grpc "
+                        "launched by each node agent per device (it must be on PATH)")
     u.add_argument("--insecure", action="store_true",
                    help="plaintext everywhere, no certificates, etcd without auth: for debugging only")
     u.set_defaults(fn=run, local=True)
 
 
 def run(args) -> int:
+    if args.switch == "bmv2" and not shutil.which("simple_switch_grpc"):
+        print("Error: --switch bmv2 needs BMv2's simple_switch_grpc on PATH, and it is not there: install "
+              "behavioral-model (https://github.com/p4lang/behavioral-model, built with --with-pi and "
+              "the gRPC target, or Debian/Ubuntu's p4lang packages) and put its bin directory on PATH; "
+              "or run `kubep4 up` without --switch for the reference target")
+        return 2
     collector = TraceCollector(args.jaeger_port) if args.traces else None
     env = {}
     if collector is not None:
@@ -69,7 +79,7 @@ def run(args) -> int:
         return 2
     stack = LocalStack(nodes=args.nodes, devices_per_node=args.devices_per_node, controllers=args.controllers,
                        api_port=args.port, data_dir=args.data_dir, env=env, supervise=True,
-                       secure=not args.insecure, etcd_members=args.etcd_members)
+                       secure=not args.insecure, etcd_members=args.etcd_members, switch=args.switch)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -18,18 +18,26 @@ from kubep4.informer import report_health
 from services.node_agent import reads
 from services.node_agent.agent import NodeAgent, Settings
 from services.node_agent.faults import UPGRADE_METHODS
+from services.node_agent.launcher import KINDS, launch_problems
 
 log = logging.getLogger("kubep4.node_agent")
+
+
+LAUNCH_KEYS = {"launch", "binary", "interfaces", "thrift_port", "controller_port", "args", "server_cert",
+               "server_key"}
 
 
 def parse_device(text: str) -> kr.Device:
     """name=dev0,address=127.0.0.1:9559,device_id=1,target=bmv2,arch=v1model,slots=1,labels=a:b;c:d,
     upgrade=save-commit|reconcile|recreate, role=P4RUNTIME_ROLE, and for P4Runtime over TLS ca=FILE[,cert=FILE,key=FILE]
-    [,server_name=NAME]"""
+    [,server_name=NAME]; a switch the agent runs for the device: launch=bmv2|reference|t4p4s with
+    binary=PROGRAM, interfaces=0@veth0;1@veth1, thrift_port=N, controller_port=N (t4p4s), args=A;B (more
+    arguments), server_cert=FILE,server_key=FILE (its own, for TLS). A t4p4s device needs no address."""
     fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
     unknown = set(fields) - {"name", "address", "device_id", "target", "arch", "slots", "labels", "upgrade",
-                             "ca", "cert", "key", "server_name", "role"}
-    if unknown or "address" not in fields:
+                             "ca", "cert", "key", "server_name", "role", *LAUNCH_KEYS}
+    kind = fields.get("launch", "")
+    if unknown or ("address" not in fields and kind != "t4p4s"):
         raise argparse.ArgumentTypeError(f"bad --device {text!r}: need address=HOST:PORT; "
                                          f"unknown keys {sorted(unknown)}" if unknown else
                                          f"bad --device {text!r}: address=HOST:PORT is required")
@@ -41,12 +49,26 @@ def parse_device(text: str) -> kr.Device:
     if (fields.get("cert") or fields.get("key") or fields.get("server_name")) and not fields.get("ca"):
         raise argparse.ArgumentTypeError(f"bad --device {text!r}: cert, key and server_name are for TLS: "
                                          "give the device's ca=FILE too")
+    if not kind and set(fields) & (LAUNCH_KEYS - {"launch"}):
+        raise argparse.ArgumentTypeError(f"bad --device {text!r}: {', '.join(sorted(set(fields) & LAUNCH_KEYS))} "
+                                         "are for a launched switch: give launch=bmv2|reference|t4p4s too")
+    if kind and kind not in KINDS:
+        raise argparse.ArgumentTypeError(f"bad --device {text!r}: launch={kind} is not one of {', '.join(KINDS)}")
+    try:
+        launch = kr.DeviceLaunch(kind=kind, binary=fields.get("binary", ""),
+                                 interfaces=[i for i in fields.get("interfaces", "").split(";") if i],
+                                 thrift_port=int(fields.get("thrift_port", 0)),
+                                 controller_port=int(fields.get("controller_port", 0)),
+                                 args=[a for a in fields.get("args", "").split(";") if a],
+                                 server_cert=fields.get("server_cert", ""), server_key=fields.get("server_key", ""))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"bad --device {text!r}: {e}") from None
     tls = kr.DeviceTLS(ca_file=fields.get("ca", ""), cert_file=fields.get("cert", ""),
                        key_file=fields.get("key", ""), server_name=fields.get("server_name", ""))
-    return kr.Device(name=fields.get("name", "dev0"), p4rt_address=fields["address"],
+    return kr.Device(name=fields.get("name", "dev0"), p4rt_address=fields.get("address", ""),
                      device_id=int(fields.get("device_id", 1)), target=fields.get("target", "bmv2"),
                      arch=fields.get("arch", "v1model"), pipeline_slots=int(fields.get("slots", 1)),
-                     labels=labels, upgrade=upgrade, tls=tls, role=fields.get("role", ""))
+                     labels=labels, upgrade=upgrade, tls=tls, role=fields.get("role", ""), launch=launch)
 
 
 def load_devices(path: str) -> list[kr.Device]:
@@ -118,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="start this device's software switch in a container of IMAGE (BMv2 simple_switch_grpc "
                         "by default command) before connecting (repeatable)")
     flag(p, "--docker-url", "DOCKER_HOST", "", help="Docker engine URL (default: the environment's)")
+    flag(p, "--launch-dir", "KUBEP4_LAUNCH_DIR", "",
+         help="where launched switches keep their logs (DEVICE.log) and T4P4S switch programs "
+              "(default: $TMPDIR/kubep4-launch-NODE)")
     flag(p, "--log-level", "KUBEP4_LOG_LEVEL", "INFO")
     args = p.parse_args(argv)
     config.setup_logging(args.log_level)
@@ -129,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     names = [d.name for d in devices]
     if len(set(names)) != len(names):
         p.error(f"device names must be unique on a node: {names}")
+    for why in launch_problems(devices):  # a switch the agent cannot run fails the agent's start
+        p.error(why)
     try:  # flags that need an extra fail at start, not later in the agent's loops
         if args.kubernetes_node:
             from services.node_agent import kube_resources  # noqa: F401
@@ -150,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
                         kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache,
                         compiler_images=_pairs(p, args.compiler_image, "--compiler-image"),
                         switch_images=_pairs(p, args.switch_image, "--switch-image"),
-                        docker_url=args.docker_url, release_unreachable_after=args.release_unreachable_after,
+                        docker_url=args.docker_url, launch_dir=args.launch_dir,
+                        release_unreachable_after=args.release_unreachable_after,
                         device_patience=args.device_patience, retry_max=args.retry_max,
                         status_report_seconds=args.status_report, prefetch=not args.no_prefetch,
                         max_write_batch=args.max_write_batch)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Settings:
     compiler_images: dict = field(default_factory=dict)   # backend -> image
     switch_images: dict = field(default_factory=dict)     # device name -> software switch image
     docker_url: str = ""
+    launch_dir: str = ""  # logs (one per device) and T4P4S switch programs of launched switches
     release_unreachable_after: float = 15.0  # seconds a deletion waits for an unreachable device
     device_patience: float = 0.0   # seconds a device may not answer before its placements say so
     retry_initial: float = 0.5     # backoff of a failing device: first delay ...
@@ -128,7 +130,10 @@ class NodeAgent:
         self.pipelines = Informer(store, st.PIPELINES, self._on_pipeline) if settings.prefetch else None
         self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
                                  images=dict(settings.compiler_images), docker_url=settings.docker_url or None)
-        self.switches: list = []  # containers this agent launched (virt-launcher style)
+        self.switches = None  # the switches this agent launched (launcher.LaunchedSwitches), once started
+        # devices not driven over P4Runtime (T4P4S): their drivers, by device name (drivers/)
+        from services.node_agent.drivers import drivers_for
+        self.drivers = drivers_for(self)
         self.lease_id = 0
         self.registered = asyncio.Event()
         self.repairs = meter.create_counter(
@@ -215,18 +220,33 @@ class NodeAgent:
         self.queue.add(name)
 
     async def launch_switches(self) -> None:
-        """Start the software switches configured as containers, one per device, before connecting."""
+        """Start each device's software switch before connecting (virt-launcher style): a container
+        (--switch-image) or a local process (Device.launch: bmv2, reference), supervised and restarted
+        on exit; after a restart the device is reconciled at once. T4P4S switches are started by
+        their driver, per pipeline."""
+        from services.node_agent import launcher as ln
         from services.node_agent.docker_launcher import SwitchContainer
+        loop = asyncio.get_running_loop()
+        self.switches = ln.LaunchedSwitches(lambda name: loop.call_soon_threadsafe(self.queue.add, name))
         for name, image in self.settings.switch_images.items():
             dev = self.devices.get(name)
             if dev is None:
                 raise ValueError(f"--switch-image names unknown device {name!r}")
             port = int(dev.p4rt_address.rpartition(":")[2])
-            switch = SwitchContainer(image=image, name=f"kubep4-{self.node}-{name}", grpc_port=port,
-                                     device_id=dev.device_id, base_url=self.settings.docker_url or None)
-            await asyncio.to_thread(switch.start)
-            self.switches.append(switch)
-            log.info("device %s: started %s in container %s", name, image, switch.container_id[:12])
+            self.switches.add(ln.ContainerSwitch(name, SwitchContainer(
+                image=image, name=f"kubep4-{self.node}-{name}", grpc_port=port, device_id=dev.device_id,
+                base_url=self.settings.docker_url or None)))
+        for name, dev in self.devices.items():
+            if dev.launch.kind in (ln.BMV2, ln.REFERENCE) and name not in self.settings.switch_images:
+                self.switches.add(ln.switch_for(dev, self.launch_dir))
+        await asyncio.to_thread(self.switches.start)
+        for name, switch in self.switches.switches.items():
+            log.info("device %s: started its switch (%s)", name, getattr(switch, "argv", ["container"])[0])
+
+    @property
+    def launch_dir(self) -> str:
+        import tempfile
+        return self.settings.launch_dir or os.path.join(tempfile.gettempdir(), f"kubep4-launch-{self.node}")
 
     async def run(self, workers: int = 4) -> None:
         await self.launch_switches()
@@ -244,8 +264,10 @@ class NodeAgent:
                 t.cancel()
             for d in self._dev.values():
                 await d.conn.close()
-            for switch in self.switches:
-                await asyncio.to_thread(switch.stop)
+            for driver in self.drivers.values():
+                await driver.close()
+            if self.switches is not None:
+                await asyncio.to_thread(self.switches.stop)
 
     async def _converge_all(self, workers: int) -> None:
         """Only once the placements are known: a device is never judged against an empty view."""
@@ -276,7 +298,10 @@ class NodeAgent:
                         key=lambda p: (p.status.phase != "Running", p.metadata.creation_timestamp.ToNanoseconds()))
         leaving = [p for p in mine if p.metadata.HasField("deletion_timestamp")]
         try:
-            if active:
+            driver = self.drivers.get(name)
+            if driver is not None:  # not P4Runtime (a T4P4S switch): its own driver
+                await driver.converge(dev, active, leaving)
+            elif active:
                 await self._converge(name, dev, active, leaving)
             else:
                 await self._clear(name, dev, leaving)
