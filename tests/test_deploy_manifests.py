@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import os
 import re
 import shlex
@@ -34,6 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+COMPOSE_INSECURE = COMPOSE_DIR / "docker-compose.insecure.yml"
 K8S = ROOT / "deploy" / "k8s"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 HEALTH_CHECK = ROOT / "deploy" / "docker" / "grpc-health-check"
@@ -47,13 +49,19 @@ KUBEP4_SERVICES = {  # compose service -> (module under services/, OTEL service 
     "node-agent-2": ("node_agent", "kubep4-node-agent"),
 }
 SWITCHES = {"switch-1", "switch-2"}
+JOBS = {"certs", "etcd-auth"}  # one-shot: the development PKI, etcd auth
+SWITCH_TLS = ["--grpc-server-ssl", "--grpc-server-cacert", "--grpc-server-cert", "--grpc-server-key",
+              "--grpc-server-with-client-auth"]
 
 
-def _flag_source(module: str) -> str:
-    """The service's flags: its __main__, and the shared etcd flags (kubep4.config.etcd_flags) it may use."""
-    main = (ROOT / "services" / module / "__main__.py").read_text()
-    shared = (ROOT / "kubep4" / "config.py").read_text() if "etcd_flags(" in main else ""
-    return main + shared
+@functools.lru_cache(maxsize=None)
+def _flag_envs(module: str) -> frozenset[str]:
+    """The KUBEP4_* environment variables the service reads: the ``[env ...]`` of each of its flags,
+    from its own --help (so a variable of a flag group it does not add is not one of them)."""
+    proc = subprocess.run([sys.executable, "-m", f"services.{module}", "--help"], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "1000"})
+    assert proc.returncode == 0, proc.stderr
+    return frozenset(re.findall(r"env (KUBEP4_[A-Z0-9_]+)", proc.stdout))
 
 
 # a service without a console script of its own yet (pyproject's [project.scripts]): run as a module
@@ -131,12 +139,12 @@ def _depends(svc: dict) -> dict[str, str]:
 
 
 def test_compose_services(compose):
-    assert set(compose["services"]) == {"etcd", "jaeger", *KUBEP4_SERVICES, *SWITCHES}
+    assert set(compose["services"]) == {"etcd", "jaeger", *KUBEP4_SERVICES, *SWITCHES, *JOBS}
 
 
 def test_compose_builds_one_image_from_deploy_dockerfile(compose):
     images = set()
-    for name in KUBEP4_SERVICES:
+    for name in [*KUBEP4_SERVICES, *JOBS]:
         svc = compose["services"][name]
         assert Path(svc["build"]["context"]).resolve() == ROOT, name
         assert svc["build"]["dockerfile"] == "deploy/Dockerfile", name
@@ -158,7 +166,7 @@ def test_compose_etcd_keeps_state_in_a_named_volume(compose):
             source, target = v["source"], v["target"]
         mounts[target] = source
     assert data_dir in mounts and mounts[data_dir] in compose["volumes"]
-    assert "--listen-client-urls=http://0.0.0.0:2379" in argv
+    assert "--listen-client-urls=https://0.0.0.0:2379" in argv
     assert etcd["healthcheck"]["test"][:2] == ["CMD", "etcdctl"]
 
 
@@ -175,18 +183,18 @@ def test_compose_apiserver_wiring(compose):
     env = _env(api)
     assert _published(api) == {50051: 50051}
     assert env["KUBEP4_LISTEN"] == "0.0.0.0:50051"
-    assert env["KUBEP4_ETCD"] == "etcd:2379"
+    assert env["KUBEP4_ETCD"] == "https://etcd:2379"
     host, port = _hostport(env["KUBEP4_ADMISSION"])
     assert host == "admission"
     assert _hostport(_env(services["admission"])["KUBEP4_LISTEN"]) == ("0.0.0.0", port)
     assert env["KUBEP4_TOKEN"] == ""
     assert _depends(api) == {"etcd": "service_healthy", "admission": "service_healthy",
-                             "jaeger": "service_started"}
+                             "etcd-auth": "service_completed_successfully", "jaeger": "service_started"}
 
 
 def test_compose_controller(compose):
     env = _env(compose["services"]["controller"])
-    assert env["KUBEP4_ETCD"] == "etcd:2379"
+    assert env["KUBEP4_ETCD"] == "https://etcd:2379"
     assert env["KUBEP4_PLACEMENT"] == "builtin"
     assert _depends(compose["services"]["controller"])["etcd"] == "service_healthy"
 
@@ -194,7 +202,7 @@ def test_compose_controller(compose):
 def test_compose_builder(compose):
     builder = compose["services"]["builder"]
     env = _env(builder)
-    assert env["KUBEP4_ETCD"] == "etcd:2379"
+    assert env["KUBEP4_ETCD"] == "https://etcd:2379"
     assert env["KUBEP4_BUILDER_WORK_DIR"].startswith("/tmp/")  # the tmpfs: the root filesystem is read-only
     assert _argv(builder["command"]) == MODULE_COMMANDS["builder"]
     assert _depends(builder)["etcd"] == "service_healthy"
@@ -209,9 +217,12 @@ def test_compose_node_agents_are_wired_to_their_switches(compose):
         agent = services[f"node-agent-{i}"]
         env = _env(agent)
         names.add(env["KUBEP4_NODE_NAME"])
-        assert env["KUBEP4_ETCD"] == "etcd:2379"
+        assert env["KUBEP4_ETCD"] == "https://etcd:2379"
         devices = [parse_device(spec) for spec in env["KUBEP4_DEVICES"].split()]
         assert [_hostport(d.p4rt_address) for d in devices] == [(f"switch-{i}", 9559)]
+        node = env["KUBEP4_NODE_NAME"]  # P4Runtime over mTLS, with the agent's own certificate
+        assert (devices[0].tls.ca_file, devices[0].tls.cert_file, devices[0].tls.key_file) == (
+            "/pki/ca.pem", f"/pki/agent-{node}.pem", f"/pki/agent-{node}-key.pem")
         assert (devices[0].target, devices[0].arch) == ("bmv2", "v1model")  # examples/basic
         assert _depends(agent)[f"switch-{i}"] == "service_healthy"
         assert _depends(agent)["etcd"] == "service_healthy"
@@ -227,6 +238,7 @@ def test_compose_reference_target_is_the_default_switch(compose):
         argv = _argv(sw["command"])
         assert argv[0] == "kubep4-reftarget"
         assert parse_device(argv[argv.index("--device") + 1]) == (1, "0.0.0.0", 9559)
+        assert set(SWITCH_TLS) <= set(argv), name
         assert "9559" in " ".join(sw["healthcheck"]["test"])
 
 
@@ -239,6 +251,10 @@ def test_compose_bmv2_switches_via_env_file():
         assert argv[0] == "simple_switch_grpc" and "--no-p4" in argv
         assert argv[argv.index("--device-id") + 1] == "1"
         assert "--grpc-server-addr=0.0.0.0:9559" in argv
+        # the TLS flags are target options: after the "--" that ends simple_switch's own
+        assert "--" in argv and all(argv.index(f) > argv.index("--") for f in SWITCH_TLS), argv
+        node = name.replace("switch-", "node-")
+        assert argv[argv.index("--grpc-server-cert") + 1] == f"/pki/switch-{node}.pem"
     # the rest of the stack is unchanged
     assert _env(config["services"]["node-agent-1"]) == _env(compose_config()["services"]["node-agent-1"])
 
@@ -261,7 +277,9 @@ def test_compose_healthchecks_probe_the_ports_the_services_listen_on(compose):
         listen = env.get("KUBEP4_HEALTH_LISTEN") or env["KUBEP4_LISTEN"]
         test = svc["healthcheck"]["test"]
         assert test[:2] == ["CMD", "grpc-health-check"], name
-        assert _hostport(test[2])[1] == _hostport(listen)[1], name
+        assert _hostport(test[-1])[1] == _hostport(listen)[1], name
+        # the health endpoints serve TLS: the helper trusts the stack's CA (GRPC_HEALTH_CHECK_CA)
+        assert env["GRPC_HEALTH_CHECK_CA"] == "/pki/ca.pem", name
     for name, svc in services.items():  # a service_healthy dependency needs a healthcheck
         for dep, condition in _depends(svc).items():
             assert dep in services
@@ -271,10 +289,190 @@ def test_compose_healthchecks_probe_the_ports_the_services_listen_on(compose):
 
 def test_compose_env_vars_are_real_flags(compose):
     for name, (module, _) in KUBEP4_SERVICES.items():
-        source = _flag_source(module)
+        envs = _flag_envs(module)
         for var in _env(compose["services"][name]):
             if var.startswith("KUBEP4_"):
-                assert f'"{var}"' in source, f"{name}: {var} is not a flag of services.{module}"
+                assert var in envs, f"{name}: {var} is not a flag of services.{module}"
+
+
+def _mounts(svc: dict) -> dict[str, tuple[str, bool]]:
+    """target -> (volume, read-only)."""
+    out = {}
+    for v in svc.get("volumes", []):
+        if isinstance(v, str):
+            parts = v.split(":")
+            out[parts[1]] = (parts[0], len(parts) > 2 and "ro" in parts[2].split(","))
+        else:
+            out[v["target"]] = (v["source"], bool(v.get("read_only")))
+    return out
+
+
+def _run_certs_job(compose: dict, tmp_path: Path) -> dict[str, Path]:
+    """Run the `certs` job's own command here, its volumes made directories: mount point -> dir."""
+    job = compose["services"]["certs"]
+    argv = _argv(job["command"])
+    assert argv[:3] == ["python", "-m", "kubep4.devpki"]
+    dirs = {target: tmp_path / volume for target, (volume, _) in _mounts(job).items()}
+    args = []
+    for a in argv[3:]:
+        if a.startswith("--owner="):  # the job runs as root in its container; here, as whoever runs pytest
+            continue
+        for target, d in dirs.items():
+            a = a.replace(f"={target}", f"={d}")
+        args.append(a)
+    proc = subprocess.run([sys.executable, "-m", "kubep4.devpki", *args], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return dirs
+
+
+def _pki_files(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if v.startswith("/pki")}
+
+
+def _cert_names(path: Path) -> tuple[str, set[str]]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = {*ext.get_values_for_type(x509.DNSName), *(str(i) for i in ext.get_values_for_type(x509.IPAddress))}
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, names
+
+
+def test_compose_certs_job_writes_what_every_service_refers_to(compose, tmp_path):
+    """The certs job's command, run here: every /pki file a service names exists, every service mounts
+    the volume read-only, no service mounts the CA's key, and each certificate holds the CN the
+    component is known by and the name it is dialled by."""
+    from kubep4 import etcd_auth
+
+    services = compose["services"]
+    dirs = _run_certs_job(compose, tmp_path)
+    assert set(dirs) == {"/pki", "/pki-ca"}
+    pki_volume, ca_volume = _mounts(services["certs"])["/pki"][0], _mounts(services["certs"])["/pki-ca"][0]
+    assert {pki_volume, ca_volume} <= set(compose["volumes"])
+    assert not (dirs["/pki"] / "ca-key.pem").exists() and (dirs["/pki-ca"] / "ca-key.pem").exists()
+
+    def local(path: str) -> Path:
+        top, _, rest = path.lstrip("/").partition("/")
+        return dirs["/" + top] / rest
+
+    for name, svc in services.items():
+        mounts = _mounts(svc)
+        if name == "certs":
+            continue
+        if ca_volume in {v for v, _ in mounts.values()}:  # the CA key and root: the etcd-auth job only
+            assert name == "etcd-auth", name
+        refs = dict(_pki_files(_env(svc)))
+        argv = _argv(svc.get("command") or [])
+        refs.update({f"argv {a}": a.split("=", 1)[-1] for a in argv if a.split("=", 1)[-1].startswith("/pki")})
+        refs.update({f"argv {i}": a for i, a in enumerate(argv) if a.startswith("/pki")})
+        for var, path in refs.items():
+            top = "/" + path.lstrip("/").split("/")[0]
+            assert top in mounts and mounts[top][0] == (pki_volume if top == "/pki" else ca_volume), (name, var)
+            assert mounts[top][1] is True, f"{name} mounts {top} writable"
+            assert local(path).is_file(), f"{name}: {var}={path} is not written by the certs job"
+        if name in KUBEP4_SERVICES or name in SWITCHES or name == "etcd":
+            assert refs, f"{name} uses no certificate"
+
+    cns = {"apiserver": etcd_auth.APISERVER, "controller": etcd_auth.CONTROLLER, "builder": etcd_auth.BUILDER,
+           "node-agent-1": etcd_auth.node_user("node-1"), "node-agent-2": etcd_auth.node_user("node-2")}
+    for name, user in cns.items():  # the etcd user of each service is its certificate's CN
+        env = _env(services[name])
+        assert env["KUBEP4_ETCD"].startswith("https://"), name
+        assert _cert_names(local(env["KUBEP4_ETCD_CERT"]))[0] == user, name
+        assert env["KUBEP4_ETCD_CA"] == "/pki/ca.pem"
+    for name in KUBEP4_SERVICES:  # every health endpoint serves TLS with the service's certificate
+        env = _env(services[name])
+        assert env["KUBEP4_TLS_CERT"] and env["KUBEP4_TLS_KEY"], name
+        assert _cert_names(local(env["KUBEP4_TLS_CERT"]))[1] >= {"127.0.0.1"}, name  # what the healthcheck dials
+
+    def dialled(address: str, cert: str) -> None:
+        host = address.split("://")[-1].rpartition(":")[0]
+        assert host in _cert_names(local(cert))[1], f"{address}: {cert} is not for {host}"
+
+    api = _env(services["apiserver"])
+    adm = _env(services["admission"])
+    dialled(api["KUBEP4_ADMISSION"], adm["KUBEP4_TLS_CERT"])
+    assert _cert_names(local(api["KUBEP4_TLS_CERT"]))[0] in adm["KUBEP4_ALLOWED_CLIENTS"].split(",")
+    assert api["KUBEP4_CLIENT_CA"] == api["KUBEP4_TLS_CA"] == adm["KUBEP4_TLS_CA"] == "/pki/ca.pem"
+    assert {"localhost", "127.0.0.1"} <= _cert_names(local(api["KUBEP4_TLS_CERT"]))[1]  # the CLI on the host
+    etcd_argv = dict(a.lstrip("-").split("=", 1) for a in _argv(services["etcd"]["command"]) if "=" in a)
+    for name in cns:
+        dialled(_env(services[name])["KUBEP4_ETCD"], "/pki/" + Path(etcd_argv["cert-file"]).name)
+    from services.node_agent.__main__ import parse_device
+    for i in (1, 2):
+        env = _env(services[f"node-agent-{i}"])
+        (device,) = [parse_device(spec) for spec in env["KUBEP4_DEVICES"].split()]
+        sw = _argv(services[f"switch-{i}"]["command"])
+        dialled(device.p4rt_address, sw[sw.index("--grpc-server-cert") + 1])
+        assert sw[sw.index("--grpc-server-cacert") + 1] == device.tls.ca_file == "/pki/ca.pem"
+        # the read service: the apiserver dials the node's address with its --tls-ca
+        dialled(env["KUBEP4_NODE_ADDRESS"] + ":" + env["KUBEP4_READ_LISTEN"].rpartition(":")[2], env["KUBEP4_TLS_CERT"])
+        assert env["KUBEP4_TLS_CA"] == "/pki/ca.pem"
+
+
+def test_compose_etcd_serves_tls_and_auth_is_turned_on_once_it_is_healthy(compose):
+    services = compose["services"]
+    argv = _argv(services["etcd"]["command"])
+    flags = {a.split("=", 1)[0] for a in argv}
+    assert {"--cert-file", "--key-file", "--trusted-ca-file", "--client-cert-auth", "--peer-cert-file",
+            "--peer-key-file", "--peer-trusted-ca-file", "--peer-client-cert-auth"} <= flags
+    urls = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].endswith("-urls") or a.startswith("--initial-cluster=")]
+    assert urls and all("http://" not in u for u in urls), urls
+    test = services["etcd"]["healthcheck"]["test"]
+    assert "--endpoints=https://127.0.0.1:2379" in test and any(t.startswith("--cacert=") for t in test)
+    assert _depends(services["etcd"]) == {"certs": "service_completed_successfully"}
+
+    job = services["etcd-auth"]
+    args = dict(a.lstrip("-").split("=", 1) for a in _argv(job["command"])[3:] if "=" in a)
+    assert "--enable-etcd-auth" in _argv(job["command"])
+    assert args["etcd"] == "https://etcd:2379" and args["etcd-cert"] == "/pki-ca/etcd-root.pem"
+    nodes = {_env(services[f"node-agent-{i}"])["KUBEP4_NODE_NAME"] for i in (1, 2)}
+    assert set(args["nodes"].split(",")) == nodes  # a role for each agent's etcd user
+    certs_args = dict(a.lstrip("-").split("=", 1) for a in _argv(services["certs"]["command"])[3:] if "=" in a)
+    assert set(certs_args["nodes"].split(",")) == nodes
+    assert _depends(job) == {"etcd": "service_healthy"}
+    for name in KUBEP4_SERVICES:
+        deps = _depends(services[name])
+        if "KUBEP4_ETCD" in _env(services[name]):
+            assert deps["etcd-auth"] == "service_completed_successfully", name
+        else:
+            assert deps["certs"] == "service_completed_successfully", name
+    for name in SWITCHES:
+        assert _depends(services[name])["certs"] == "service_completed_successfully"
+    for name in JOBS:
+        assert services[name]["restart"] == "no", name
+    certs = services["certs"]
+    assert certs.get("network_mode") == "none" and set(certs["cap_add"]) <= {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    assert "--owner=10001:10001" in _argv(certs["command"])  # the image's user: the services read their keys
+
+
+def test_compose_insecure_override_is_plaintext_everywhere():
+    config = compose_config("-f", str(COMPOSE_INSECURE))
+    services = config["services"]
+    assert set(services) == {"etcd", "jaeger", *KUBEP4_SERVICES, *SWITCHES, *JOBS}
+    etcd = _argv(services["etcd"]["command"])
+    assert "--listen-client-urls=http://0.0.0.0:2379" in etcd
+    assert not [a for a in etcd if "https://" in a or a.startswith(("--cert-file", "--client-cert-auth"))]
+    assert "--endpoints=http://127.0.0.1:2379" in services["etcd"]["healthcheck"]["test"]
+    assert "--enable-etcd-auth" not in _argv(services["etcd-auth"]["command"])
+    for name in KUBEP4_SERVICES:
+        env = _env(services[name])
+        assert not _pki_files(env), (name, _pki_files(env))
+        assert env["GRPC_HEALTH_CHECK_CA"] == "", name
+        if "KUBEP4_ETCD" in env:
+            assert env["KUBEP4_ETCD"] == "etcd:2379", name
+    for name in SWITCHES:
+        argv = _argv(services[name]["command"])
+        assert argv[0] == "kubep4-reftarget" and not set(SWITCH_TLS) & set(argv), argv
+    from services.node_agent.__main__ import parse_device
+    for i in (1, 2):
+        (device,) = [parse_device(s) for s in _env(services[f"node-agent-{i}"])["KUBEP4_DEVICES"].split()]
+        assert not device.tls.ca_file and device.p4rt_address == f"switch-{i}:9559"
+    # BMv2 and plaintext together: SWITCH_COMMAND alone
+    both = compose_config("-f", str(COMPOSE_INSECURE), "--env-file", str(COMPOSE_DIR / "bmv2.env"))
+    argv = _argv(both["services"]["switch-1"]["command"])
+    assert argv[0] == "simple_switch_grpc" and not set(SWITCH_TLS) & set(argv)
 
 
 # ==================================================================================== Dockerfile
@@ -344,26 +542,70 @@ def test_dockerfile_copies_only_what_the_context_keeps():
         assert _dockerignored(dropped, patterns), dropped
 
 
-def test_grpc_health_check_helper():
+def _health_server(credentials=None):
     import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health, health_pb2_grpc
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
-    try:
-        def check(*args: str) -> int:
-            return subprocess.run([sys.executable, str(HEALTH_CHECK), *args], check=False,
-                                  capture_output=True, timeout=30).returncode
+    return server, servicer, port
 
+
+def _health_check(*args: str, env: dict[str, str] | None = None) -> int:
+    return subprocess.run([sys.executable, str(HEALTH_CHECK), *args], check=False, capture_output=True,
+                          timeout=30, env={**_clean_env(), **(env or {})}).returncode
+
+
+def test_grpc_health_check_helper():
+    from grpc_health.v1 import health_pb2
+
+    server, servicer, port = _health_server()
+    try:
         servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        assert check(f"127.0.0.1:{port}") == 0
+        assert _health_check(f"127.0.0.1:{port}") == 0
+        assert _health_check(f"127.0.0.1:{port}", env={"GRPC_HEALTH_CHECK_CA": ""}) == 0  # empty: plaintext
         servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        assert check(f"127.0.0.1:{port}") == 1
-        assert check(f"127.0.0.1:{port}", "no.such.Service") == 1
-        assert check() == 2
+        assert _health_check(f"127.0.0.1:{port}") == 1
+        assert _health_check(f"127.0.0.1:{port}", "no.such.Service") == 1
+        assert _health_check() == 2
+        assert _health_check("--bogus", f"127.0.0.1:{port}") == 2
+        assert _health_check("--ca") == 2
+    finally:
+        server.stop(None)
+
+
+def test_grpc_health_check_helper_over_tls(tmp_path):
+    """A health endpoint as the services serve it: TLS with the service's certificate, no client
+    certificate asked. The helper trusts a CA (--ca, or GRPC_HEALTH_CHECK_CA) and checks the name."""
+    from grpc_health.v1 import health_pb2
+
+    from kubep4 import config, tls
+
+    ca = tls.make_ca(str(tmp_path))
+    cert = tls.issue(ca, "controller", str(tmp_path), "kubep4-controller", dns=("localhost", "controller"))
+    other = tls.make_ca(str(tmp_path / "other"))
+    creds = config.ServiceTLS(cert.cert, cert.key).health_credentials()
+    server, servicer, port = _health_server(creds)
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        addr = f"127.0.0.1:{port}"
+        assert _health_check("--ca", ca.cert, addr) == 0
+        assert _health_check(f"--ca={ca.cert}", addr) == 0
+        assert _health_check(addr, env={"GRPC_HEALTH_CHECK_CA": ca.cert}) == 0
+        assert _health_check(f"localhost:{port}", env={"GRPC_HEALTH_CHECK_CA": ca.cert}) == 0
+        assert _health_check("--ca", ca.cert, "--server-name", "controller", addr) == 0
+        assert _health_check("--ca", ca.cert, "--server-name", "apiserver", addr) == 1  # not its name
+        assert _health_check(addr) == 1                                  # plaintext to a TLS port
+        assert _health_check("--ca", other.cert, addr) == 1               # another CA
+        assert _health_check("--ca", str(tmp_path / "missing.pem"), addr) == 1
+        servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert _health_check("--ca", ca.cert, addr) == 1
     finally:
         server.stop(None)
 
@@ -645,10 +887,10 @@ def test_kubep4_probes_are_grpc_on_the_listen_port():
             assert c[probe]["grpc"]["port"] == port, f"{name} {probe}"
         assert port in {p["containerPort"] for p in c["ports"]}
         assert c["command"] == MODULE_COMMANDS.get(module, [f"kubep4-{module.replace('_', '-')}"])
-        source = _flag_source(module)
+        envs = _flag_envs(module)
         for var in env:
             if var.startswith("KUBEP4_"):
-                assert f'"{var}"' in source, f"{name}: {var} is not a flag of services.{module}"
+                assert var in envs, f"{name}: {var} is not a flag of services.{module}"
 
 
 def test_telemetry_endpoint_comes_from_a_configmap_empty_by_default():
