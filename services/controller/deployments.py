@@ -5,7 +5,11 @@ from the placements.
 Each change of a deployment's pipeline or entities gets a Revision (``revisions.py``); a placement
 carries the content of one revision, and its revision is the one whose hash its content has.
 ``status.rollout_plan`` decides how many replicas may carry the target revision this pass; the
-others keep theirs (a new or moved one gets the current revision's content).
+others keep theirs (a new or moved one gets the current revision's content). RollingUpdate with
+``max_surge`` places up to that many extra placements of the target (surge replicas, numbered from
+``spec.replicas``, labelled ``kubep4.io/surge``) on devices the deployment does not use while the
+rollout is under way, updates a replica only while enough placements stay available
+(``status.surge_budget``), and removes the surge placements once it is complete.
 
 Scheduling follows kube-scheduler's assume/forget: the lock covers only the in-memory decision and
 the slot's reservation in the scheduler cache; the etcd write happens outside it, and a write that
@@ -34,9 +38,11 @@ from services.controller.status import (
     ROLLED_BACK,
     Plan,
     Rev,
+    available,
     deployment_status,
     rollout_budget,
     rollout_plan,
+    surge_budget,
 )
 from services.controller.view import ClusterView
 
@@ -57,7 +63,20 @@ def _copy(m):
 
 PLACEMENTS_PER_TXN = 64
 HASH_LABEL = "kubep4.io/revision-hash"  # on placements: the hash of the revision content they carry
+SURGE_LABEL = "kubep4.io/surge"  # "true" on RollingUpdate's surge placements (replica >= spec.replicas)
 SCHEDULED_GRACE = 0.05  # s: a Scheduled status younger than this is not written (the agent's Installing is 50 ms too)
+
+
+def is_surge(d: kr.Deployment, p: kr.Placement) -> bool:
+    """A surge placement of ``d`` (a replica beyond spec.replicas that a RollingUpdate added), not a
+    scaled-down one."""
+    return p.spec.replica >= d.spec.replicas and p.metadata.labels.get(SURGE_LABEL) == "true"
+
+
+def _surges(d: kr.Deployment, placements) -> dict[int, kr.Placement]:
+    """The live surge placements (none being deleted), by replica."""
+    return {p.spec.replica: p for p in placements
+            if is_surge(d, p) and not p.metadata.HasField("deletion_timestamp")}
 
 
 def _rev(r: kr.Revision | None) -> Rev | None:
@@ -113,19 +132,21 @@ class DeploymentReconciler:
             target, current = await self._revisions(d)
             live = {p.spec.replica: p for p in placements
                     if p.spec.replica < d.spec.replicas and not p.metadata.HasField("deletion_timestamp")}
-            plan = rollout_plan(d, live, _rev(target), _rev(current), self._hash, time.time_ns())
+            plan = rollout_plan(d, live, _rev(target), _rev(current), self._hash, time.time_ns(),
+                                _surges(d, placements))
             if plan.rollback and d.status.rollback_generation != d.metadata.generation \
                     and await self._rollback(d, current, plan):
                 return 0.01  # the new generation's own pass (our write's watch event does not requeue us)
             waiting = self.view.pipeline_waiting(d)  # its pipeline is not Ready: wait, naming it
-            unschedulable = [waiting] if waiting else await self._schedule(d, placements, plan, target, current)
-            if unschedulable:
+            unschedulable, surge_waiting = ([waiting], "") if waiting else \
+                await self._schedule(d, placements, plan, target, current)
+            if unschedulable or surge_waiting:
                 self.waiting.add(key)
             else:
                 self.waiting.discard(key)
-            later = await self._update_status(d, unschedulable, plan)
+            later = await self._update_status(d, unschedulable, plan, surge_waiting)
             # level-triggered safety net: whatever frees a device also requeues us, but retry anyway
-            if unschedulable:
+            if unschedulable or surge_waiting:
                 return 10.0
             waits = [t for t in (later, plan.recheck) if t is not None]
             return min(waits) if waits else None
@@ -222,15 +243,19 @@ class DeploymentReconciler:
 
     # ------------------------------------------------------------ scheduling
     async def _schedule(self, d: kr.Deployment, placements: list[kr.Placement], plan: Plan,
-                        target: kr.Revision, current: kr.Revision | None) -> list[str]:
+                        target: kr.Revision, current: kr.Revision | None) -> tuple[list[str], str]:
         """Each replica: placed, moved off a lost device, or updated to the target revision while the
-        plan allows (and RollingUpdate's budget); the others keep the revision they carry."""
+        plan allows (and RollingUpdate's budget); the others keep the revision they carry. First the
+        surge placements (``_surge``). Returns why replicas found no device, and why a surge
+        replica found none ("" when none waits)."""
         ns, name = d.metadata.namespace, d.metadata.name
         by_replica = {p.spec.replica: p for p in placements}
         messages: list[str] = []
         for p in placements:
-            if p.spec.replica >= d.spec.replicas:  # scaled down
+            if p.spec.replica >= d.spec.replicas and not is_surge(d, p):  # scaled down
                 await self._remove_placement(p)
+        surges, surge_waiting = await self._surge(d, placements, plan, target)
+        with_surge = d.spec.strategy.type == "RollingUpdate" and d.spec.strategy.max_surge > 0
         on_target = sum(1 for p in placements if p.spec.replica < d.spec.replicas
                         and not p.metadata.HasField("deletion_timestamp") and self._hash(p) == target.spec.hash)
         new: list[tuple[int, str, str, kr.Revision]] = []  # (replica, node, device, revision) of new placements
@@ -248,7 +273,9 @@ class DeploymentReconciler:
                 on_target += rev is target
             elif self._hash(p) == target.spec.hash:
                 rev = target
-            elif on_target < plan.allowed and rollout_budget(d, by_replica) > 0:
+            elif on_target < plan.allowed and (
+                    (not available(p) or surge_budget(d, self._regular(d, by_replica), surges) > 0) if with_surge
+                    else rollout_budget(d, by_replica) > 0):
                 rev = target
                 on_target += 1
             else:
@@ -282,7 +309,49 @@ class DeploymentReconciler:
                 by_replica[i] = await self._write_placement(d, i, p.spec.node, p.spec.device, p, rev)
         if new:
             await self._create_placements(d, new)
-        return messages
+        return messages, surge_waiting
+
+    @staticmethod
+    def _regular(d: kr.Deployment, by_replica: dict[int, kr.Placement]) -> dict[int, kr.Placement]:
+        return {i: p for i, p in by_replica.items()
+                if i < d.spec.replicas and not p.metadata.HasField("deletion_timestamp")}
+
+    async def _surge(self, d: kr.Deployment, placements: list[kr.Placement], plan: Plan, target: kr.Revision
+                     ) -> tuple[dict[int, kr.Placement], str]:
+        """RollingUpdate's surge placements: those of the target kept while the rollout is under way
+        (the others removed: complete, another target, beyond max_surge, their device gone), and new
+        ones up to ``plan.surge`` on devices the deployment does not use, numbered from spec.replicas.
+        Returns the live ones and why a new one found no device ("")."""
+        ns, name, n = d.metadata.namespace, d.metadata.name, d.spec.replicas
+        limit = max(0, d.spec.strategy.max_surge) if d.spec.strategy.type == "RollingUpdate" else 0
+        kept: dict[int, kr.Placement] = {}
+        for p in placements:
+            if not is_surge(d, p) or p.metadata.HasField("deletion_timestamp"):
+                continue
+            if plan.rolling and self._hash(p) == target.spec.hash and p.spec.replica < n + limit \
+                    and self.view.device_exists(p):
+                kept[p.spec.replica] = p
+            else:
+                log.info("surge placement %s/%s on %s/%s removed", ns, p.metadata.name, p.spec.node, p.spec.device)
+                await self._remove_placement(p)
+        taken = {p.spec.replica for p in placements}  # a replica number's key may still be held (being deleted)
+        slots = [i for i in range(n, n + limit) if i not in taken][:max(0, plan.surge - len(kept))]
+        for i in slots:
+            mine = self.view.placements_of(ns, name)
+            request = sched.Request(namespace=ns, deployment=name, replica=i, target=d.spec.target,
+                                    arch=d.spec.arch, selector=d.spec.selector,
+                                    pipeline_digest=target.spec.pipeline_digest,
+                                    avoid_nodes=frozenset(p.spec.node for p in mine),
+                                    exclude_devices=frozenset((p.spec.node, p.spec.device) for p in mine))
+            decision = await self._decide(request, (ns, placement_name(name, i)))
+            if not decision.scheduled:
+                return kept, decision.message if decision.failure != "Pending" else ""
+            try:
+                kept[i] = await self._write_placement(d, i, decision.device.node, decision.device.device, None,
+                                                      target, surge=True)
+            finally:
+                self.cache.forget((ns, placement_name(name, i)))
+        return kept, ""
 
     async def _decide(self, request: sched.Request, key: tuple[str, str]) -> sched.Decision:
         """Scope (outside the lock), decide and assume (inside), the backend's bookkeeping (outside)."""
@@ -315,7 +384,7 @@ class DeploymentReconciler:
 
     # ------------------------------------------------------------ placement writes
     def _placement(self, d: kr.Deployment, replica: int, node: str, device: str,
-                   current: kr.Placement | None, rev: kr.Revision | None) -> kr.Placement:
+                   current: kr.Placement | None, rev: kr.Revision | None, surge: bool = False) -> kr.Placement:
         """The placement of ``replica`` on ``node``/``device`` carrying revision ``rev`` (None: the
         content ``current`` carries). The target revision (the spec's) is for the deployment's
         current generation; an older one keeps the generation it was written for."""
@@ -339,6 +408,10 @@ class DeploymentReconciler:
             device=device, pipeline=pipeline, pipeline_digest=digest, deployment_generation=gen))
         copy_entities(src, p.spec)
         p.metadata.labels[HASH_LABEL] = h
+        if surge:
+            p.metadata.labels[SURGE_LABEL] = "true"
+        else:  # a surge placement whose number spec.replicas now covers is that replica's
+            p.metadata.labels.pop(SURGE_LABEL, None)
         p.spec.pipeline_upgrade, p.spec.fallback = d.spec.strategy.pipeline_upgrade, d.spec.strategy.fallback
         if current is None or moved:
             p.status.CopyFrom(kr.PlacementStatus(phase="Pending"))
@@ -373,10 +446,12 @@ class DeploymentReconciler:
                 self.cache.forget((ns, placement_name(d.metadata.name, i)))
 
     async def _write_placement(self, d: kr.Deployment, replica: int, node: str, device: str,
-                               current: kr.Placement | None, rev: kr.Revision | None) -> kr.Placement:
+                               current: kr.Placement | None, rev: kr.Revision | None,
+                               surge: bool = False) -> kr.Placement:
         with tracer.start_as_current_span("placement write", attributes={
-                "kubep4.node": node, "kubep4.device": device, "kubep4.replica": replica}):
-            p = self._placement(d, replica, node, device, current, rev)
+                "kubep4.node": node, "kubep4.device": device, "kubep4.replica": replica,
+                "kubep4.surge": surge}):
+            p = self._placement(d, replica, node, device, current, rev, surge)
             if current is None:
                 stored = await self.store.create(st.PLACEMENTS, p)
             elif current.spec.node != node:  # its key is under the node: another node, another key
@@ -431,13 +506,14 @@ class DeploymentReconciler:
         return None
 
     # ------------------------------------------------------------ status
-    async def _update_status(self, d: kr.Deployment, unschedulable: list[str], plan: Plan | None = None
-                             ) -> float | None:
+    async def _update_status(self, d: kr.Deployment, unschedulable: list[str], plan: Plan | None = None,
+                             surge_waiting: str = "") -> float | None:
         """Write the status if it changed; returns when to look again (a deferred Scheduled)."""
         want = self.view.deployments.get((d.metadata.namespace, d.metadata.name)) or d
         if want.metadata.HasField("deletion_timestamp"):
             return None  # deleted while we reconciled: Terminating stays, the next pass finalizes
-        placements = {p.spec.replica: p for p in self.view.placements_of(d.metadata.namespace, d.metadata.name)
+        mine = self.view.placements_of(d.metadata.namespace, d.metadata.name)
+        placements = {p.spec.replica: p for p in mine
                       if p.spec.replica < d.spec.replicas and not p.metadata.HasField("deletion_timestamp")}
         basis = _copy(d)
         basis.status.CopyFrom(want.status)
@@ -445,7 +521,7 @@ class DeploymentReconciler:
         if plan is not None:
             names[plan.target.hash] = plan.target.name
         s = deployment_status(basis, placements, unschedulable, self.view.device_exists, plan, self._hash,
-                              lambda h: names.get(h, ""))
+                              lambda h: names.get(h, ""), _surges(d, mine), surge_waiting)
         if s == want.status:
             return None
         wait = _scheduled_too_recent(s, placements.values())

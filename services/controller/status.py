@@ -25,7 +25,9 @@ DEFAULT_DEADLINE = 600  # s, Kubernetes' progressDeadlineSeconds default
 def deployment_status(d: kr.Deployment, placements: Mapping[int, kr.Placement], unschedulable: list[str],
                       device_exists: Callable[[kr.Placement], bool], plan: Plan | None = None,
                       hash_of: Callable[[kr.Placement], str] | None = None,
-                      revision_of: Callable[[str], str] = lambda h: "") -> kr.DeploymentStatus:
+                      revision_of: Callable[[str], str] = lambda h: "",
+                      surge: Mapping[int, kr.Placement] | None = None, surge_waiting: str = ""
+                      ) -> kr.DeploymentStatus:
     """The status ``d`` should have. ``placements``: replica -> its live placement (replicas below
     ``spec.replicas``, none being deleted); ``unschedulable``: why replicas found no device;
     ``device_exists``: whether a placement's device is registered on a node with a live heartbeat.
@@ -36,7 +38,12 @@ def deployment_status(d: kr.Deployment, placements: Mapping[int, kr.Placement], 
     ``plan`` (the rollout decided this pass, see ``rollout_plan``), ``hash_of`` (a placement's
     revision hash) and ``revision_of`` (a hash's revision name): the rollout's part of the status,
     Progressing and the revisions. A replica held on an older revision (its content is not the
-    target's) that its agent verified is Running: it serves that revision."""
+    target's) that its agent verified is Running: it serves that revision.
+
+    ``surge``: RollingUpdate's surge placements (replica -> placement, numbered from spec.replicas,
+    none being deleted), listed after the replicas with ``surge`` set; they count as ready (serving)
+    but never beyond spec.replicas, and never as updated: the phase and ``updated_replicas`` are the
+    replicas'. ``surge_waiting``: why a surge replica found no device (in Progressing's message)."""
     gen = d.metadata.generation
     s = kr.DeploymentStatus()
     s.CopyFrom(d.status)
@@ -66,6 +73,23 @@ def deployment_status(d: kr.Deployment, placements: Mapping[int, kr.Placement], 
             ready += 1
             if not held:
                 updated += 1
+        elif phase == "Unknown":
+            unreachable.append(r)
+        elif phase == "Failed":
+            failed.append(r)
+        elif phase == "Installing":
+            installing = True
+    surge_ready = 0
+    for i, p in sorted((surge or {}).items()):
+        phase = p.status.phase or "Pending"
+        if phase == "Running" and not (p.status.observed_generation == p.spec.deployment_generation
+                                       and device_exists(p)):
+            phase = "Installing"
+        r = s.replicas.add(replica=i, node=p.spec.node, device=p.spec.device, phase=phase, surge=True,
+                           message=p.status.message, reason=p.status.reason,
+                           revision=revision_of(hash_of(p)) if hash_of is not None else "")
+        if phase == "Running":
+            surge_ready += 1
         elif phase == "Unknown":
             unreachable.append(r)
         elif phase == "Failed":
@@ -111,16 +135,21 @@ def deployment_status(d: kr.Deployment, placements: Mapping[int, kr.Placement], 
     else:
         cond.mark_unknown(c, cond.INSTALLED, "Installing", f"{ready}/{n} replicas running")
     cond.derive_ready(c)
-    s.ready_replicas = ready
+    s.ready_replicas = min(n, ready + surge_ready)  # serving either revision; a surge never beyond spec.replicas
     s.observed_generation = gen
     s.phase = phase
     if plan is not None:
-        _rollout_status(d, s, plan, placements, updated)
+        note = ""
+        if surge:
+            note = f"; surge replicas: {surge_ready}/{len(surge)} Running"
+        if surge_waiting:
+            note += f"; a surge replica waits for a free device: {surge_waiting}"
+        _rollout_status(d, s, plan, placements, updated, note)
     return s
 
 
 def _rollout_status(d: kr.Deployment, s: kr.DeploymentStatus, plan: Plan, placements: Mapping[int, kr.Placement],
-                    updated: int) -> None:
+                    updated: int, surge_note: str = "") -> None:
     n = d.spec.replicas
     if updated > d.status.updated_replicas and plan.target.name == d.status.target_revision:
         s.progress_time.FromNanoseconds(plan.now)  # a replica came up on the target: progress
@@ -146,11 +175,12 @@ def _rollout_status(d: kr.Deployment, s: kr.DeploymentStatus, plan: Plan, placem
     elif complete:
         cond.mark_true(c, PROGRESSING, COMPLETE, f"revision {target} runs on {n}/{n} replicas")
     elif plan.reason == PAUSED:
-        cond.mark_unknown(c, PROGRESSING, PAUSED, f"{plan.message}: {updated}/{n} replicas run revision {target}")
+        cond.mark_unknown(c, PROGRESSING, PAUSED, f"{plan.message}: {updated}/{n} replicas run revision {target}"
+                          + surge_note)
     else:
         cond.mark_true(c, PROGRESSING, NEW_REVISION, f"{updated}/{n} replicas run revision {target}"
                        + (f" (canary step {plan.step + 1}/{len(d.spec.strategy.steps)})"
-                          if plan.canary and plan.step < len(d.spec.strategy.steps) else ""))
+                          if plan.canary and plan.step < len(d.spec.strategy.steps) else "") + surge_note)
     disruptive = [p for _, p in sorted(placements.items()) if p.status.disruptive]
     if disruptive:
         cond.mark_true(c, DISRUPTIVE, "TablesEmptied", "; ".join(
@@ -173,7 +203,9 @@ class Plan:
     revision now (the others stay on the revision they have; new ones get ``current``'s);
     ``reason``/``message``: Progressing's, when the plan decides it (Paused, a stop); ``rollback``:
     stopped, and the deployment should return to ``current``; ``recheck``: seconds until a wait or
-    deadline ends."""
+    deadline ends. ``rolling``: a rollout from one revision to another is under way (not complete),
+    so RollingUpdate's surge placements of the target are kept; ``surge``: how many may exist now
+    (``max_surge`` while rolling, neither paused nor stopped: none are added otherwise)."""
     target: Rev
     current: Rev | None
     now: int
@@ -186,6 +218,8 @@ class Plan:
     message: str = ""
     rollback: bool = False
     recheck: float | None = None
+    rolling: bool = False
+    surge: int = 0
 
 
 def step_replicas(step: kr.CanaryStep, n: int) -> int:
@@ -195,7 +229,8 @@ def step_replicas(step: kr.CanaryStep, n: int) -> int:
 
 
 def rollout_plan(d: kr.Deployment, placements: Mapping[int, kr.Placement], target: Rev, current: Rev | None,
-                 hash_of: Callable[[kr.Placement], str], now: int) -> Plan:
+                 hash_of: Callable[[kr.Placement], str], now: int,
+                 surge: Mapping[int, kr.Placement] | None = None) -> Plan:
     """The rollout of ``target`` over the deployment's replicas, decided from its status (step,
     times, the last Progressing condition), its placements and its annotations (pause, promote).
 
@@ -205,7 +240,8 @@ def rollout_plan(d: kr.Deployment, placements: Mapping[int, kr.Placement], targe
     steps when there is nothing to roll from (a new deployment) or the target has the content of
     the current revision (a rollback). In a rollout from one revision to another, a replica of the
     target Failed, or no progress within progress_deadline_seconds, stops it (no more replicas move)
-    until the target changes."""
+    until the target changes. ``surge``: RollingUpdate's surge placements; one Failed stops the rollout
+    as a replica does, and the plan says how many may exist (``Plan.surge``)."""
     gen, n, strategy = d.metadata.generation, d.spec.replicas, d.spec.strategy
     status = d.status
     fresh = status.target_revision != target.name
@@ -215,11 +251,13 @@ def rollout_plan(d: kr.Deployment, placements: Mapping[int, kr.Placement], targe
     on_target = [p for p in placements.values() if hash_of(p) == target.hash]
     verified = [p for p in on_target if p.spec.deployment_generation == gen and p.status.phase == "Running"
                 and p.status.observed_generation == gen]
-    failed = [p for p in on_target if p.spec.deployment_generation == gen and p.status.phase == "Failed"]
+    failed = [p for p in on_target + [q for q in (surge or {}).values() if hash_of(q) == target.hash]
+              if p.spec.deployment_generation == gen and p.status.phase == "Failed"]
     base = {"target": target, "current": current, "now": now}
     if len(verified) == n or current is None or current.hash == target.hash:
         # complete, or nothing to roll from (a new deployment) or back to (the stable content again)
         return Plan(**base, allowed=n, step=step, progress_time=progress, step_ready_time=step_ready)
+    base["rolling"] = True
     previous = cond.get(status.conditions, PROGRESSING)
     deadline = (strategy.progress_deadline_seconds or DEFAULT_DEADLINE) * 10**9
     rollback = strategy.auto_rollback
@@ -270,8 +308,9 @@ def rollout_plan(d: kr.Deployment, placements: Mapping[int, kr.Placement], targe
     else:
         left = (progress + deadline - now) / 1e9
         recheck = left if recheck is None else min(recheck, left)
+    surges = max(0, strategy.max_surge) if strategy.type == "RollingUpdate" and reason != PAUSED else 0
     return Plan(**base, allowed=allowed, step=step, canary=canary, progress_time=progress,
-                step_ready_time=step_ready, reason=reason, message=message, recheck=recheck)
+                step_ready_time=step_ready, reason=reason, message=message, recheck=recheck, surge=surges)
 
 
 def rollout_budget(d: kr.Deployment, by_replica: Mapping[int, kr.Placement]) -> int:
@@ -285,3 +324,18 @@ def rollout_budget(d: kr.Deployment, by_replica: Mapping[int, kr.Placement]) -> 
                    if p.spec.deployment_generation == gen
                    and not (p.status.phase == "Running" and p.status.observed_generation == gen))
     return max(1, d.spec.strategy.max_unavailable) - updating
+
+
+def available(p: kr.Placement) -> bool:
+    """Its agent verified it on its device for the generation it carries (either revision)."""
+    return p.status.phase == "Running" and p.status.observed_generation == p.spec.deployment_generation
+
+
+def surge_budget(d: kr.Deployment, replicas: Mapping[int, kr.Placement], surge: Mapping[int, kr.Placement]) -> int:
+    """RollingUpdate with ``max_surge``: how many more available replicas may be taken down (moved to
+    the target revision) now, so that at least ``spec.replicas - max_unavailable`` placements stay
+    available, the surge ones counted (0 means 0 here: the surge replicas make room). ``replicas``:
+    the live placements of replicas below spec.replicas; ``surge``: the live surge placements. A
+    replica that is not available costs nothing to update."""
+    up = sum(available(p) for p in replicas.values()) + sum(available(p) for p in surge.values())
+    return up - (d.spec.replicas - max(0, d.spec.strategy.max_unavailable))
