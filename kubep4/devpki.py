@@ -207,15 +207,34 @@ def chown_tree(directories, uid: int, gid: int) -> None:
             os.chown(os.path.join(d, name), uid, gid)
 
 
+SHARED_NODE_USER = "kubep4-node-agent"  # deploy/k8s: every node agent's one identity (a DaemonSet, one Secret)
+
+
+def shared_node_grants() -> list[etcd_auth.Grant]:
+    """The role of a node-agent identity shared by every node (deploy/k8s, where one DaemonSet mounts
+    one Secret): what ``etcd_auth.node_grants`` grants one node, for every node. Weaker by design: such
+    an agent may read and write any node's Placements, Node and lease; still no Deployment, no
+    Pipeline written, no Revision."""
+    from kubep4 import store as st
+    g, rw, r = etcd_auth.Grant, etcd_auth.READWRITE, etcd_auth.READ
+    return [g(rw, st.PLACEMENTS.prefix()), g(rw, st.NODES.prefix()), g(rw, st.NODE_LEASES),
+            g(r, st.PIPELINES.prefix()), g(r, st.BLOBS), g(r, f"{st.ROOT}/", prefix=False)]
+
+
 async def enable_etcd_auth(endpoints: str, root: tls.ClientTLS, nodes: list[str],
-                           wait: float = 60.0, log=None) -> None:
-    """``etcd_auth.enable`` as root, retrying while etcd does not answer yet (for ``wait`` seconds)."""
+                           wait: float = 60.0, log=None, shared_node_user: str = "") -> None:
+    """``etcd_auth.enable`` as root, retrying while etcd does not answer yet (for ``wait`` seconds).
+    ``shared_node_user``: also that user, with ``shared_node_grants`` (created before auth is on)."""
     from kubep4 import store as st
     say = log or (lambda msg: None)
     deadline = time.monotonic() + wait
     while True:
         try:
             async with st.Store(endpoints, tls=root) as store:
+                if shared_node_user:
+                    await etcd_auth.ensure_role(store, shared_node_user, shared_node_grants())
+                    await etcd_auth.ensure_user(store, shared_node_user, [shared_node_user])
+                    say(f"etcd user {shared_node_user}: every node's placements, nodes and leases")
                 await etcd_auth.enable(store, nodes)
             say(f"etcd auth enabled on {endpoints}: users root, {', '.join(etcd_auth.roles(nodes))}")
             return
@@ -262,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--etcd-cert", default="", help="with --enable-etcd-auth and no --dir: root's certificate")
     p.add_argument("--etcd-key", default="", help="with --enable-etcd-auth and no --dir: root's key")
     p.add_argument("--etcd-wait", type=float, default=60.0, help="seconds to wait for etcd to answer")
+    p.add_argument("--shared-node-user", default="", metavar="USER",
+                   help=f"with --enable-etcd-auth: also an etcd user every node agent shares (deploy/k8s uses "
+                        f"{SHARED_NODE_USER}), allowed every node's placements, nodes and leases: weaker than "
+                        f"node:<name>, which only its own")
     args = p.parse_args(argv)
     try:
         sans = _sans_arg(args.san)
@@ -299,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         if root is None:
             p.error("--enable-etcd-auth needs root's certificate: --dir, or --etcd-ca/--etcd-cert/--etcd-key")
         try:
-            asyncio.run(enable_etcd_auth(args.etcd, root, nodes, args.etcd_wait, log=say))
+            asyncio.run(enable_etcd_auth(args.etcd, root, nodes, args.etcd_wait, log=say,
+                                         shared_node_user=args.shared_node_user))
         except Exception as e:  # noqa: BLE001 - say it in one line, exit non-zero: the job fails
             print(f"devpki: enabling etcd auth on {args.etcd} failed: {type(e).__name__}: {e}", file=sys.stderr)
             return 1

@@ -226,3 +226,30 @@ def test_unreachable_etcd_fails_after_the_wait(tmp_path):
     assert proc.returncode == 1
     assert "enabling etcd auth on https://127.0.0.1:9 failed" in proc.stderr
     assert etcd_auth.ROOT_USER == "root"
+
+
+async def test_shared_node_user_for_a_daemonset(tls_etcd):
+    """deploy/k8s's node agents share one certificate (CN kubep4-node-agent): its role is every
+    node's placements, nodes and leases, and still no Deployment and no Pipeline written."""
+    server, pki, ca = tls_etcd
+    proc = cli("--enable-etcd-auth", "--etcd", server.client_url, "--etcd-ca", str(pki / "ca.pem"),
+               "--etcd-cert", str(ca / "etcd-root.pem"), "--etcd-key", str(ca / "etcd-root-key.pem"),
+               "--shared-node-user", devpki.SHARED_NODE_USER)
+    assert proc.returncode == 0, proc.stderr
+    shared = tls.issue(tls.CA(str(ca / "ca.pem"), str(ca / "ca-key.pem")), "shared", str(pki),
+                       devpki.SHARED_NODE_USER, server=False)
+    async with _store(server, pki, "controller") as controller:
+        await controller.create(st.PLACEMENTS, _placement("a", "web-0"))
+        await controller.create(st.PLACEMENTS, _placement("b", "web-1"))
+    async with _store(server, pki, "shared") as agent:
+        assert shared.cert.endswith("shared.pem")
+        for node in ("a", "b"):  # any node's: the price of one identity for all
+            assert len((await agent.list(st.PLACEMENTS, shard=node))[0]) == 1
+        d = kr.Deployment()
+        d.metadata.namespace, d.metadata.name = "default", "x"
+        with pytest.raises(st.Forbidden):
+            await agent.create(st.DEPLOYMENTS, d)
+        p = kr.Pipeline()
+        p.metadata.namespace, p.metadata.name = "default", "p"
+        with pytest.raises(st.Forbidden):
+            await agent.create(st.PIPELINES, p)
