@@ -51,7 +51,7 @@ async def test_a_deployment_runs_with_tls_everywhere(stack):
 
 
 async def test_a_plaintext_client_is_refused_on_every_port(stack):
-    async with stack.client(timeout=5) as c:
+    async with AsyncClient(stack.api, timeout=5) as c:  # plaintext, no certificate
         with pytest.raises(Exception):
             await c.list("deployments")
     async with grpc.aio.insecure_channel(ports(stack)["admission"]) as ch:
@@ -71,7 +71,7 @@ async def test_a_plaintext_client_is_refused_on_every_port(stack):
 
 
 async def test_a_certificate_of_another_ca_is_refused(stack, stranger):
-    async with stack.client(ca=stack.pki.ca.cert, cert=stranger.cert, key=stranger.key, timeout=5) as c:
+    async with AsyncClient(stack.api, ca=stack.pki.ca.cert, cert=stranger.cert, key=stranger.key, timeout=5) as c:
         with pytest.raises(Exception):
             await c.list("deployments")
     conn = DeviceConnection(f"127.0.0.1:{stack.device_ports['node-0'][0]}", 1, election_id=1,
