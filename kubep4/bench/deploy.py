@@ -226,7 +226,7 @@ def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, 
 
 async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concurrency: int = 8,
               traces: bool = True, etcd_dir: str | None = None, timeout: float = 30.0,
-              progress=print) -> dict:
+              progress=print, secure: bool = True) -> dict:
     receiver = await OTLPReceiver().start() if traces else None
     env = {"KUBEP4_LOG_LEVEL": os.environ.get("KUBEP4_BENCH_LOG_LEVEL", "WARNING")}
     if receiver:
@@ -234,10 +234,10 @@ async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concur
                     "OTEL_BSP_MAX_QUEUE_SIZE": "65536", "OTEL_METRIC_EXPORT_INTERVAL": "60000"})
     data_dir = tempfile.mkdtemp(prefix="kubep4-bench-", dir=etcd_dir)
     stack = LocalStack(nodes=nodes, devices_per_node=devices_per_node, data_dir=data_dir, env=env,
-                       resync_seconds=30.0)
+                       resync_seconds=30.0, secure=secure)
     progress(f"starting the local stack: {nodes} nodes x {devices_per_node} reference devices (logs in {data_dir})")
     await asyncio.to_thread(stack.start)
-    result: dict = {"config": {"nodes": nodes, "devices_per_node": devices_per_node, "count": count,
+    result: dict = {"config": {"nodes": nodes, "devices_per_node": devices_per_node, "count": count, "secure": secure,
                                "concurrency": concurrency, "traces": traces, "etcd_data_dir": data_dir},
                     "phases": {}}
     try:
@@ -366,7 +366,7 @@ def main(args) -> int:
     if args.plot:
         _pyplot()  # a missing extra is said before the run, not after it
     result = asyncio.run(run(args.nodes, args.devices_per_node, args.count, args.concurrency, not args.no_traces,
-                             args.etcd_dir, args.timeout))
+                             args.etcd_dir, args.timeout, secure=not args.insecure))
     print(render(result))
     if args.json:
         with open(args.json, "w") as f:
