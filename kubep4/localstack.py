@@ -257,7 +257,8 @@ class LocalStack:
                 launched = self._launch_keys(node)
                 if launched:
                     extra.append(launched)
-                    agent_args += ["--launch-dir", os.path.join(self.data_dir, f"launch-{node}")]
+                # launched switches' logs and T4P4S programs (device_options may ask for launch=t4p4s)
+                agent_args += ["--launch-dir", os.path.join(self.data_dir, f"launch-{node}")]
                 for d, port in enumerate(ports):
                     dev_args += ["--device", f"{device_id}@{HOST}:{port}"]
                     agent_args += ["--device", ",".join([f"name=dev{d},address={HOST}:{port},device_id={device_id},"
