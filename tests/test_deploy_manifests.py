@@ -668,7 +668,9 @@ def mini_kustomize(path: Path) -> list[dict]:
             if spec.get("includeTemplates") and o["kind"] in POD_TEMPLATE_KINDS:
                 targets.append(o["spec"]["template"]["metadata"])
                 targets += [t["metadata"] for t in o["spec"].get("volumeClaimTemplates", [])]
-            elif spec.get("includeTemplates") and o["kind"] in {"Job", "CronJob", "ReplicaSet", "Pod"}:
+            elif spec.get("includeTemplates") and o["kind"] == "Job":
+                targets.append(o["spec"]["template"].setdefault("metadata", {}))
+            elif spec.get("includeTemplates") and o["kind"] in {"CronJob", "ReplicaSet", "Pod"}:
                 raise NotImplementedError(f"mini_kustomize: templates of {o['kind']}")
             for meta in targets:
                 meta.setdefault("labels", {}).update(spec["pairs"])
@@ -728,8 +730,36 @@ def get(objs: list[dict], kind: str, name: str) -> dict:
     return found[0]
 
 
-def workloads(objs: list[dict]) -> list[dict]:
-    return [o for o in objs if o["kind"] in POD_TEMPLATE_KINDS]
+def workloads(objs: list[dict], jobs: bool = False) -> list[dict]:
+    return [o for o in objs if o["kind"] in POD_TEMPLATE_KINDS or (jobs and o["kind"] == "Job")]
+
+
+TLS_SECRET_KEYS = {"tls.crt", "tls.key", "ca.crt"}  # cert-manager's kubernetes.io/tls Secret
+
+
+def _secret_key_of(workload: dict, path: str) -> str:
+    """The key of the Secret volume that ``path`` is a file of, in ``workload``'s pod; '' when none."""
+    pod = workload["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for c in containers(workload):
+        for m in c.get("volumeMounts", []):
+            v = volumes.get(m["name"], {})
+            if "secret" in v and path.startswith(m["mountPath"].rstrip("/") + "/"):
+                key = path[len(m["mountPath"].rstrip("/")) + 1:]
+                items = v["secret"].get("items")
+                keys = {i["path"]: i["key"] for i in items} if items else {k: k for k in TLS_SECRET_KEYS}
+                return keys.get(key, "")
+    return ""
+
+
+def _secret_of(workload: dict, path: str) -> str:
+    pod = workload["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for c in containers(workload):
+        for m in c.get("volumeMounts", []):
+            if "secret" in volumes.get(m["name"], {}) and path.startswith(m["mountPath"].rstrip("/") + "/"):
+                return volumes[m["name"]]["secret"]["secretName"]
+    return ""
 
 
 def containers(workload: dict) -> list[dict]:
@@ -762,6 +792,10 @@ def test_every_object_validates_against_the_kubernetes_schema(variant):
 
     objs = build(variant)
     assert objs
+    for o in objs:
+        if o["apiVersion"].startswith("cert-manager.io/"):
+            _validate_cert_manager(o)
+    objs = [o for o in objs if not o["apiVersion"].startswith("cert-manager.io/")]
     for version in _schema_versions():
         for o in objs:
             try:
@@ -769,6 +803,53 @@ def test_every_object_validates_against_the_kubernetes_schema(variant):
             except kubernetes_validate.ValidationError as e:
                 pytest.fail(f"{variant}: {_key(o)} invalid for Kubernetes {version}: "
                             f"{e.message} at {list(e.path)}")
+
+
+# cert-manager.io/v1 (not in kubernetes-validate's schemas): the fields of Certificate and Issuer
+# these manifests may use, from cert-manager's API reference; anything else is a typo.
+CERTIFICATE_SPEC = {"secretName", "commonName", "dnsNames", "ipAddresses", "uris", "emailAddresses", "subject",
+                    "duration", "renewBefore", "privateKey", "usages", "issuerRef", "isCA", "secretTemplate",
+                    "revisionHistoryLimit", "encodeUsagesInRequest", "literalSubject", "keystores",
+                    "additionalOutputFormats", "nameConstraints", "otherNames", "renewBeforePercentage"}
+CERTIFICATE_SUBJECT = {"organizations", "countries", "organizationalUnits", "localities", "provinces",
+                       "streetAddresses", "postalCodes", "serialNumber"}
+PRIVATE_KEY = {"algorithm": {"RSA", "ECDSA", "Ed25519"}, "encoding": {"PKCS1", "PKCS8"},
+               "rotationPolicy": {"Never", "Always"}, "size": None}
+KEY_USAGES = {"signing", "digital signature", "content commitment", "key encipherment", "key agreement",
+              "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any", "server auth",
+              "client auth", "code signing", "email protection", "s/mime", "ipsec end system", "ipsec tunnel",
+              "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"}
+ISSUER_TYPES = {"selfSigned": {"crlDistributionPoints"}, "ca": {"secretName", "crlDistributionPoints",
+                                                                 "ocspServers", "issuingCertificateURLs"}}
+
+
+def _validate_cert_manager(o: dict) -> None:
+    where = _key(o)
+    assert o["apiVersion"] == "cert-manager.io/v1", where
+    assert set(o) == {"apiVersion", "kind", "metadata", "spec"}, where
+    assert set(o["metadata"]) <= {"name", "namespace", "labels", "annotations"}, where
+    spec = o["spec"]
+    if o["kind"] == "Certificate":
+        assert set(spec) <= CERTIFICATE_SPEC, (where, set(spec) - CERTIFICATE_SPEC)
+        assert spec["secretName"] and spec["issuerRef"]["name"], where
+        assert set(spec["issuerRef"]) <= {"name", "kind", "group"}, where
+        assert set(spec.get("subject", {})) <= CERTIFICATE_SUBJECT, where
+        for k, v in spec.get("privateKey", {}).items():
+            assert k in PRIVATE_KEY and (PRIVATE_KEY[k] is None or v in PRIVATE_KEY[k]), (where, k, v)
+        assert set(spec.get("usages", [])) <= KEY_USAGES, (where, set(spec.get("usages", [])) - KEY_USAGES)
+        for f in ("duration", "renewBefore"):
+            if f in spec:
+                assert re.fullmatch(r"(\d+h)?(\d+m)?(\d+s)?", spec[f]) and spec[f], (where, f)
+        for ip in spec.get("ipAddresses", []):
+            import ipaddress
+            ipaddress.ip_address(ip)
+        for f in ("dnsNames", "ipAddresses", "usages"):
+            assert isinstance(spec.get(f, []), list), (where, f)
+    elif o["kind"] in ("Issuer", "ClusterIssuer"):
+        (kind,) = spec.keys()
+        assert kind in ISSUER_TYPES and set(spec[kind]) <= ISSUER_TYPES[kind], where
+    else:
+        pytest.fail(f"{where}: a cert-manager kind these checks do not know")
 
 
 def test_schema_validation_is_strict():
@@ -852,7 +933,7 @@ def test_rbac_is_least_privilege(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_container_has_requests_limits_and_a_locked_down_security_context(variant):
-    for w in workloads(build(variant)):
+    for w in workloads(build(variant), jobs=True):
         pod = w["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, w["metadata"]["name"]
         assert pod["securityContext"]["runAsUser"] > 0
@@ -873,7 +954,9 @@ KUBEP4_WORKLOADS = {"kubep4-apiserver": "apiserver", "kubep4-admission": "admiss
                     "kubep4-builder": "builder"}
 
 
-def test_kubep4_probes_are_grpc_on_the_listen_port():
+def test_kubep4_probes_run_the_health_check_helper_with_tls_on_the_listen_port():
+    """Kubernetes' gRPC probes cannot do TLS: an exec probe runs grpc-health-check with the CA the
+    container mounts, on the port the service listens on."""
     objs = build(".")
     for name, module in KUBEP4_WORKLOADS.items():
         w = next(o for o in workloads(objs) if o["metadata"]["name"] == name)
@@ -883,8 +966,13 @@ def test_kubep4_probes_are_grpc_on_the_listen_port():
         host, port = _hostport(listen)
         assert host == "0.0.0.0", name
         for probe in ("readinessProbe", "livenessProbe"):
-            assert set(c[probe]) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, f"{name} {probe}"
-            assert c[probe]["grpc"]["port"] == port, f"{name} {probe}"
+            assert set(c[probe]) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"exec"}, f"{name} {probe}"
+            argv = c[probe]["exec"]["command"]
+            assert argv[0] == "grpc-health-check" and argv[-1] == f"127.0.0.1:{port}", f"{name} {probe}"
+            ca = argv[argv.index("--ca") + 1]
+            assert ca == env["KUBEP4_TLS_CERT"]["value"].rpartition("/")[0] + "/ca.crt", f"{name} {probe}"
+            assert _secret_key_of(w, ca) == "ca.crt", f"{name} {probe}"
+            assert c[probe].get("timeoutSeconds", 1) >= 3, f"{name} {probe}: a Python start takes a moment"
         assert port in {p["containerPort"] for p in c["ports"]}
         assert c["command"] == MODULE_COMMANDS.get(module, [f"kubep4-{module.replace('_', '-')}"])
         envs = _flag_envs(module)
@@ -931,9 +1019,12 @@ def test_references_resolve(variant):
                     assert sref.get("optional") is True, "no Secret ships with the manifests"
             for m in c.get("volumeMounts", []):
                 assert m["name"] in volumes, f"{w['metadata']['name']}: {m}"
+        issued = {o["spec"]["secretName"] for o in objs if o["kind"] == "Certificate"}
         for v in pod.get("volumes", []):
             if "configMap" in v:
                 assert v["configMap"]["name"] in configmaps
+            if "secret" in v:  # no Secret ships: cert-manager writes them from the Certificates
+                assert v["secret"]["secretName"] in issued, f"{w['metadata']['name']}: {v}"
     for svc in (o for o in objs if o["kind"] == "Service"):
         selected = [w for w in workloads(objs)
                     if svc["spec"]["selector"].items() <= w["spec"]["template"]["metadata"]["labels"].items()]
@@ -949,7 +1040,8 @@ def test_references_resolve(variant):
 def test_services_reach_etcd_and_admission_by_service_name():
     objs = build(".")
     config = get(objs, "ConfigMap", "kubep4-config")["data"]
-    host, port = _hostport(config["KUBEP4_ETCD"])
+    assert config["KUBEP4_ETCD"].startswith("https://")
+    host, port = _hostport(config["KUBEP4_ETCD"].removeprefix("https://"))
     etcd_client = get(objs, "Service", host)
     assert "clusterIP" not in etcd_client["spec"] or etcd_client["spec"]["clusterIP"] != "None"
     assert port in {p["port"] for p in etcd_client["spec"]["ports"]}
@@ -973,14 +1065,14 @@ def test_etcd_statefulset_bootstraps_three_members_from_pod_dns():
     assert {p["port"] for p in headless["spec"]["ports"]} == {2379, 2380}
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
     (c,) = containers(sts)
-    args = dict(a.lstrip("-").split("=", 1) for a in c["args"])
+    args = dict(a.lstrip("-").split("=", 1) for a in c["args"] if "=" in a)
     svc = sts["spec"]["serviceName"]
     name = sts["metadata"]["name"]
-    expected = ",".join(f"{name}-{i}=http://{name}-{i}.{svc}.$(POD_NAMESPACE).svc:2380"
+    expected = ",".join(f"{name}-{i}=https://{name}-{i}.{svc}.$(POD_NAMESPACE).svc:2380"
                         for i in range(sts["spec"]["replicas"]))
     assert args["initial-cluster"] == expected
     assert args["name"] == "$(POD_NAME)"
-    assert args["initial-advertise-peer-urls"] == f"http://$(POD_NAME).{svc}.$(POD_NAMESPACE).svc:2380"
+    assert args["initial-advertise-peer-urls"] == f"https://$(POD_NAME).{svc}.$(POD_NAMESPACE).svc:2380"
     env = env_of(c)
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
@@ -1038,12 +1130,226 @@ def test_controller_placement_default_and_overlay():
 
 def test_external_etcd_overlay_drops_the_statefulset_and_repoints_kubep4_etcd():
     default, external = by_key(build(".")), by_key(build("overlays/external-etcd"))
-    etcd_objects = {k for k in default if k[2] in ("etcd", "etcd-client")}
-    assert {k[0] for k in etcd_objects} == {"StatefulSet", "Service", "PodDisruptionBudget"}
+    etcd_objects = {k for k in default if k[2] in ("etcd", "etcd-client", "etcd-auth")}
+    assert {k[0] for k in etcd_objects} == {"StatefulSet", "Service", "PodDisruptionBudget", "Job"}
     assert external.keys() == default.keys() - etcd_objects
     patch = yaml.safe_load((K8S / "overlays" / "external-etcd" / "etcd-endpoint.yaml").read_text())
     config = external[("ConfigMap", "kubep4", "kubep4-config")]["data"]
-    assert config["KUBEP4_ETCD"] == patch["data"]["KUBEP4_ETCD"] != "etcd-client:2379"
+    assert config["KUBEP4_ETCD"] == patch["data"]["KUBEP4_ETCD"] != "https://etcd-client:2379"
+    assert config["KUBEP4_ETCD"].startswith("https://")
     assert config == {**default[("ConfigMap", "kubep4", "kubep4-config")]["data"],
                       "KUBEP4_ETCD": patch["data"]["KUBEP4_ETCD"]}
     assert {k for k in external if external[k] != default[k]} == {("ConfigMap", "kubep4", "kubep4-config")}
+
+
+# ======================================================================== TLS on Kubernetes
+
+K8S_IDENTITIES = {  # workload -> the CN of the certificate it shows (its etcd user, its caller name)
+    ("Deployment", "kubep4-apiserver"): "kubep4-apiserver",
+    ("Deployment", "kubep4-admission"): "kubep4-admission",
+    ("Deployment", "kubep4-controller"): "kubep4-controller",
+    ("Deployment", "kubep4-builder"): "kubep4-builder",
+    ("DaemonSet", "kubep4-node-agent"): "kubep4-node-agent",   # shared by every agent (docs/deploy.md)
+    ("StatefulSet", "etcd"): "etcd",
+    ("Job", "etcd-auth"): "root",
+}
+TLS_ENV_KEYS = {"KUBEP4_TLS_CERT": "tls.crt", "KUBEP4_TLS_KEY": "tls.key", "KUBEP4_TLS_CA": "ca.crt",
+                "KUBEP4_CLIENT_CA": "ca.crt", "KUBEP4_ETCD_CERT": "tls.crt", "KUBEP4_ETCD_KEY": "tls.key",
+                "KUBEP4_ETCD_CA": "ca.crt"}
+
+
+def _certificates(objs: list[dict]) -> dict[str, dict]:
+    return {o["spec"]["secretName"]: o for o in objs if o["kind"] == "Certificate"}
+
+
+def _expand_ns(name: str, namespace: str) -> str:
+    return name.replace("$(POD_NAMESPACE)", namespace)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_k8s_certificates_come_from_the_kubep4_ca(variant):
+    from kubep4 import devpki, etcd_auth
+
+    objs = build(variant)
+    certs = _certificates(objs)
+    issuers = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Issuer"}
+    (ca,) = [c for c in certs.values() if c["spec"].get("isCA")]
+    assert "selfSigned" in issuers[ca["spec"]["issuerRef"]["name"]]["spec"]
+    (ca_issuer,) = [i for i in issuers.values() if "ca" in i["spec"]]
+    assert ca_issuer["spec"]["ca"]["secretName"] == ca["spec"]["secretName"]
+    for secret, c in certs.items():
+        ref = c["spec"]["issuerRef"]
+        assert ref.get("kind", "Issuer") == "Issuer" and ref["name"] in issuers, secret
+        assert c["metadata"]["name"] == secret, "one Certificate per Secret, named alike"
+        if c is ca:
+            continue
+        assert ref["name"] == ca_issuer["metadata"]["name"], secret
+        assert "client auth" in c["spec"]["usages"], secret
+        assert c["spec"]["privateKey"]["rotationPolicy"] == "Always", secret  # a renewal is a new key
+    cns = {c["spec"]["commonName"] for c in certs.values()}
+    assert {etcd_auth.APISERVER, etcd_auth.CONTROLLER, etcd_auth.BUILDER, devpki.ADMISSION, etcd_auth.ROOT_USER,
+            devpki.SHARED_NODE_USER, devpki.ADMIN} <= cns
+    (admin,) = [c for c in certs.values() if c["spec"]["commonName"] == devpki.ADMIN]
+    assert admin["spec"]["subject"]["organizations"] == [devpki.MASTERS]
+    assert admin["spec"]["usages"][-1] == "client auth" and "server auth" not in admin["spec"]["usages"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_k8s_every_tls_file_is_a_key_of_the_mounted_secret(variant):
+    """Each container's TLS env names a file of a Secret volume it mounts, the right key of it
+    (tls.crt, tls.key, ca.crt), the certificate and key from one Secret, and that Secret's
+    Certificate has the component's CN. Only the etcd-auth Job mounts etcd's root; nothing mounts
+    the CA's key or the admin's certificate."""
+    objs = build(variant)
+    certs = _certificates(objs)
+    namespace = "kubep4"
+    mounted: dict[str, set[str]] = {}
+    for w in workloads(objs, jobs=True):
+        key = (w["kind"], w["metadata"]["name"])
+        pod = w["spec"]["template"]["spec"]
+        for v in pod.get("volumes", []):
+            if "secret" in v:
+                mounted.setdefault(v["secret"]["secretName"], set()).add(w["metadata"]["name"])
+        files = {}
+        for c in containers(w):
+            for var, e in env_of(c).items():
+                if var in TLS_ENV_KEYS:
+                    path = e["value"]
+                    assert _secret_key_of(w, path) == TLS_ENV_KEYS[var], (key, var, path)
+                    files[var] = _secret_of(w, path)
+            for a in c.get("args", []) + c.get("command", []):
+                flag, _, value = a.partition("=")
+                if value.startswith("/etc/") and _secret_of(w, value):
+                    words = flag.lstrip("-").split("-")  # --trusted-ca-file, --peer-key-file, --etcd-cert
+                    want = "ca.crt" if "ca" in words else "tls.key" if "key" in words else "tls.crt"
+                    assert _secret_key_of(w, value) == want, (key, a)
+                    files[flag] = _secret_of(w, value)
+        if key not in K8S_IDENTITIES:
+            assert not files, key
+            continue
+        assert files, f"{key}: no TLS"
+        (secret,) = set(files.values())  # one identity per pod
+        assert certs[secret]["spec"]["commonName"] == K8S_IDENTITIES[key], key
+    root = next(s for s, c in certs.items() if c["spec"]["commonName"] == "root")
+    ca = next(s for s, c in certs.items() if c["spec"].get("isCA"))
+    admin = next(s for s, c in certs.items() if c["spec"]["commonName"] == "admin")
+    assert mounted.get(root, set()) <= {"etcd-auth"}
+    assert ca not in mounted and admin not in mounted
+    assert namespace == get(objs, "Namespace", "kubep4")["metadata"]["name"]
+
+
+def test_k8s_services_speak_tls_to_each_other_by_the_names_in_the_certificates():
+    from kubep4 import devpki
+
+    objs = build(".")
+    certs = _certificates(objs)
+    config = get(objs, "ConfigMap", "kubep4-config")["data"]
+
+    def cert_of(kind: str, name: str) -> dict:
+        w = get(objs, kind, name)
+        (c,) = containers(w)
+        env = env_of(c)
+        path = env["KUBEP4_TLS_CERT"]["value"] if "KUBEP4_TLS_CERT" in env else \
+            next(a.split("=", 1)[1] for a in c.get("args", []) if a.startswith("--cert-file="))
+        return certs[_secret_of(w, path)]
+
+    for kind, name in K8S_IDENTITIES:
+        if kind == "Job":
+            continue
+        w = get(objs, kind, name)
+        (c,) = containers(w)
+        env = env_of(c)
+        if name != "etcd":
+            assert "KUBEP4_TLS_CERT" in env and "KUBEP4_TLS_KEY" in env, name  # at least its health endpoint
+            assert "127.0.0.1" in cert_of(kind, name)["spec"]["ipAddresses"], name  # the exec probes dial it
+        if "KUBEP4_ETCD" in env:
+            assert {"KUBEP4_ETCD_CA", "KUBEP4_ETCD_CERT", "KUBEP4_ETCD_KEY"} <= set(env), name
+            assert config[env["KUBEP4_ETCD"]["valueFrom"]["configMapKeyRef"]["key"]].startswith("https://")
+    api = env_of(containers(get(objs, "Deployment", "kubep4-apiserver"))[0])
+    assert {"KUBEP4_CLIENT_CA", "KUBEP4_TLS_CA"} <= set(api)
+    adm = env_of(containers(get(objs, "Deployment", "kubep4-admission"))[0])
+    assert adm["KUBEP4_ALLOWED_CLIENTS"]["value"] == cert_of("Deployment", "kubep4-apiserver")["spec"]["commonName"]
+    assert "KUBEP4_TLS_CA" in adm
+    # the names each is dialled by
+    host = api["KUBEP4_ADMISSION"]["value"].rpartition(":")[0]
+    assert host in cert_of("Deployment", "kubep4-admission")["spec"]["dnsNames"]
+    assert {"kubep4-apiserver", "kubep4-apiserver.kubep4.svc", "localhost"} <= set(
+        cert_of("Deployment", "kubep4-apiserver")["spec"]["dnsNames"])  # in the cluster; port-forward
+    etcd_names = set(cert_of("StatefulSet", "etcd")["spec"]["dnsNames"])
+    etcd_host = config["KUBEP4_ETCD"].removeprefix("https://").rpartition(":")[0]
+    assert etcd_host in etcd_names
+    sts = get(objs, "StatefulSet", "etcd")
+    (c,) = containers(sts)
+    args = dict(a.lstrip("-").split("=", 1) for a in c["args"] if "=" in a)
+    flags = {a.lstrip("-").split("=", 1)[0] for a in c["args"]}
+    assert {"client-cert-auth", "peer-client-cert-auth"} <= flags
+    for url_flag in ("listen-client-urls", "advertise-client-urls", "listen-peer-urls",
+                     "initial-advertise-peer-urls", "initial-cluster"):
+        assert "http://" not in args[url_flag] and "https://" in args[url_flag], url_flag
+    for member in args["initial-cluster"].split(","):  # every peer's name is in the certificate
+        host = _expand_ns(member.split("=", 1)[1].removeprefix("https://").rpartition(":")[0], "kubep4")
+        assert host in etcd_names, host
+    assert args["listen-metrics-urls"].startswith("http://")  # the kubelet's httpGet probes: no keys there
+    # the Job: root's files, the same etcd, the agents' shared user
+    job = get(objs, "Job", "etcd-auth")
+    (jc,) = containers(job)
+    jargs = dict(a.lstrip("-").split("=", 1) for a in jc["command"] if "=" in a)
+    assert jc["command"][:3] == ["python", "-m", "kubep4.devpki"] and "--enable-etcd-auth" in jc["command"]
+    assert jargs["etcd"] == config["KUBEP4_ETCD"]
+    assert jargs["shared-node-user"] == devpki.SHARED_NODE_USER == \
+        cert_of("DaemonSet", "kubep4-node-agent")["spec"]["commonName"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_k8s_device_tls_files_are_in_the_agents_secret(tmp_path):
+    from services.node_agent.__main__ import load_devices
+
+    objs = build(".")
+    ds = get(objs, "DaemonSet", "kubep4-node-agent")
+    for key, text in get(objs, "ConfigMap", "kubep4-devices")["data"].items():
+        f = tmp_path / key
+        f.write_text(text)
+        for d in load_devices(str(f)):
+            assert d.tls.ca_file, f"{key}: {d.name} is plaintext"
+            assert _secret_key_of(ds, d.tls.ca_file) == "ca.crt"
+            assert _secret_key_of(ds, d.tls.cert_file) == "tls.crt"
+            assert _secret_key_of(ds, d.tls.key_file) == "tls.key"
+
+
+def test_the_job_and_the_devpki_cli_agree():
+    """The etcd-auth Job's flags are the CLI's (parse them with its parser)."""
+    import argparse
+
+    from kubep4 import devpki
+
+    job = get(build("."), "Job", "etcd-auth")
+    (c,) = containers(job)
+    parsed = {}
+    orig = argparse.ArgumentParser.parse_args
+
+    def parse(self, args=None, namespace=None):  # the CLI's own parser, stopped before it connects
+        parsed.update(vars(orig(self, args, namespace)))
+        raise SystemExit(0)
+
+    argparse.ArgumentParser.parse_args = parse
+    try:
+        with pytest.raises(SystemExit) as stop:
+            devpki.main(c["command"][3:])
+    finally:
+        argparse.ArgumentParser.parse_args = orig
+    assert stop.value.code == 0
+    assert parsed["enable_etcd_auth"] is True and parsed["etcd"].startswith("https://")
+    assert parsed["etcd_cert"].endswith("/tls.crt") and parsed["etcd_wait"] >= 60
+
+
+def test_cert_manager_checks_catch_a_typo():
+    """Guard: the hand-written cert-manager checks must fail on a misspelt field or usage."""
+    cert = copy.deepcopy(get(build("."), "Certificate", "kubep4-apiserver-tls"))
+    _validate_cert_manager(cert)
+    for path, value in ((("spec", "dnsName"), ["x"]), (("spec", "usages"), ["server-auth"]),
+                        (("spec", "privateKey"), {"algorithm": "ECDSA", "rotationPolicy": "always"})):
+        bad = copy.deepcopy(cert)
+        bad[path[0]][path[1]] = value
+        with pytest.raises(AssertionError):
+            _validate_cert_manager(bad)
