@@ -12,8 +12,12 @@ import json
 import os
 import signal
 
+import pytest
+
+from kubep4.cli.trace import trace_id_of
 from kubep4.etcd_server import free_port
 from kubep4.localstack import LocalStack
+from kubep4.otlp_receiver import OTLPReceiver
 from kubep4.p4 import P4InfoIndex, p4r, parse_p4info
 from services.node_agent import t4p4s_protocol as proto
 from services.node_agent.drivers.t4p4s import Unsupported, message_for
@@ -61,11 +65,19 @@ def without_xids(state: dict) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "xid"} for e in state["entries"]]
 
 
-async def test_a_t4p4s_device_gets_its_entries_through_t4p4s_protocol(tmp_path):
+@pytest.fixture
+async def receiver():
+    r = await OTLPReceiver().start()
+    yield r
+    await r.stop()
+
+
+async def test_a_t4p4s_device_gets_its_entries_through_t4p4s_protocol(tmp_path, receiver):
     port = free_port()
     state_dir = tmp_path / "switch-state"
     state_dir.mkdir()
-    env = {"T4P4S_CTL_PORT": str(port), "KUBEP4_STANDIN_T4P4S_STATE": str(state_dir), "KUBEP4_LOG_LEVEL": "INFO"}
+    env = {"T4P4S_CTL_PORT": str(port), "KUBEP4_STANDIN_T4P4S_STATE": str(state_dir), "KUBEP4_LOG_LEVEL": "INFO",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     with LocalStack(nodes=1, devices_per_node=1, slots_per_device=2, data_dir=str(tmp_path / "stack"),
                     resync_seconds=0.5, device_options=f"target=t4p4s,launch=t4p4s,controller_port={port}",
                     env=env) as s:
@@ -73,7 +85,7 @@ async def test_a_t4p4s_device_gets_its_entries_through_t4p4s_protocol(tmp_path):
         p, d, acl = t4p4s_objects()
         async with s.client() as c:
             await c.apply(p)
-            await c.create(d)
+            created = await c.create(d)
             await c.wait_ready("basic", timeout=60)
             # Running means written to the switch's socket (T4P4S acknowledges nothing): the switch
             # reads them a moment later
@@ -85,6 +97,17 @@ async def test_a_t4p4s_device_gets_its_entries_through_t4p4s_protocol(tmp_path):
                                      "--file-prefix", "kubep4-dev0", "--vdev=net_null0", "--vdev=net_null1", "--",
                                      "-p", "0x3", "--config", "(0,0,0),(1,0,0)"]
             first = state["pid"]
+
+            # the install's phases are spans of the deployment's trace, under the agent's install
+            tid = trace_id_of(created.metadata.trace_context)
+            phases = ("t4p4s switch start", "t4p4s connect", "t4p4s entries")
+
+            def traced():
+                spans = receiver.spans(tid)
+                return spans if all(any(x.name == n for x in spans) for n in (*phases, "node_agent install")) else None
+            spans = await eventually(traced, 30, 0.1, "the T4P4S install's spans")
+            install = next(x for x in spans if x.name == "node_agent install")
+            assert all(x.parent_span_id == install.span_id for x in spans if x.name in phases)
             agent = s.procs["agent-0"].popen.pid
             assert processes()[first][0] == agent, "the agent started the switch"
 
