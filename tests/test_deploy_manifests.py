@@ -269,6 +269,14 @@ def test_compose_telemetry_goes_to_jaeger(compose):
         assert "jaeger" in _depends(compose["services"][name])
 
 
+def _health_needs_a_client_certificate(env: dict[str, str]) -> bool:
+    """The apiserver and admission answer health checks on their API port, which asks for a client
+    certificate (--client-ca; --tls-ca); the separate health endpoints (--health-listen) never do."""
+    if env.get("KUBEP4_HEALTH_LISTEN"):
+        return False
+    return bool(env.get("KUBEP4_CLIENT_CA") or (env.get("KUBEP4_TLS_CA") and "KUBEP4_ALLOWED_CLIENTS" in env))
+
+
 def test_compose_healthchecks_probe_the_ports_the_services_listen_on(compose):
     services = compose["services"]
     for name in KUBEP4_SERVICES:
@@ -280,6 +288,11 @@ def test_compose_healthchecks_probe_the_ports_the_services_listen_on(compose):
         assert _hostport(test[-1])[1] == _hostport(listen)[1], name
         # the health endpoints serve TLS: the helper trusts the stack's CA (GRPC_HEALTH_CHECK_CA)
         assert env["GRPC_HEALTH_CHECK_CA"] == "/pki/ca.pem", name
+        if _health_needs_a_client_certificate(env):  # health on the mTLS port: show the service's own
+            assert (env["GRPC_HEALTH_CHECK_CERT"], env["GRPC_HEALTH_CHECK_KEY"]) == (
+                env["KUBEP4_TLS_CERT"], env["KUBEP4_TLS_KEY"]), name
+        else:
+            assert "GRPC_HEALTH_CHECK_CERT" not in env, name
     for name, svc in services.items():  # a service_healthy dependency needs a healthcheck
         for dep, condition in _depends(svc).items():
             assert dep in services
@@ -606,6 +619,21 @@ def test_grpc_health_check_helper_over_tls(tmp_path):
         assert _health_check("--ca", str(tmp_path / "missing.pem"), addr) == 1
         servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         assert _health_check("--ca", ca.cert, addr) == 1
+    finally:
+        server.stop(None)
+
+    # the apiserver's and admission's port: mTLS, health open to any certificate of the CA
+    server, servicer, port = _health_server(tls.server_credentials(cert.cert, cert.key, ca.cert))
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        addr = f"127.0.0.1:{port}"
+        assert _health_check("--ca", ca.cert, addr) == 1                 # no client certificate
+        assert _health_check("--ca", ca.cert, "--cert", cert.cert, "--key", cert.key, addr) == 0
+        assert _health_check(addr, env={"GRPC_HEALTH_CHECK_CA": ca.cert, "GRPC_HEALTH_CHECK_CERT": cert.cert,
+                                        "GRPC_HEALTH_CHECK_KEY": cert.key}) == 0
+        stranger = tls.issue(other, "x", str(tmp_path / "other"), "x")
+        assert _health_check("--ca", ca.cert, "--cert", stranger.cert, "--key", stranger.key, addr) == 1
+        assert _health_check("--ca", ca.cert, "--cert", cert.cert, addr) == 2  # a certificate needs its key
     finally:
         server.stop(None)
 
@@ -972,6 +1000,12 @@ def test_kubep4_probes_run_the_health_check_helper_with_tls_on_the_listen_port()
             ca = argv[argv.index("--ca") + 1]
             assert ca == env["KUBEP4_TLS_CERT"]["value"].rpartition("/")[0] + "/ca.crt", f"{name} {probe}"
             assert _secret_key_of(w, ca) == "ca.crt", f"{name} {probe}"
+            plain = {k: e.get("value", "x") for k, e in env.items()}
+            if _health_needs_a_client_certificate(plain):
+                assert _secret_key_of(w, argv[argv.index("--cert") + 1]) == "tls.crt", f"{name} {probe}"
+                assert _secret_key_of(w, argv[argv.index("--key") + 1]) == "tls.key", f"{name} {probe}"
+            else:
+                assert "--cert" not in argv, f"{name} {probe}"
             assert c[probe].get("timeoutSeconds", 1) >= 3, f"{name} {probe}: a Python start takes a moment"
         assert port in {p["containerPort"] for p in c["ports"]}
         assert c["command"] == MODULE_COMMANDS.get(module, [f"kubep4-{module.replace('_', '-')}"])
