@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import time
 
 import pytest
 import pytest_asyncio
@@ -22,6 +23,7 @@ from kubep4.client import AsyncClient
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.localstack import LocalStack
 from kubep4.p4 import cookie_for_digest, p4i
+from kubep4.p4runtime_client import DeviceConnection
 
 from .conftest import eventually, example_objects
 
@@ -307,3 +309,137 @@ async def test_the_rollout_commands(stack, client, capsys, monkeypatch):
     rc, _, err = await asyncio.to_thread(kubep4, "rollout", "undo", "deployment", "cli", "--to-revision", "7")
     assert rc == 1 and "revision 7 of deployment default/cli not found" in err
     await remove(client, "cli")
+
+
+# ------------------------------------------------------------------ RollingUpdate with max_surge
+async def sample_device(reader, samples: list, stop: asyncio.Event) -> None:
+    """Read one device as fast as it answers until ``stop`` (no arbitration: a reader never disturbs the
+    agent): (start, end, (cookie, entries)) per read,
+    on the monotonic clock (only to order the reads of different devices, never as a threshold)."""
+    async with DeviceConnection(reader.address, reader.device_id, tls=reader.tls) as r:  # one channel: many reads
+        while not stop.is_set():
+            t0 = time.monotonic()
+            cookie = await r.get_cookie()
+            entries = await r.read_entries(timeout=reader.timeout)
+            samples.append((t0, time.monotonic(),
+                            (cookie, frozenset(e.SerializeToString(deterministic=True) for e in entries))))
+            await asyncio.sleep(0.002)  # a poll interval, leaving the loop to the test's other calls
+
+
+def proven_overlaps(samples: dict, complete: set) -> list[tuple]:
+    """Moments two devices were both without a complete revision, as far as the reads prove it.
+
+    A read that is not ``complete`` says its device was incomplete at some instant of the read.
+    Consecutive incomplete reads of a device (a run, with no complete read between) say it was
+    incomplete throughout from the end of the first to the start of the last (one change under way).
+    Two devices were incomplete together when their runs' spans overlap, or when one's incomplete
+    read lies wholly inside the other's span. Reads of different devices at about the same moment
+    prove nothing either way, so a change that ends just before another begins is never counted."""
+    spans, windows = {}, {}
+    for dev, reads in samples.items():
+        spans[dev], windows[dev], run = [], [], []
+        for t0, t1, state in reads + [(None, None, next(iter(complete)))]:
+            if state in complete:
+                if len(run) > 1:
+                    spans[dev].append((run[0][1], run[-1][0]))
+                run = []
+            else:
+                run.append((t0, t1))
+                windows[dev].append((t0, t1))
+    out = []
+    for a in samples:
+        for b in samples:
+            if a == b:
+                continue
+            for s0, s1 in spans[a]:
+                out += [(a, b, (s0, s1), (u0, u1)) for u0, u1 in spans[b] if a < b and max(s0, u0) < min(s1, u1)]
+                out += [(a, b, (s0, s1), (w0, w1)) for w0, w1 in windows[b] if s0 <= w0 and w1 <= s1]
+    return out
+
+
+HOSTS = 200  # v2's host routes in the max_surge tests
+
+
+async def rolling_update(tmp_path, strategy: kr.UpdateStrategy) -> dict:
+    """2 replicas of "surge" on 3 devices with ``strategy``, v1 -> v2, while independent readers
+    sample each device and a client polls the deployment; returns what was seen."""
+    with LocalStack(nodes=3, devices_per_node=1, data_dir=str(tmp_path), resync_seconds=0.5) as s:
+        async with s.client() as c, s.store() as store:
+            await store.revision()  # connected before the readers keep the loop busy
+            digests = await pipelines(c)
+            v1 = await deploy(c, "surge", strategy)
+            assert len(v1.status.replicas) == 2
+            readers = stack_readers(s.device_ports, tls=s.device_tls())
+            before = await device_state(s)
+            used = {(r.node, r.device) for r in v1.status.replicas}
+            [v1_state] = {before[k] for k in used}
+            [free] = set(readers) - used
+            assert v1_state[0] == cookie_for_digest(digests["basic"]) and before[free] == (None, frozenset())
+
+            samples = {k: [] for k in readers}
+            statuses: list[kr.Deployment] = []
+            stop = asyncio.Event()
+
+            async def watch_status() -> None:
+                while not stop.is_set():
+                    statuses.append(await c.get("deployment", "surge"))
+                    await asyncio.sleep(0.01)
+            pollers = [asyncio.create_task(sample_device(r, samples[k], stop)) for k, r in readers.items()]
+            pollers.append(asyncio.create_task(watch_status()))
+            await eventually(lambda: all(samples.values()), 30, 0.01, "a first read of every device")
+
+            def to_v2(d: kr.Deployment) -> None:  # many host routes: each device's change takes many reads
+                d.spec.pipeline = "basic-v2"
+                for i in range(HOSTS):
+                    e = d.spec.table_entries.add()
+                    e.CopyFrom(host_entry())
+                    e.match[0].exact.value = f"10.0.{3 + i // 200}.{i % 200 + 1}"
+            changed = await change(c, "surge", to_v2)
+            done = await c.wait_rollout("surge", timeout=120)
+
+            async def surge_gone():
+                ps = [p for p in (await store.list(st.PLACEMENTS, "default"))[0] if p.spec.deployment == "surge"]
+                return ps if sorted(p.spec.replica for p in ps) == [0, 1] else None
+            left = await eventually(surge_gone, 60, 0.05, "no surge placement left")
+
+            await eventually(lambda: samples[free][-1][2][1] == frozenset(), 30, 0.05,
+                             "the free device read without entries")
+            stop.set()
+            await asyncio.gather(*pollers)
+        after = await device_state(s)
+    v2_state = after[next(iter(used))]
+    assert v2_state[0] == cookie_for_digest(digests["basic-v2"]) and len(v2_state[1]) == len(v1_state[1]) + HOSTS
+    assert {after[k] for k in used} == {v2_state}, "both replicas' devices on v2, with all its entries"
+    assert {(p.spec.node, p.spec.device) for p in left} == used, "the replicas stayed on their devices"
+    assert done.status.current_revision == "surge-2" and done.status.updated_replicas == 2
+    assert not [r for r in done.status.replicas if r.surge]
+    during = [d for d in statuses if d.metadata.generation == changed.metadata.generation
+              and d.status.observed_generation == changed.metadata.generation]
+    return {"samples": samples, "complete": {v1_state, v2_state}, "v2": v2_state, "free": free,
+            "during": during, "statuses": statuses}
+
+
+async def test_rolling_update_with_max_surge_keeps_every_replica_serving(tmp_path):
+    """2 replicas on 3 devices, RollingUpdate max_unavailable 0 max_surge 1, v1 -> v2: the surge
+    replica takes the free device first, and independent readers of the three devices never show
+    two of them without a complete revision (v1's or v2's cookie with all its entries) at once, so
+    two always serve; nor does the deployment's status ever count fewer than 2 ready. The end: both
+    replicas on v2 on the devices they had, no surge placement left, the free device cleared."""
+    seen = await rolling_update(tmp_path, kr.UpdateStrategy(type="RollingUpdate", max_unavailable=0, max_surge=1))
+    samples, complete = seen["samples"], seen["complete"]
+    assert any(state == seen["v2"] for _, _, state in samples[seen["free"]]), "the surge ran v2 on the free device"
+    changing = [k for k, reads in samples.items() if k != seen["free"] and any(st_ not in complete for _, _, st_ in reads)]
+    assert changing, "a replica's device was read while it changed (the control test below: such reads count)"
+    overlaps = proven_overlaps(samples, complete)
+    assert not overlaps, f"two devices without a complete revision at once: {overlaps[:3]}"
+    during = seen["during"]
+    assert during and min(d.status.ready_replicas for d in during) == 2, [d.status.ready_replicas for d in during]
+    assert any(r.surge and r.replica == 2 for d in during for r in d.status.replicas), "the status showed the surge"
+    assert all(d.status.ready_replicas <= 2 for d in seen["statuses"])
+
+
+async def test_without_max_surge_the_same_check_sees_a_replica_missing(tmp_path):
+    """The control: the same rollout with max_unavailable 0 and no max_surge (0 means 1, one replica
+    at a time) leaves one device serving while the other changes, and the readers prove it."""
+    seen = await rolling_update(tmp_path, kr.UpdateStrategy(type="RollingUpdate", max_unavailable=0))
+    assert proven_overlaps(seen["samples"], seen["complete"]), "a replica's change seen with the free device empty"
