@@ -255,7 +255,9 @@ class DeploymentReconciler:
             if p.spec.replica >= d.spec.replicas and not is_surge(d, p):  # scaled down
                 await self._remove_placement(p)
         surges, surge_waiting = await self._surge(d, placements, plan, target)
-        with_surge = d.spec.strategy.type == "RollingUpdate" and d.spec.strategy.max_surge > 0
+        # the surge budget while a rollout between revisions runs; otherwise (back to the current
+        # content, as after a rollback) the replicas move as without max_surge
+        with_surge = d.spec.strategy.type == "RollingUpdate" and d.spec.strategy.max_surge > 0 and plan.rolling
         on_target = sum(1 for p in placements if p.spec.replica < d.spec.replicas
                         and not p.metadata.HasField("deletion_timestamp") and self._hash(p) == target.spec.hash)
         new: list[tuple[int, str, str, kr.Revision]] = []  # (replica, node, device, revision) of new placements

@@ -49,6 +49,13 @@ def rolling(replicas: int = 2, max_unavailable: int = 0, max_surge: int = 1, fre
     return d
 
 
+def back_to_v1() -> kr.Deployment:
+    """web at generation 3 with web-1's content again (an undo, or a rollback) while rolling to web-2."""
+    d = rolling()
+    d.metadata.generation, d.status.pipeline_digest = 3, DIGEST
+    return d
+
+
 def old(i: int, node: str, phase: str = "Running") -> kr.Placement:
     return placement(i, node, generation=1, digest=DIGEST, phase=phase)
 
@@ -145,6 +152,11 @@ ROWS = [
              placements_after={"web-0": "node-a/dev0 g1 aaaa Running", "web-1": "node-b/dev0 g1 aaaa Running",
                                "web-2": "node-c/dev0 g2 bbbb Failed"},
              progressing=(cond.FALSE, REPLICA_FAILED, "replica 2 of revision web-2 failed on node-c/dev0")),
+    SurgeRow("back-to-the-current-content-surge-removed-replicas-move-as-without-max-surge",
+             back_to_v1(), (new(0, "node-a"), old(1, "node-b"), new(2, "node-c", surge=True)),
+             writes=(updated("node-c", "web-2"), updated("node-a", "web-0"), STATUS), surge_after=(),
+             placements_after={"web-0": "node-a/dev0 g3 aaaa Running", "web-1": "node-b/dev0 g1 aaaa Running",
+                               "web-2": "node-c/dev0 g2 bbbb Running deleting"}),
     SurgeRow("without-max-surge-a-rolling-update-moves-one-as-before", rolling(max_surge=0, fresh=True), OLD2,
              fresh=True, writes=(updated("node-a", "web-0"), STATUS)),
 ]
