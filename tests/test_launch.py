@@ -190,3 +190,19 @@ def test_up_switch_bmv2_refuses_without_bmv2(tmp_path):
     assert "--switch bmv2 needs BMv2's simple_switch_grpc on PATH" in r.stdout
     assert "behavioral-model" in r.stdout
     assert not (tmp_path / "etcd").exists(), "nothing was started"
+
+
+def test_up_switch_bmv2_runs_the_agents_launched_switches(tmp_path, monkeypatch):
+    from .test_up import up
+    monkeypatch.setenv("PATH", f"{STANDINS}{os.pathsep}{os.environ['PATH']}")  # the simple_switch_grpc stand-in
+    monkeypatch.setenv("KUBEP4_CONFIG", str(tmp_path / "kubep4-config"))  # never the user's client config
+    proc, lines = up("--switch", "bmv2", "--nodes", "1", "--port", "0", "--data-dir", str(tmp_path / "stack"))
+    try:
+        out = "".join(lines)
+        assert "(simple_switch_grpc, launched by its agent)" in out, out
+        assert "STAND-IN simple_switch_grpc" in log_of(tmp_path / "stack" / "launch-node-0" / "dev0.log")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert not [pid for pid, (_, argv) in processes().items() if "kubep4.reftarget" in argv
+                and any(str(tmp_path) in a for a in argv)], "no switch left after kubep4 up stopped"

@@ -193,3 +193,24 @@ def test_the_messages_have_t4p4s_layout():
     except Unsupported as err:
         assert "T4P4S's control protocol has no message for packet replication engine entries" in str(err) \
             or "no message for" in str(err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+async def test_a_t4p4s_switch_goes_with_its_agent(tmp_path, sig):
+    port = free_port()
+    state_dir = tmp_path / "switch-state"
+    state_dir.mkdir()
+    env = {"T4P4S_CTL_PORT": str(port), "KUBEP4_STANDIN_T4P4S_STATE": str(state_dir)}
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path / "stack"), resync_seconds=0.5,
+                    device_options=f"target=t4p4s,launch=t4p4s,controller_port={port}", env=env) as s:
+        p, d, _ = t4p4s_objects()
+        async with s.client() as c:
+            await c.apply(p)
+            await c.create(d)
+            await c.wait_ready("basic", timeout=60)
+        state = await eventually(lambda: (st := held(state_dir)) and st["initialized"] and st, 30, 0.05,
+                                 "the switch initialized")
+        s.procs["agent-0"].signal(sig)
+        s.procs["agent-0"].popen.wait()
+        await eventually(lambda: state["pid"] not in processes() or None, 30, 0.05,
+                         "the T4P4S switch to go with its agent")
