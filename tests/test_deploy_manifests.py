@@ -488,6 +488,126 @@ def test_compose_insecure_override_is_plaintext_everywhere():
     assert argv[0] == "simple_switch_grpc" and not set(SWITCH_TLS) & set(argv)
 
 
+COMPOSE_MODULES = {"admission": "services.admission", "apiserver": "services.apiserver",
+                   "controller": "services.controller", "builder": "services.builder",
+                   "node-agent-1": "services.node_agent", "switch-1": "kubep4.reftarget"}
+
+
+@pytest.mark.parametrize("insecure", [False, True], ids=["tls", "insecure-override"])
+def test_compose_wiring_runs_without_docker(insecure, tmp_path):
+    """No Docker engine here, so the compose file's own settings are run as local processes: the
+    certs job's command, etcd with the compose member's certificate and its client-certificate
+    auth, the etcd-auth job's command, then admission, the apiserver, the controller, the builder,
+    switch-1 and node-agent-1 with their compose environment and command, only the container paths
+    (/pki) and names (etcd, admission, switch-1...) mapped to directories and loopback ports.
+    Every compose healthcheck must pass, and the admin's certificate must see node-1 registered
+    through the apiserver. Not run: Docker itself (images, volumes, users, DNS, depends_on)."""
+    from kubep4.client import Client
+    from kubep4.etcd_server import EtcdServer, EtcdTLS, free_port
+
+    compose = compose_config(*(["-f", str(COMPOSE_INSECURE)] if insecure else []))
+    services = compose["services"]
+    dirs = _run_certs_job(compose, tmp_path)
+
+    def local(value: str) -> str:
+        for top, d in dirs.items():
+            value = value.replace(f"{top}/", f"{d}/")
+        return value
+
+    etcd_args = dict(a.lstrip("-").split("=", 1) for a in _argv(services["etcd"]["command"]) if "=" in a)
+    assert ("--client-cert-auth" in _argv(services["etcd"]["command"])) is not insecure
+    etcd_tls = None if insecure else EtcdTLS(local(etcd_args["cert-file"]), local(etcd_args["key-file"]),
+                                             local(etcd_args["trusted-ca-file"]))
+    etcd = EtcdServer(data_dir=str(tmp_path / "etcd"), tls=etcd_tls).start()
+    procs: list[subprocess.Popen] = []
+    try:
+        hosts = {"etcd:2379": f"127.0.0.1:{etcd.port}"}
+        ports = {}  # (service, container port) -> local port
+        for name in COMPOSE_MODULES:
+            env = _env(services[name])
+            for var in ("KUBEP4_LISTEN", "KUBEP4_HEALTH_LISTEN", "KUBEP4_READ_LISTEN"):
+                if var in env:
+                    ports[(name, _hostport(env[var])[1])] = free_port()
+        ports[("switch-1", 9559)] = free_port()
+        hosts.update({f"{svc}:{port}": f"127.0.0.1:{p}" for (svc, port), p in ports.items()})
+
+        def mapped(name: str, value: str) -> str:
+            for host, to in hosts.items():
+                value = value.replace(host, to)
+            value = re.sub(r"0\.0\.0\.0:(\d+)", lambda m: f"127.0.0.1:{ports[(name, int(m.group(1)))]}", value)
+            return local(value)
+
+        job = _argv(services["etcd-auth"]["command"])
+        proc = subprocess.run([sys.executable, *job[1:3], *(mapped("etcd-auth", a) for a in job[3:])],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+
+        for name, module in COMPOSE_MODULES.items():
+            svc = services[name]
+            env = {k: mapped(name, v) for k, v in _env(svc).items()}
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = ""  # no Jaeger here
+            if name == "node-agent-1":
+                env["KUBEP4_NODE_ADDRESS"] = "localhost"  # the name the apiserver dials: in its certificate
+            argv = [mapped(name, a) for a in _argv(svc["command"])]
+            argv = argv[3:] if argv[:2] == ["python", "-m"] else argv[1:]  # the console script's arguments
+            log = open(tmp_path / f"{name}.log", "w")
+            procs.append(subprocess.Popen([sys.executable, "-m", module, *argv], cwd=ROOT, stdout=log,
+                                          stderr=subprocess.STDOUT, env={**_clean_env(), **env}))
+
+        def healthy(name: str) -> bool:
+            svc = services[name]
+            test = svc["healthcheck"]["test"]
+            env = {k: mapped(name, v) for k, v in _env(svc).items() if k.startswith("GRPC_HEALTH_CHECK_")}
+            if test[1] == "grpc-health-check":
+                *opts, address = test[2:]
+                host, port = _hostport(address)
+                assert host == "127.0.0.1", name  # inside the container: its own port
+                return _health_check(*(mapped(name, a) for a in opts), f"127.0.0.1:{ports[(name, port)]}", env=env) == 0
+            port = ports[(name, 9559)]  # the switch's: a TCP connect
+            with __import__("socket").socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        import time
+        deadline = time.monotonic() + 90
+        waiting = set(COMPOSE_MODULES)
+        while waiting and time.monotonic() < deadline:
+            waiting = {n for n in waiting if not healthy(n)}
+            dead = [n for n, p in zip(COMPOSE_MODULES, procs) if p.poll() is not None]
+            assert not dead, {n: (tmp_path / f"{n}.log").read_text()[-2000:] for n in dead}
+            time.sleep(1)
+        assert not waiting, {n: (tmp_path / f"{n}.log").read_text()[-2000:] for n in waiting}
+
+        api = f"127.0.0.1:{ports[('apiserver', 50051)]}"
+        ca = dirs["/pki-ca"]
+        creds = {} if insecure else {"ca": str(ca / "ca.pem"), "cert": str(ca / "admin.pem"),
+                                     "key": str(ca / "admin-key.pem")}
+        with Client(api, **creds) as c:
+            me = c.whoami()
+            if insecure:
+                assert me.authenticated_by == "none"
+            else:
+                assert (me.user, me.authenticated_by) == ("admin", "certificate") and "system:masters" in me.groups
+            # the example, one replica (one switch runs here): through admission (mTLS), etcd as each
+            # component's user, the controller, the agent as node:node-1, P4Runtime over mTLS
+            from kubep4 import manifest
+            pipeline, deployment = manifest.load(str(ROOT / "examples" / "basic" / "deployment.yaml"))
+            deployment.spec.replicas = 1
+            c.apply(pipeline)
+            c.apply(deployment)
+            ready = c.wait_ready("basic", timeout=60)
+            assert ready.status.ready_replicas == 1
+            assert "node-1" in [n.metadata.name for n in c.list("nodes")]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        etcd.cleanup()
+
+
 # ==================================================================================== Dockerfile
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
