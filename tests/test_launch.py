@@ -160,7 +160,7 @@ def test_launch_keys_are_checked():
     with pytest.raises(Exception, match="are for a launched switch"):
         parse_device("address=127.0.0.1:1,interfaces=0@veth0")
     t4 = parse_device("name=t1,launch=t4p4s")  # its switch connects to us: no address
-    assert (t4.launch.kind, t4.p4rt_address) == ("t4p4s", "")
+    assert (t4.launch.kind, t4.p4rt_address, t4.target) == ("t4p4s", "", "t4p4s")
     no_bmv2 = parse_device("name=sw1,address=127.0.0.1:1,launch=bmv2,binary=/nonexistent/simple_switch_grpc")
     assert launch_problems([no_bmv2]) == [
         "device sw1: launch=bmv2 needs /nonexistent/simple_switch_grpc on PATH (BMv2's simple_switch_grpc: "

@@ -151,6 +151,27 @@ async def test_a_t4p4s_device_gets_its_entries_through_t4p4s_protocol(tmp_path, 
             await c.delete("deployment", "basic")
             pid = state["pid"]
             await eventually(lambda: pid not in processes() or None, 60, 0.1, "the switch to be stopped")
+
+            # a pipeline whose device config is no switch program (BMv2's JSON) fails, and says so
+            bmv2 = type(p)()
+            bmv2.CopyFrom(p)
+            bmv2.metadata.name = "json"
+            bmv2.spec.artifacts.device_config = (ROOT / "examples" / "basic" / "basic.json").read_bytes()
+            await c.apply(bmv2)
+            other = type(d)()
+            other.CopyFrom(acl)
+            other.metadata.name = "json"
+            other.spec.pipeline = "json"
+            other.spec.ClearField("table_entries")
+            await c.create(other)
+
+            async def not_a_program():
+                x = await c.get("deployment", "json")
+                r = x.status.replicas[0] if x.status.replicas else None
+                return r if r is not None and r.phase == "Failed" and "not a T4P4S switch program" in r.message \
+                    else None
+            await eventually(not_a_program, 60, 0.1, "the JSON pipeline refused")
+            await c.delete("deployment", "json")
         assert "T4P4S switch" in open(tmp_path / "stack" / "launch-node-0" / "dev0.log").read()
 
 

@@ -66,7 +66,8 @@ def parse_device(text: str) -> kr.Device:
     tls = kr.DeviceTLS(ca_file=fields.get("ca", ""), cert_file=fields.get("cert", ""),
                        key_file=fields.get("key", ""), server_name=fields.get("server_name", ""))
     return kr.Device(name=fields.get("name", "dev0"), p4rt_address=fields.get("address", ""),
-                     device_id=int(fields.get("device_id", 1)), target=fields.get("target", "bmv2"),
+                     device_id=int(fields.get("device_id", 1)),
+                     target=fields.get("target", "t4p4s" if kind == "t4p4s" else "bmv2"),
                      arch=fields.get("arch", "v1model"), pipeline_slots=int(fields.get("slots", 1)),
                      labels=labels, upgrade=upgrade, tls=tls, role=fields.get("role", ""), launch=launch)
 

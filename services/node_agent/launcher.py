@@ -48,6 +48,10 @@ class LaunchError(Exception):
     """A switch could not be started (missing binary, it exited, it never became ready)."""
 
 
+class NotRunnable(LaunchError):
+    """The program cannot be executed at all (missing, not executable, not a program for this node)."""
+
+
 class Launcher(Protocol):
     """A software switch for one device."""
     name: str
@@ -106,7 +110,7 @@ class SwitchProcess:
                                               stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
                                               start_new_session=True)
             except OSError as e:
-                raise LaunchError(f"{self.name}: cannot run {self.argv[0]}: {e}") from None
+                raise NotRunnable(f"{self.name}: cannot run {self.argv[0]}: {e}") from None
         self.starts += 1
         deadline = time.monotonic() + timeout
         while not self.ready():

@@ -232,6 +232,10 @@ class T4P4SDriver:
         with tracer.start_as_current_span("t4p4s switch start", attributes={"kubep4.device": self.name}):
             try:
                 await asyncio.to_thread(self.switch.start)
+            except ln.NotRunnable as e:  # trying again runs the same bytes: until the spec changes
+                self.switch = None
+                raise CompileError(f"pipeline {digest[:19]}'s device config is not a T4P4S switch program this "
+                                   f"node can run: {e}") from None
             except ln.LaunchError as e:
                 self._exited_early()
                 raise _unreachable(str(e)) from None
@@ -316,8 +320,9 @@ class T4P4SDriver:
                            else "entries to remove or change (T4P4S's switch takes adds only)")
                     log.info("device %s: restarting its T4P4S switch: %s", self.name, why)
                 await self._stop_switch()
-                if not pipeline.device_config:
-                    raise CompileError(f"pipeline {active[0].spec.pipeline} has no T4P4S switch program")
+                if not pipeline.device_config.startswith((b"\x7fELF", b"#!")):  # T4P4S builds an ELF program
+                    raise CompileError(f"pipeline {active[0].spec.pipeline}'s device config is not a T4P4S switch "
+                                       "program (neither an ELF executable nor a script)")
                 await self._start_switch(digest, pipeline.device_config)
             with tracer.start_as_current_span("t4p4s entries", attributes={"kubep4.device": self.name,
                                                                             "t4p4s.entries": len(todo)}):
