@@ -1507,3 +1507,191 @@ def test_cert_manager_checks_catch_a_typo():
         bad[path[0]][path[1]] = value
         with pytest.raises(AssertionError):
             _validate_cert_manager(bad)
+
+
+def _issue_like_cert_manager(objs: list[dict], root: Path) -> dict[str, Path]:
+    """What cert-manager would write for each Certificate of the build, made here with kubep4.tls:
+    a directory per Secret holding tls.crt, tls.key and ca.crt (the CA Issuer's CA)."""
+    from kubep4 import tls
+
+    ca = tls.make_ca(str(root / "kubep4-ca"), common_name="kubep4-ca")
+    out = {}
+    for c in (o for o in objs if o["kind"] == "Certificate" and not o["spec"].get("isCA")):
+        spec = c["spec"]
+        d = root / spec["secretName"]
+        issued = tls.issue(ca, "tls", str(d), spec["commonName"], spec.get("subject", {}).get("organizations", ()),
+                           dns=spec.get("dnsNames", ()), ips=spec.get("ipAddresses", ()),
+                           client="client auth" in spec["usages"], server="server auth" in spec["usages"])
+        os.replace(issued.cert, d / "tls.crt")
+        os.replace(issued.key, d / "tls.key")
+        shutil.copyfile(ca.cert, d / "ca.crt")
+        out[spec["secretName"]] = d
+    return out
+
+
+def test_k8s_wiring_runs_without_a_cluster(tmp_path):
+    """No cluster here, so the built manifests are run as local processes: certificates issued as
+    the Certificates ask (CN, names, usages; what cert-manager would write into each Secret), etcd
+    with the StatefulSet's TLS flags (one member), the etcd-auth Job's command, then one pod of
+    admission, the apiserver, the controller, the builder and the node agent with their env resolved
+    (ConfigMap keys, field refs, $(VAR)), their mounts mapped to directories and the Service names
+    to loopback ports. Every exec probe must pass and the admin's certificate must get the example
+    (one replica) Ready on a reference target serving P4Runtime over mTLS. Not run: Kubernetes
+    itself, cert-manager, 3 etcd members, the agent's Node patching (KUBEP4_KUBERNETES_NODE)."""
+    import time
+
+    from kubep4 import tls
+    from kubep4.client import Client
+    from kubep4.etcd_server import EtcdServer, EtcdTLS, free_port
+
+    objs = build(".")
+    secrets = _issue_like_cert_manager(objs, tmp_path / "secrets")
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    node = "worker-1"
+
+    def mounts_of(w: dict) -> dict[str, Path]:
+        pod = w["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        out = {}
+        for c in containers(w):
+            for m in c.get("volumeMounts", []):
+                v = volumes.get(m["name"], {})
+                if "secret" in v:
+                    out[m["mountPath"]] = secrets[v["secret"]["secretName"]]
+                else:
+                    d = tmp_path / w["metadata"]["name"] / m["name"]
+                    d.mkdir(parents=True, exist_ok=True)
+                    out[m["mountPath"]] = d
+        return out
+
+    sts = get(objs, "StatefulSet", "etcd")
+    emap = mounts_of(sts)
+
+    def in_mounts(value: str, mounts: dict[str, Path]) -> str:
+        for mp, d in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+            if value.startswith(mp + "/"):
+                return str(d) + value[len(mp):]
+        return value
+
+    (ec,) = containers(sts)
+    eargs = dict(a.lstrip("-").split("=", 1) for a in ec["args"] if "=" in a)
+    etcd = EtcdServer(data_dir=str(tmp_path / "etcd"), tls=EtcdTLS(
+        in_mounts(eargs["cert-file"], emap), in_mounts(eargs["key-file"], emap),
+        in_mounts(eargs["trusted-ca-file"], emap))).start()
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        etcd_url = configmaps["kubep4-config"]["KUBEP4_ETCD"]
+        ports: dict[tuple[str, int], int] = {}
+        names = {etcd_url.removeprefix("https://"): f"127.0.0.1:{etcd.port}"}
+        for svc in (o for o in objs if o["kind"] == "Service" and not o["metadata"]["name"].startswith("etcd")):
+            for port in svc["spec"]["ports"]:
+                sel = next(w for w in workloads(objs)
+                           if svc["spec"]["selector"].items() <= w["spec"]["template"]["metadata"]["labels"].items())
+                ports.setdefault((sel["metadata"]["name"], port["port"]), free_port())
+                names[f"{svc['metadata']['name']}:{port['port']}"] = f"127.0.0.1:{ports[(sel['metadata']['name'], port['port'])]}"
+
+        def resolve(w: dict, c: dict, mounts: dict[str, Path]) -> dict[str, str]:
+            env: dict[str, str] = {}
+            for e in c.get("env", []):
+                if "value" in e:
+                    v = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), e["value"])
+                else:
+                    src = e["valueFrom"]
+                    if "configMapKeyRef" in src:
+                        v = configmaps[src["configMapKeyRef"]["name"]][src["configMapKeyRef"]["key"]]
+                    elif "fieldRef" in src:
+                        v = {"metadata.name": f"{w['metadata']['name']}-0", "metadata.namespace": "kubep4",
+                             "spec.nodeName": node}[src["fieldRef"]["fieldPath"]]
+                    else:
+                        assert src["secretKeyRef"].get("optional"), e
+                        continue
+                env[e["name"]] = v
+            for k, v in list(env.items()):
+                for host, to in names.items():
+                    v = v.replace(host, to)
+                m = re.fullmatch(r"0\.0\.0\.0:(\d+)", v)
+                if m:
+                    key = (w["metadata"]["name"], int(m.group(1)))
+                    v = f"127.0.0.1:{ports.setdefault(key, free_port())}"
+                env[k] = in_mounts(v, mounts)
+            return env
+
+        job = get(objs, "Job", "etcd-auth")
+        (jc,) = containers(job)
+        jm = mounts_of(job)
+        argv = [in_mounts(a.replace(etcd_url, etcd.client_url), jm) if "=" not in a else
+                a.split("=", 1)[0] + "=" + in_mounts(a.split("=", 1)[1].replace(etcd_url, etcd.client_url), jm)
+                for a in jc["command"]]
+        proc = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+
+        # a reference target for the example device, with a certificate of the CA for its name
+        ds = get(objs, "DaemonSet", "kubep4-node-agent")
+        dmounts = mounts_of(ds)
+        sw_port = free_port()
+        ca = tls.CA(str(tmp_path / "secrets" / "kubep4-ca" / "ca.pem"), str(tmp_path / "secrets" / "kubep4-ca" / "ca-key.pem"))
+        sw = tls.issue(ca, "switch", str(tmp_path / "switch"), "switch-sw1", dns=("localhost",), ips=("127.0.0.1",))
+        log = open(tmp_path / "switch.log", "w")
+        procs["switch"] = subprocess.Popen(
+            [sys.executable, "-m", "kubep4.reftarget", "--device", f"1@127.0.0.1:{sw_port}", "--grpc-server-ssl",
+             "--grpc-server-cacert", ca.cert, "--grpc-server-cert", sw.cert, "--grpc-server-key", sw.key,
+             "--grpc-server-with-client-auth"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        example = yaml.safe_load(configmaps["kubep4-devices"]["example-node.yaml"])
+        for d in example["devices"]:
+            d["p4rtAddress"] = f"127.0.0.1:{sw_port}"
+            d["tls"] = {k: in_mounts(v, dmounts) for k, v in d["tls"].items()}
+        devices_mount = next(mp for mp in dmounts if mp.endswith("/devices"))
+        (dmounts[devices_mount] / f"{node}.yaml").write_text(yaml.safe_dump(example))
+
+        probes = {}
+        for kind, name in [("Deployment", "kubep4-admission"), ("Deployment", "kubep4-apiserver"),
+                           ("Deployment", "kubep4-controller"), ("Deployment", "kubep4-builder"),
+                           ("DaemonSet", "kubep4-node-agent")]:
+            w = get(objs, kind, name)
+            (c,) = containers(w)
+            mounts = mounts_of(w)
+            env = resolve(w, c, mounts)
+            env.pop("KUBEP4_KUBERNETES_NODE", None)  # no Kubernetes API to patch a Node in
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = ""
+            argv = c["command"]
+            module = argv[2] if argv[:2] == ["python", "-m"] else "services." + argv[0].removeprefix("kubep4-").replace("-", "_")
+            log = open(tmp_path / f"{name}.log", "w")
+            procs[name] = subprocess.Popen([sys.executable, "-m", module, *argv[3:]], cwd=ROOT, stdout=log,
+                                           stderr=subprocess.STDOUT, env={**_clean_env(), **env})
+            cmd = c["readinessProbe"]["exec"]["command"]
+            assert cmd == c["livenessProbe"]["exec"]["command"], name
+            *opts, address = cmd[1:]
+            port = ports[(name, _hostport(address)[1])]
+            probes[name] = [in_mounts(a, mounts) for a in opts] + [f"127.0.0.1:{port}"]
+
+        deadline = time.monotonic() + 90
+        waiting = set(probes)
+        while waiting and time.monotonic() < deadline:
+            waiting = {n for n in waiting if _health_check(*probes[n]) != 0}
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            assert not dead, {n: (tmp_path / f"{n}.log").read_text()[-2000:] for n in dead}
+            time.sleep(1)
+        assert not waiting, {n: (tmp_path / f"{n}.log").read_text()[-2000:] for n in waiting}
+
+        admin = secrets["kubep4-admin-tls"]
+        api = names["kubep4-apiserver:50051"]
+        with Client(api, ca=str(admin / "ca.crt"), cert=str(admin / "tls.crt"), key=str(admin / "tls.key")) as c:
+            me = c.whoami()
+            assert (me.user, me.authenticated_by) == ("admin", "certificate") and "system:masters" in me.groups
+            from kubep4 import manifest
+            pipeline, deployment = manifest.load(str(ROOT / "examples" / "basic" / "deployment.yaml"))
+            deployment.spec.replicas = 1
+            c.apply(pipeline)
+            c.apply(deployment)
+            assert c.wait_ready("basic", timeout=60).status.ready_replicas == 1
+            assert [n.metadata.name for n in c.list("nodes")] == [node]
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        etcd.cleanup()
