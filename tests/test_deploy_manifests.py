@@ -13,7 +13,11 @@ No container engine and no cluster are needed:
   are asserted.
 * Dockerfile: base image, non-root user, no ENTRYPOINT, and every COPY source present in the
   build context after .dockerignore; the compose health-check helper is run against a real
-  gRPC health server.
+  gRPC health server, plaintext, TLS and mTLS.
+* TLS on every hop: the compose certs job's own command is run and every file a service names
+  checked; each Kubernetes TLS variable is a key of the Secret its pod mounts, whose Certificate
+  has the component's CN and names. Both stacks are then run as local processes (no engine, no
+  cluster: paths and names mapped) until every healthcheck passes and the example is Ready.
 """
 from __future__ import annotations
 
