@@ -7,6 +7,10 @@ accept (the apiserver), the user of the apiserver (``admin`` in group ``system:m
 
 A production deployment brings its own CA and issues the same subjects (cert-manager does:
 deploy/k8s/certs).
+
+``python -m kubep4.devpki`` (``main``) is docker compose's certificate job: ``--dir``, ``--ca-dir``,
+``--nodes``, ``--san COMPONENT=NAMES`` write what ``ensure`` keeps or issues, ``--enable-etcd-auth``
+turns etcd auth on as root (deploy/compose, deploy/k8s's Job; docs/deploy.md).
 """
 from __future__ import annotations
 
