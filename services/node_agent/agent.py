@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -245,12 +246,15 @@ class NodeAgent:
 
     @property
     def launch_dir(self) -> str:
-        import tempfile
         return self.settings.launch_dir or os.path.join(tempfile.gettempdir(), f"kubep4-launch-{self.node}")
 
     async def run(self, workers: int = 4) -> None:
         await self.launch_switches()
-        await self.register()
+        try:
+            await self.register()
+        except BaseException:  # never registered: the switches it launched go now
+            await asyncio.to_thread(self.switches.stop)
+            raise
         loops = [self.heartbeat(), self.placements.run(), self.status.run(), self._converge_all(workers)]
         if self.pipelines is not None:
             loops.append(self.pipelines.run())
