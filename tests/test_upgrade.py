@@ -155,3 +155,24 @@ async def test_a_device_that_wedges_is_reported_wedged(tmp_path):
                 node = await c.get("node", "node-0", namespace="")
                 return [x.phase for x in node.status.devices] == ["Wedged"]
             await eventually(node_says_so, timeout=30, what="the Node's device status Wedged")
+
+
+async def test_a_wedged_switch_the_agent_launched_is_restarted_and_installed_again(tmp_path):
+    """The same wedge on a switch the agent launched itself: it restarts the switch, which comes back
+    empty, and installs v2 on it."""
+    p, d = v1()
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), switch="launched-reference",
+                    switch_args=("--wedge-on-reconcile",), device_options="upgrade=reconcile") as s:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+        async with s.client() as c:
+            await c.apply(p)
+            await c.create(d)
+            await c.wait_ready("fwd", timeout=60)
+            await c.apply(v2_pipeline())
+            await c.update(to_v2(await c.get("deployment", "fwd")))
+            ready = await c.wait_ready("fwd", timeout=90)
+            assert (await reader.pipeline()).cookie.cookie == cookie_for_digest(ready.status.pipeline_digest)
+            assert len(await reader.entries()) == len(d.spec.table_entries) + 1
+        with open(s.procs["agent-0"].log_path) as f:
+            log = f.read()
+        assert "is wedged: restarting the switch this agent launched" in log

@@ -538,6 +538,10 @@ class NodeAgent:
                 else fault.reason
             for p in active:
                 await self._set_status(p, "Failed", fault.message, reason=reason)
+            if wedged and first and self.switches is not None and self.switches.restart(name):
+                # a switch we launched: restart it (its supervisor starts it afresh; the broken stream
+                # brings the device back to us, empty, and it is installed again)
+                log.warning("device %s is wedged: restarting the switch this agent launched", name)
         if leaving:
             waited = now - dev.failing_since
             if waited >= self.settings.release_unreachable_after:

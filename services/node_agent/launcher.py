@@ -290,6 +290,15 @@ class LaunchedSwitches:
         self.supervisor = Supervisor([self._child(s) for s in self.switches.values()], self.report,
                                      ready_timeout=self.ready_timeout).start()
 
+    def restart(self, name: str) -> bool:
+        """Kill the switch of device ``name`` so that its supervisor starts it afresh (a wedged
+        device); False when the agent did not launch it as a process of its own."""
+        s = self.switches.get(name)
+        if s is None or not hasattr(s, "kill") or self.supervisor is None:
+            return False
+        s.kill()
+        return True
+
     def stop(self) -> None:
         """No restart after this; every switch stopped (its process group gone)."""
         if self.supervisor is not None:
