@@ -48,3 +48,22 @@ def test_bench_schedule_small(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(out.read_text())
     assert result and "builtin" in r.stdout and "kubernetes" in r.stdout
+
+
+def test_bench_deploy_on_bmv2_switches_the_agents_launch(tmp_path):
+    """--switch bmv2: refused clearly without simple_switch_grpc; with the BMv2 stand-in on PATH
+    (tests/standins/bmv2: it execs the reference target, no BMv2 can be installed here) the agents
+    launch one per device and the run is measured on them."""
+    without = {"PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                       if not os.path.exists(os.path.join(p, "simple_switch_grpc")))}
+    r = run_cli("bench", "deploy", "--switch", "bmv2", "--count", "1", env=without)
+    assert r.returncode == 2 and "simple_switch_grpc" in r.stderr
+    out = tmp_path / "deploy.json"
+    standin = {"PATH": f"{ROOT / 'tests' / 'standins' / 'bmv2'}{os.pathsep}{os.environ['PATH']}",
+               "KUBEP4_STANDIN_LOG": str(tmp_path / "argv.log")}
+    r = run_cli("bench", "deploy", "--switch", "bmv2", "--nodes", "1", "--devices-per-node", "1", "--count", "2",
+                "--concurrency", "1", "--no-traces", "--json", str(out), env=standin)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    assert result["config"]["switch"] == "bmv2" and result["phases"]["sequential"]["error_count"] == 0
+    assert "--grpc-server-addr" in (tmp_path / "argv.log").read_text(), "the agent launched it as BMv2"

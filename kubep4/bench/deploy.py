@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -226,7 +228,7 @@ def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, 
 
 async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concurrency: int = 8,
               traces: bool = True, etcd_dir: str | None = None, timeout: float = 30.0,
-              progress=print, secure: bool = True) -> dict:
+              progress=print, secure: bool = True, switch: str = "reference") -> dict:
     receiver = await OTLPReceiver().start() if traces else None
     env = {"KUBEP4_LOG_LEVEL": os.environ.get("KUBEP4_BENCH_LOG_LEVEL", "WARNING")}
     if receiver:
@@ -234,10 +236,10 @@ async def run(nodes: int = 2, devices_per_node: int = 4, count: int = 50, concur
                     "OTEL_BSP_MAX_QUEUE_SIZE": "65536", "OTEL_METRIC_EXPORT_INTERVAL": "60000"})
     data_dir = tempfile.mkdtemp(prefix="kubep4-bench-", dir=etcd_dir)
     stack = LocalStack(nodes=nodes, devices_per_node=devices_per_node, data_dir=data_dir, env=env,
-                       resync_seconds=30.0, secure=secure)
+                       resync_seconds=30.0, secure=secure, switch=switch)
     progress(f"starting the local stack: {nodes} nodes x {devices_per_node} reference devices (logs in {data_dir})")
     await asyncio.to_thread(stack.start)
-    result: dict = {"config": {"nodes": nodes, "devices_per_node": devices_per_node, "count": count, "secure": secure,
+    result: dict = {"config": {"nodes": nodes, "devices_per_node": devices_per_node, "count": count, "secure": secure, "switch": switch,
                                "concurrency": concurrency, "traces": traces, "etcd_data_dir": data_dir},
                     "phases": {}}
     try:
@@ -365,8 +367,12 @@ HOP_ORDER = ["admission review", "etcd txn create", "etcd watch delivery", "sche
 def main(args) -> int:
     if args.plot:
         _pyplot()  # a missing extra is said before the run, not after it
+    if args.switch == "bmv2" and not shutil.which("simple_switch_grpc"):
+        print("Error: --switch bmv2 needs BMv2's simple_switch_grpc on PATH, and it is not there "
+              "(https://github.com/p4lang/behavioral-model)", file=sys.stderr)
+        return 2
     result = asyncio.run(run(args.nodes, args.devices_per_node, args.count, args.concurrency, not args.no_traces,
-                             args.etcd_dir, args.timeout, secure=not args.insecure))
+                             args.etcd_dir, args.timeout, secure=not args.insecure, switch=args.switch))
     print(render(result))
     if args.json:
         with open(args.json, "w") as f:

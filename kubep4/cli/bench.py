@@ -11,6 +11,9 @@ def register(sub) -> None:
     d.add_argument("--count", type=int, default=50, help="deployments per phase (default 50)")
     d.add_argument("--concurrency", type=int, default=8, help="workers in the concurrent phase (default 8)")
     d.add_argument("--no-traces", action="store_true", help="no tracing (no per-hop breakdown)")
+    d.add_argument("--switch", choices=("reference", "bmv2"), default="reference",
+                   help="the devices: reference targets, or real BMv2 switches the agents launch "
+                        "(simple_switch_grpc on PATH)")
     d.add_argument("--insecure", action="store_true",
                    help="plaintext everywhere (the default is the secure stack: TLS on every hop, etcd auth)")
     d.add_argument("--etcd-dir", help="parent dir for etcd's data (e.g. /dev/shm to take disk fsync out)")
