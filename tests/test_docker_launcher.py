@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from services.node_agent.docker_launcher import SwitchContainer, docker_available, run_compiler_container
+from kubep4.compilers.container import docker_available
+from services.node_agent.docker_launcher import SwitchContainer
 
 ENGINE, WHY = docker_available()
 needs_engine = pytest.mark.skipif(not ENGINE, reason=f"{WHY} (the Docker client alone cannot run containers)")
@@ -23,14 +24,6 @@ def test_node_agent_rejects_a_malformed_switch_image_flag():
     r = subprocess.run([sys.executable, "-m", "services.node_agent", "--device", "address=127.0.0.1:1",
                         "--switch-image", "dev0"], capture_output=True, text=True)
     assert r.returncode == 2 and "--switch-image wants KEY=IMAGE" in r.stderr
-
-
-@needs_engine
-def test_compiler_container_runs_and_returns_output(tmp_path):
-    code, out = run_compiler_container(IMAGE, ["sh", "-c", f"echo compiled > {tmp_path}/out.txt; echo done"],
-                                       str(tmp_path))
-    assert code == 0 and "done" in out
-    assert (tmp_path / "out.txt").read_text().strip() == "compiled"
 
 
 @needs_engine

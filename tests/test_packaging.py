@@ -218,7 +218,6 @@ FEATURES = {
     "controller --placement kubernetes": ((CONTROLLER, ["--placement", "kubernetes"]), "kube"),
     "node agent --kubernetes-node": ((AGENT, AGENT_ARGS + ["--kubernetes-node", "k"]), "kube"),
     "node agent --switch-image": ((AGENT, AGENT_ARGS + ["--switch-image", "d=img"]), "docker"),
-    "node agent --compiler-image": ((AGENT, AGENT_ARGS + ["--compiler-image", "p4c=img"]), "docker"),
     "kubep4 bench deploy --plot": ((CLI, ["bench", "deploy", "--plot", "x.png"]), "plot"),
 }
 

@@ -17,7 +17,8 @@ def docker_sdk():
     try:
         import docker
     except ModuleNotFoundError as e:
-        raise MissingExtra("docker", "compilers in containers (--compiler-image)") from e
+        raise MissingExtra("docker", "containers for compilers and switches (--compiler-image, --switch-image)"
+                           ) from e
     return docker
 
 

@@ -114,7 +114,6 @@ def main(argv: list[str] | None = None) -> None:
     flag(p, "--lease-ttl", "KUBEP4_LEASE_TTL", 10, type=int, help="heartbeat lease TTL, seconds")
     flag(p, "--resync", "KUBEP4_RESYNC", 5.0, type=float, help="seconds between device checks")
     flag(p, "--kubernetes-node", "KUBEP4_KUBERNETES_NODE", "", help="Kubernetes node this agent runs on")
-    flag(p, "--compile-cache", "KUBEP4_COMPILE_CACHE", "", help="compiler output cache dir")
     flag(p, "--health-listen", "KUBEP4_HEALTH_LISTEN", "", help="gRPC health endpoint (empty: none)")
     flag(p, "--read-listen", "KUBEP4_READ_LISTEN", "",
          help="serve live device values (counters, tables...) to the apiserver here (empty: no read service)")
@@ -135,8 +134,6 @@ def main(argv: list[str] | None = None) -> None:
                    help="do not load a new precompiled Pipeline's artifacts before a placement needs them")
     flag(p, "--max-write-batch", "KUBEP4_MAX_WRITE_BATCH", 1000, type=int,
          help="updates per P4Runtime Write; a larger install is sent in several")
-    p.add_argument("--compiler-image", action="append", default=[], metavar="BACKEND=IMAGE",
-                   help="run a compiler backend in this container image when it is not on PATH (repeatable)")
     p.add_argument("--switch-image", action="append", default=[], metavar="DEVICE=IMAGE",
                    help="start this device's software switch in a container of IMAGE (BMv2 simple_switch_grpc "
                         "by default command) before connecting (repeatable)")
@@ -160,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     try:  # flags that need an extra fail at start, not later in the agent's loops
         if args.kubernetes_node:
             from services.node_agent import kube_resources  # noqa: F401
-        if args.switch_image or args.compiler_image:
+        if args.switch_image:
             from services.node_agent.docker_launcher import docker_sdk
             docker_sdk()
     except ImportError as e:
@@ -175,8 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(node_name=args.node_name, etcd=",".join(etcd.endpoints), etcd_tls=etcd.tls(),
                         devices=tuple(devices), address=args.address,
                         lease_ttl=args.lease_ttl, resync_seconds=args.resync,
-                        kubernetes_node=args.kubernetes_node, compile_cache=args.compile_cache,
-                        compiler_images=_pairs(p, args.compiler_image, "--compiler-image"),
+                        kubernetes_node=args.kubernetes_node,
                         switch_images=_pairs(p, args.switch_image, "--switch-image"),
                         docker_url=args.docker_url, launch_dir=args.launch_dir,
                         release_unreachable_after=args.release_unreachable_after,

@@ -42,7 +42,7 @@ from kubep4.serving import run_all
 from kubep4.telemetry import WRITTEN_AT, extract_context, record_delivery
 from services.node_agent import entries as ent
 from services.node_agent import faults
-from services.node_agent.compiler import CompileError, Compiler
+from services.node_agent.compiler import CompileError
 from services.node_agent.node_status import NOT_PRIMARY, REACHABLE, UNREACHABLE, WEDGED, NodeStatusReporter
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,6 @@ class Settings:
     lease_ttl: int = 10
     resync_seconds: float = 5.0
     kubernetes_node: str = ""
-    compile_cache: str = ""
-    compiler_images: dict = field(default_factory=dict)   # backend -> image
     switch_images: dict = field(default_factory=dict)     # device name -> software switch image
     docker_url: str = ""
     launch_dir: str = ""  # logs (one per device) and T4P4S switch programs of launched switches
@@ -129,8 +127,6 @@ class NodeAgent:
         self._loading: dict[str, asyncio.Task] = {}  # digest -> its load in flight (one per digest)
         # new Pipelines one of our devices could run: their artifacts are fetched before a placement asks
         self.pipelines = Informer(store, st.PIPELINES, self._on_pipeline) if settings.prefetch else None
-        self.compiler = Compiler(**({"cache_dir": settings.compile_cache} if settings.compile_cache else {}),
-                                 images=dict(settings.compiler_images), docker_url=settings.docker_url or None)
         self.switches = None  # the switches this agent launched (launcher.LaunchedSwitches), once started
         # devices not driven over P4Runtime (T4P4S): their drivers, by device name (drivers/)
         from services.node_agent.drivers import drivers_for

@@ -7,12 +7,8 @@ What is left here:
 
 * :class:`CompileError`: a placement's pipeline has no artifacts to load (not compiled yet: worth
   trying again; failed to compile: not), classified by ``faults.classify`` like before.
-* :class:`Compiler`: kept only so that the agent's settings (``--compile-cache``,
-  ``--compiler-image``) and constructor still work; it compiles nothing and is to go with them.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 
 class CompileError(Exception):
@@ -21,12 +17,3 @@ class CompileError(Exception):
     def __init__(self, message: str, temporary: bool = False):
         super().__init__(message)
         self.temporary = temporary
-
-
-@dataclass
-class Compiler:
-    """Compiles nothing (the builder does): the agent's old settings are accepted and unused."""
-    cache_dir: str = ""
-    images: dict[str, str] = field(default_factory=dict)
-    docker_url: str | None = None
-    timeout: float = 600.0

@@ -1,52 +1,13 @@
-"""Containers for software switches and compilers, through the docker SDK (as virt-launcher hosts a VM)."""
+"""Software switches in containers, through the docker SDK (as virt-launcher hosts a VM); the SDK's
+loader and the engine check are kubep4.compilers.container's (compilers in containers are the builder's)."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from kubep4.extras import MissingExtra
+from kubep4.compilers.container import docker_sdk
 
 log = logging.getLogger(__name__)
-
-
-def docker_sdk():
-    """The docker SDK, or :class:`MissingExtra` naming the extra that brings it."""
-    try:
-        import docker
-    except ModuleNotFoundError as e:  # the docker extra
-        raise MissingExtra("docker", "containers for switches and compilers (--switch-image, --compiler-image)"
-                           ) from e
-    return docker
-
-
-def docker_available(base_url: str | None = None) -> tuple[bool, str]:
-    """(True, version) when a Docker engine answers, else (False, why)."""
-    try:
-        docker = docker_sdk()
-        client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
-        version = client.version().get("Version", "?")
-        client.close()
-        return True, version
-    except MissingExtra as e:
-        return False, str(e)
-    except Exception as e:  # no socket, permission, engine down: all mean "no engine"
-        return False, f"no Docker engine: {e}"
-
-
-def run_compiler_container(image: str, argv: list[str], workdir: str, base_url: str | None = None
-                           ) -> tuple[int, str]:
-    """Run a compiler in a throw-away container with ``workdir`` mounted at the same path."""
-    docker = docker_sdk()
-    client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
-    try:
-        container = client.containers.run(image, argv, volumes={workdir: {"bind": workdir, "mode": "rw"}},
-                                          working_dir=workdir, detach=True)
-        result = container.wait()
-        logs = container.logs().decode(errors="replace")
-        container.remove(force=True)
-        return int(result.get("StatusCode", 1)), logs
-    finally:
-        client.close()
 
 
 @dataclass
