@@ -43,6 +43,15 @@ def to_v2(d: kr.Deployment, pipeline: str = "basic-v2", hosts: int = 1) -> kr.De
     return d
 
 
+async def running_v1_then_v2(c, p: kr.Pipeline, d: kr.Deployment) -> None:
+    """v1 Running, then the deployment updated to v2 (one host route more)."""
+    await c.apply(p)
+    await c.create(d)
+    await c.wait_ready("fwd", timeout=60)
+    await c.apply(v2_pipeline())
+    await c.update(to_v2(await c.get("deployment", "fwd")))
+
+
 async def placement(s: LocalStack, name: str) -> kr.Placement:
     async with s.store() as store:
         [p] = [p for p in (await store.list(st.PLACEMENTS, "default"))[0] if p.spec.deployment == name]
@@ -84,11 +93,7 @@ async def test_a_save_commit_upgrade_installs_before_the_swap(tmp_path):
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path)) as s:  # the default: save-commit
         reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
         async with s.client() as c:
-            await c.apply(p)
-            await c.create(d)
-            await c.wait_ready("fwd", timeout=60)
-            await c.apply(v2_pipeline())
-            await c.update(to_v2(await c.get("deployment", "fwd")))
+            await running_v1_then_v2(c, p, d)
             ready = await c.wait_ready("fwd", timeout=60)
             assert (await reader.pipeline()).cookie.cookie == cookie_for_digest(ready.status.pipeline_digest)
             assert len(await reader.entries()) == len(d.spec.table_entries) + 1
@@ -139,11 +144,7 @@ async def test_a_device_that_wedges_is_reported_wedged(tmp_path):
     with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path), device_options="upgrade=reconcile",
                     switch_args=("--wedge-on-reconcile",)) as s:
         async with s.client() as c:
-            await c.apply(p)
-            await c.create(d)
-            await c.wait_ready("fwd", timeout=60)
-            await c.apply(v2_pipeline())
-            await c.update(to_v2(await c.get("deployment", "fwd")))
+            await running_v1_then_v2(c, p, d)
 
             async def wedged():
                 got = await c.get("deployment", "fwd")
@@ -165,11 +166,7 @@ async def test_a_wedged_switch_the_agent_launched_is_restarted_and_installed_aga
                     switch_args=("--wedge-on-reconcile",), device_options="upgrade=reconcile") as s:
         reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
         async with s.client() as c:
-            await c.apply(p)
-            await c.create(d)
-            await c.wait_ready("fwd", timeout=60)
-            await c.apply(v2_pipeline())
-            await c.update(to_v2(await c.get("deployment", "fwd")))
+            await running_v1_then_v2(c, p, d)
             ready = await c.wait_ready("fwd", timeout=90)
             assert (await reader.pipeline()).cookie.cookie == cookie_for_digest(ready.status.pipeline_digest)
             assert len(await reader.entries()) == len(d.spec.table_entries) + 1
