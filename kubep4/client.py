@@ -12,8 +12,9 @@ Errors are typed (kubep4.errors): InvalidArgument carries ``violations``
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -166,20 +167,33 @@ class AsyncClient:
                 return current, "unchanged"
             raise errors.FailedPrecondition(f"pipeline {ns}/{md.name} exists with other inputs: pipelines are "
                                             "immutable revisions, give the new one another name")
-        for _ in range(10):
-            current = await self.get("deployment", md.name, ns)
-            want = kr.Deployment()
-            want.CopyFrom(current)
-            want.spec.CopyFrom(obj.spec)
-            want.metadata.labels.clear()
-            want.metadata.labels.update(obj.metadata.labels)
+        was: dict[str, Any] = {}
+
+        def take_spec_and_labels(current: kr.Deployment) -> None:
+            was.update(generation=current.metadata.generation, labels=dict(current.metadata.labels))
+            current.spec.CopyFrom(obj.spec)
+            current.metadata.labels.clear()
+            current.metadata.labels.update(obj.metadata.labels)
+        updated = await self.edit(md.name, take_spec_and_labels, ns)
+        return updated, ("configured" if updated.metadata.generation != was["generation"]
+                         or dict(updated.metadata.labels) != was["labels"] else "unchanged")
+
+    async def edit(self, name: str, change: Callable[[kr.Deployment], Awaitable[None] | None],
+                   namespace: str | None = None, attempts: int = 10) -> kr.Deployment:
+        """Read deployment ``name``, ``change`` it in place (a function or a coroutine function),
+        update it; on a Conflict (someone wrote in between, the controller's status writes
+        included) read it again and change it again, as client-go's RetryOnConflict. Returns the
+        updated deployment."""
+        ns = self._ns(namespace)
+        for _ in range(attempts):
+            current = await self.get("deployment", name, ns)
+            if inspect.isawaitable(changing := change(current)):
+                await changing
             try:
-                updated = await self.update(want)
+                return await self.update(current)
             except errors.Conflict:
                 continue
-            return updated, ("configured" if updated.metadata.generation != current.metadata.generation
-                             or updated.metadata.labels != current.metadata.labels else "unchanged")
-        raise errors.Conflict(f"deployment {ns}/{md.name} keeps changing; try again")
+        raise errors.Conflict(f"deployment {ns}/{name} keeps changing; try again")
 
     # -------------------------------------------------------------- live values
     async def read_deployment(self, name: str, kind: str, object_name: str | None = None,
@@ -414,6 +428,9 @@ class Client:
 
     def update(self, deployment):
         return self._run(self._async.update(deployment))
+
+    def edit(self, name, change, namespace=None, attempts=10):
+        return self._run(self._async.edit(name, change, namespace, attempts))
 
     def delete(self, kind, name, namespace=None, resource_version=0):
         return self._run(self._async.delete(kind, name, namespace, resource_version))

@@ -101,6 +101,34 @@ async def test_watch_resumes_across_apiserver_restart(front):
         assert got == [("MODIFIED", 4), ("MODIFIED", 5)]
 
 
+async def test_edit_changes_again_what_another_writer_changed_meanwhile(front):
+    pipeline, deployment = example_objects()
+    async with AsyncClient(front.api) as c:
+        await c.create(pipeline)
+        await c.create(deployment)
+        seen = []
+
+        async def scale_up(d: kr.Deployment) -> None:
+            seen.append(d.metadata.annotations.get("by", ""))
+            if len(seen) == 1:  # someone else writes between this read and its update
+                await c.edit("basic", lambda other: other.metadata.annotations.update(by="other"))
+            d.spec.replicas += 1
+        edited = await c.edit("basic", scale_up)
+        assert seen == ["", "other"], "the second try read the other writer's change"
+        assert edited.spec.replicas == deployment.spec.replicas + 1
+        assert edited.metadata.annotations["by"] == "other"
+
+        tries = []
+
+        async def always_overtaken(d: kr.Deployment) -> None:
+            tries.append(1)
+            await c.edit("basic", lambda other: other.metadata.annotations.update(by=f"other-{len(tries)}"))
+            d.spec.replicas += 1
+        with pytest.raises(errors.Conflict, match="keeps changing"):  # a writer always in between: it gives up
+            await c.edit("basic", always_overtaken, attempts=3)
+        assert len(tries) == 3
+
+
 async def test_initial_list_then_synced(front):
     pipeline, deployment = example_objects()
     async with AsyncClient(front.api) as c:

@@ -118,9 +118,7 @@ async def test_edit_of_namespace_a_cannot_touch_namespace_b(front):
         p, d = objects("a")
         await c.create(p)
         await c.create(d)
-        d = await c.get("deployment", d.metadata.name, "a")
-        d.spec.replicas = 2
-        await c.update(d)
+        await c.edit(d.metadata.name, lambda d: setattr(d.spec, "replicas", 2), "a")
         pb, db = objects("b")
         for call, words in ((c.create(pb), "create pipelines"), (c.create(db), "create deployments"),
                             (c.get("deployment", d.metadata.name, "b"), "get deployments"),

@@ -46,6 +46,10 @@ def entry_set(entries: list[p4r.TableEntry]) -> set[bytes]:
     return {e.SerializeToString(deterministic=True) for e in entries}
 
 
+def drop_last_entry(d: kr.Deployment) -> None:
+    del d.spec.table_entries[-1]
+
+
 async def running(c: AsyncClient, name: str, timeout: float = 30) -> kr.Deployment:
     return await c.wait_ready(name, timeout=timeout)
 
@@ -241,9 +245,7 @@ async def test_a_device_refusing_the_pipeline_fails_once_with_its_message(tmp_pa
 
             # a new spec is a new try
             await c.apply(p)
-            fixed = await c.get("deployment", d.metadata.name)
-            fixed.spec.pipeline = p.metadata.name
-            await c.update(fixed)
+            await c.edit(d.metadata.name, lambda d: setattr(d.spec, "pipeline", p.metadata.name))
             await running(c, d.metadata.name)
 
 
@@ -341,9 +343,8 @@ async def test_an_agent_in_its_own_role_is_not_preempted_by_another_roles_primar
             other = P4RTClient(reader.address, reader.device_id, tls=reader.tls)
             try:
                 await other.arbitrate(OTHER_CONTROLLER)  # primary of the default role
-                current = await c.get("deployment", d.metadata.name)
-                del current.spec.table_entries[-1]  # a new generation: the agent must still be able to write
-                await c.update(current)
+                # a new generation: the agent must still be able to write
+                current = await c.edit(d.metadata.name, drop_last_entry)
                 await c.wait_ready(d.metadata.name, timeout=30)
                 assert len(await reader.entries()) == len(current.spec.table_entries)
             finally:

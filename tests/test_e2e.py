@@ -124,10 +124,10 @@ async def test_two_replicas_run_on_two_nodes_and_devices_hold_them(stack, client
 
 
 async def test_update_rewrites_entries(stack, client):
-    d = await client.get("deployment", "basic")
-    del d.spec.table_entries[2]
-    d.spec.table_entries[0].params[1].value = "7"
-    await client.update(d)
+    def change(d):
+        del d.spec.table_entries[2]
+        d.spec.table_entries[0].params[1].value = "7"
+    await client.edit("basic", change)
     ready = await client.wait_ready("basic", timeout=30)
     assert ready.metadata.generation == 2 and ready.status.observed_generation == 2
     devices = readers(stack)

@@ -203,6 +203,10 @@ def test_up_switch_bmv2_runs_the_agents_launched_switches(tmp_path, monkeypatch)
         assert "STAND-IN simple_switch_grpc" in log_of(tmp_path / "stack" / "launch-node-0" / "dev0.log")
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("kubep4 up did not stop within 60 s of SIGTERM:\n" + "".join(lines)) from None
     assert not [pid for pid, (_, argv) in processes().items() if "kubep4.reftarget" in argv
                 and any(str(tmp_path) in a for a in argv)], "no switch left after kubep4 up stopped"

@@ -134,9 +134,7 @@ async def test_a_t4p4s_device_gets_its_entries_through_t4p4s_protocol(tmp_path, 
             await c.wait_ready("basic", timeout=60)
 
             # an entry removed: T4P4S's switch takes adds only, so it is restarted with the one left
-            x = await c.get("deployment", "basic")
-            del x.spec.table_entries[1]
-            await c.update(x)
+            await c.edit("basic", lambda d: d.spec.table_entries.pop(1))
             second = state["pid"]
 
             def one_left():

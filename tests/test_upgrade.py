@@ -49,7 +49,7 @@ async def running_v1_then_v2(c, p: kr.Pipeline, d: kr.Deployment) -> None:
     await c.create(d)
     await c.wait_ready("fwd", timeout=60)
     await c.apply(v2_pipeline())
-    await c.update(to_v2(await c.get("deployment", "fwd")))
+    await c.edit("fwd", to_v2)
 
 
 async def placement(s: LocalStack, name: str) -> kr.Placement:
@@ -75,8 +75,7 @@ async def test_a_reconcile_upgrade_never_drops_an_entry(tmp_path):
                 while not done.is_set():
                     seen.append({ent.entry_key(e) for e in await reader.entries()})
             polling = asyncio.create_task(poll())
-            current = await c.get("deployment", "fwd")
-            await c.update(to_v2(current, hosts=400))
+            await c.edit("fwd", lambda d: to_v2(d, hosts=400))
             ready = await c.wait_ready("fwd", timeout=60)
             done.set()
             await polling
@@ -119,7 +118,7 @@ async def test_a_v2_that_does_not_fit_fails_untouched_and_falls_back_only_when_a
             v1_cookie = (await reader.pipeline()).cookie.cookie
             v1_entries = sorted(e.SerializeToString(deterministic=True) for e in await reader.entries())
             await c.apply(unfit_v2())
-            await c.update(to_v2(await c.get("deployment", "fwd"), "unfit", hosts=0))
+            await c.edit("fwd", lambda d: to_v2(d, "unfit", hosts=0))
 
             async def refused():
                 got = await c.get("deployment", "fwd")
@@ -129,9 +128,7 @@ async def test_a_v2_that_does_not_fit_fails_untouched_and_falls_back_only_when_a
             assert (await reader.pipeline()).cookie.cookie == v1_cookie
             assert sorted(e.SerializeToString(deterministic=True) for e in await reader.entries()) == v1_entries
             # allowed to drop traffic: VERIFY_AND_COMMIT, marked disruptive
-            current = await c.get("deployment", "fwd")
-            current.spec.strategy.fallback = "Recreate"
-            await c.update(current)
+            await c.edit("fwd", lambda d: setattr(d.spec.strategy, "fallback", "Recreate"))
             ready = await c.wait_ready("fwd", timeout=60)
             assert ready.status.pipeline_digest != running.status.pipeline_digest
             assert (await reader.pipeline()).cookie.cookie == cookie_for_digest(ready.status.pipeline_digest)

@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import signal
 import threading
+import time
 
 from kubep4 import clientconfig
 from kubep4.localstack import LocalStack
@@ -80,9 +81,11 @@ def run(args) -> int:
     stack = LocalStack(nodes=args.nodes, devices_per_node=args.devices_per_node, controllers=args.controllers,
                        api_port=args.port, data_dir=args.data_dir, env=env, supervise=True,
                        secure=not args.insecure, etcd_members=args.etcd_members, switch=args.switch)
-    stop = threading.Event()
+    # the handler only appends: it runs on the main thread between any two bytecodes, and a lock it
+    # took there (threading.Event.set) could be the one the interrupted code holds: a deadlock
+    signals: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda signum, _frame: signals.append(signum))
     print("starting the KubeP4 local stack...", flush=True)
     try:
         stack.start()
@@ -101,8 +104,8 @@ def run(args) -> int:
               f"(kubep4 trace deployment NAME)")
     print("ready: try `kubep4 apply -f examples/basic/deployment.yaml`; Ctrl-C stops everything "
           "(a process that exits is restarted)", flush=True)
-    while not stop.wait(0.5):  # the supervisor restarts what exits; only a signal ends this
-        pass
+    while not signals:  # the supervisor restarts what exits; only a signal ends this
+        time.sleep(0.2)
     print("stopping...", flush=True)
     stack.stop()
     if collector is not None:
