@@ -115,7 +115,7 @@ def _profile(name: str, index: P4InfoIndex) -> p4i.ActionProfile:
 def _member(m: kr.ProfileMember, index: P4InfoIndex) -> p4r.Entity:
     profile = _profile(m.action_profile, index)
     if m.member_id == 0:
-        raise EntryError("member_id", "required: an id greater than 0")
+        raise EntryError("member_id", "required: an id greater than 0, or a name (admission gives it an id)")
     tables = [index.tables_by_id[t] for t in profile.table_ids if t in index.tables_by_id]
     allowed = frozenset().union(*(t.entry_action_ids for t in tables))
     default_only = frozenset().union(*(t.action_ids for t in tables)) - allowed
@@ -138,7 +138,7 @@ def _group(g: kr.ProfileGroup, index: P4InfoIndex) -> p4r.Entity:
     if not profile.with_selector:
         raise EntryError("action_profile", f"action profile {pname} has no selector: it takes members, not groups")
     if g.group_id == 0:
-        raise EntryError("group_id", "required: an id greater than 0")
+        raise EntryError("group_id", "required: an id greater than 0, or a name (admission gives it an id)")
     if g.max_size < 0:
         raise EntryError("max_size", f"must be 0 (the profile's max_group_size) or more, got {g.max_size}")
     if profile.max_group_size and g.max_size > profile.max_group_size:
@@ -150,7 +150,8 @@ def _group(g: kr.ProfileGroup, index: P4InfoIndex) -> p4r.Entity:
     seen: set[int] = set()
     for j, m in enumerate(g.members):
         if m.member_id == 0:
-            raise EntryError(f"members[{j}].member_id", "required: an id greater than 0")
+            raise EntryError(f"members[{j}].member_id",
+                             "required: an id greater than 0, or the member's name in member")
         if m.member_id in seen:
             raise EntryError(f"members[{j}].member_id", f"member {m.member_id} is in the group twice")
         seen.add(m.member_id)

@@ -44,8 +44,9 @@ class AdmissionServicer(ka_grpc.AdmissionServicer):
                 obj, violations = await asyncio.to_thread(review_pipeline, request.pipeline, self.policy)
             else:
                 ref = request.referenced_pipeline if request.HasField("referenced_pipeline") else None
+                old = request.old_deployment if request.HasField("old_deployment") else None
                 obj, violations = await asyncio.to_thread(review_deployment, request.deployment, ref,
-                                                          self.policy)
+                                                          self.policy, old)
             reason = ""
             counted = needed = False
             if not violations:  # quotas, as kube's, for valid objects only

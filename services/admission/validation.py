@@ -20,6 +20,7 @@ from kubep4.p4 import (
     parse_p4info,
 )
 from services.admission.entities import entity_violations
+from services.admission.ids import allocate_ids
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 KNOWN_TARGETS = frozenset({"bmv2", "dpdk", "tofino", "t4p4s", "ebpf", "ubpf", "netfpga"})
@@ -158,13 +159,15 @@ def _selector(sel: kr.LabelSelector, out: list[Violation]) -> None:
     out.extend(Violation(f"spec.selector.{path}", problem) for path, problem in labels.violations(sel))
 
 
-def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Policy
-                      ) -> tuple[kr.Deployment, list[Violation]]:
-    """Validate and default a Deployment against the pipeline it references (p4info inlined)."""
+def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Policy,
+                      old: kr.Deployment | None = None) -> tuple[kr.Deployment, list[Violation]]:
+    """Validate and default a Deployment against the pipeline it references (p4info inlined);
+    ``old``: the stored deployment on an update (named members and groups keep their ids)."""
     d = _copy(d)
     out: list[Violation] = []
     _meta(d.metadata, policy, out)
     s = d.spec
+    out.extend(allocate_ids(s, old.spec if old is not None else None))
     if s.replicas == 0:
         s.replicas = 1
     if not 1 <= s.replicas <= policy.max_replicas:

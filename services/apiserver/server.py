@@ -146,6 +146,14 @@ def _guard(fn):
     return wrapper
 
 
+def _allocated(d: kr.Deployment) -> kr.Deployment:
+    """What admission needs of the stored deployment on an update: its named members and groups."""
+    old = kr.Deployment()
+    old.spec.action_profile_members.extend(m for m in d.spec.action_profile_members if m.name)
+    old.spec.action_profile_groups.extend(g for g in d.spec.action_profile_groups if g.name)
+    return old
+
+
 def _check_key(namespace: str, name: str | None = None, field: str = "name", prefix: str = "") -> None:
     """A namespace and name etcd could hold, checked before etcd is asked (sizes, no key separator).
     ``name`` None: a list (no name); "": a name is required."""
@@ -421,7 +429,7 @@ class KubeP4Servicer(RolloutsMixin, api_grpc.KubeP4Servicer):  # revisions and r
         pipeline = await self._pipeline_for_admission(ns, d.spec.pipeline) if d.spec.pipeline else None
         kw = {"referenced_pipeline": pipeline} if pipeline is not None else {}
         usage = ka.NamespaceUsage(table_entries=entity_count(current.spec))  # every entity counts
-        resp = await self._review(ka.UPDATE, deployment=d, usage=usage, **kw)
+        resp = await self._review(ka.UPDATE, deployment=d, usage=usage, old_deployment=_allocated(current), **kw)
         new = resp.deployment
         # the user owns spec, labels and annotations; identity, timestamps, versions and status are the server's
         labels, annotations = dict(new.metadata.labels), dict(new.metadata.annotations)

@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from kubep4.gen.kubep4.v1 import resources_pb2 as kubep4_dot_gen_dot_kubep4_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$kubep4/gen/kubep4/v1/admission.proto\x12\tkubep4.v1\x1a$kubep4/gen/kubep4/v1/resources.proto\"\xb2\x02\n\x0f\x41\x64missionReview\x12\x32\n\toperation\x18\x01 \x01(\x0e\x32\x14.kubep4.v1.OperationR\toperation\x12\x31\n\x08pipeline\x18\x02 \x01(\x0b\x32\x13.kubep4.v1.PipelineH\x00R\x08pipeline\x12\x37\n\ndeployment\x18\x03 \x01(\x0b\x32\x15.kubep4.v1.DeploymentH\x00R\ndeployment\x12\x44\n\x13referenced_pipeline\x18\x04 \x01(\x0b\x32\x13.kubep4.v1.PipelineR\x12referencedPipeline\x12/\n\x05usage\x18\x05 \x01(\x0b\x32\x19.kubep4.v1.NamespaceUsageR\x05usageB\x08\n\x06object\"\x9c\x01\n\x0eNamespaceUsage\x12\x1c\n\tpipelines\x18\x01 \x01(\x03R\tpipelines\x12 \n\x0b\x64\x65ployments\x18\x02 \x01(\x03R\x0b\x64\x65ployments\x12%\n\x0e\x61rtifact_bytes\x18\x03 \x01(\x03R\rartifactBytes\x12#\n\rtable_entries\x18\x04 \x01(\x03R\x0ctableEntries\"`\n\x0e\x46ieldViolation\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"\xa6\x02\n\x11\x41\x64missionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\x12\x39\n\nviolations\x18\x02 \x03(\x0b\x32\x19.kubep4.v1.FieldViolationR\nviolations\x12\x31\n\x08pipeline\x18\x03 \x01(\x0b\x32\x13.kubep4.v1.PipelineH\x00R\x08pipeline\x12\x37\n\ndeployment\x18\x04 \x01(\x0b\x32\x15.kubep4.v1.DeploymentH\x00R\ndeployment\x12#\n\rquota_counted\x18\x05 \x01(\x08R\x0cquotaCounted\x12!\n\x0cusage_needed\x18\x06 \x01(\x08R\x0busageNeededB\x08\n\x06object*J\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\n\n\x06\x43REATE\x10\x01\x12\n\n\x06UPDATE\x10\x02\x12\n\n\x06\x44\x45LETE\x10\x03\x32O\n\tAdmission\x12\x42\n\x06Review\x12\x1a.kubep4.v1.AdmissionReview\x1a\x1c.kubep4.v1.AdmissionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$kubep4/gen/kubep4/v1/admission.proto\x12\tkubep4.v1\x1a$kubep4/gen/kubep4/v1/resources.proto\"\xf0\x02\n\x0f\x41\x64missionReview\x12\x32\n\toperation\x18\x01 \x01(\x0e\x32\x14.kubep4.v1.OperationR\toperation\x12\x31\n\x08pipeline\x18\x02 \x01(\x0b\x32\x13.kubep4.v1.PipelineH\x00R\x08pipeline\x12\x37\n\ndeployment\x18\x03 \x01(\x0b\x32\x15.kubep4.v1.DeploymentH\x00R\ndeployment\x12\x44\n\x13referenced_pipeline\x18\x04 \x01(\x0b\x32\x13.kubep4.v1.PipelineR\x12referencedPipeline\x12/\n\x05usage\x18\x05 \x01(\x0b\x32\x19.kubep4.v1.NamespaceUsageR\x05usage\x12<\n\x0eold_deployment\x18\x06 \x01(\x0b\x32\x15.kubep4.v1.DeploymentR\roldDeploymentB\x08\n\x06object\"\x9c\x01\n\x0eNamespaceUsage\x12\x1c\n\tpipelines\x18\x01 \x01(\x03R\tpipelines\x12 \n\x0b\x64\x65ployments\x18\x02 \x01(\x03R\x0b\x64\x65ployments\x12%\n\x0e\x61rtifact_bytes\x18\x03 \x01(\x03R\rartifactBytes\x12#\n\rtable_entries\x18\x04 \x01(\x03R\x0ctableEntries\"`\n\x0e\x46ieldViolation\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"\xa6\x02\n\x11\x41\x64missionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\x12\x39\n\nviolations\x18\x02 \x03(\x0b\x32\x19.kubep4.v1.FieldViolationR\nviolations\x12\x31\n\x08pipeline\x18\x03 \x01(\x0b\x32\x13.kubep4.v1.PipelineH\x00R\x08pipeline\x12\x37\n\ndeployment\x18\x04 \x01(\x0b\x32\x15.kubep4.v1.DeploymentH\x00R\ndeployment\x12#\n\rquota_counted\x18\x05 \x01(\x08R\x0cquotaCounted\x12!\n\x0cusage_needed\x18\x06 \x01(\x08R\x0busageNeededB\x08\n\x06object*J\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\n\n\x06\x43REATE\x10\x01\x12\n\n\x06UPDATE\x10\x02\x12\n\n\x06\x44\x45LETE\x10\x03\x32O\n\tAdmission\x12\x42\n\x06Review\x12\x1a.kubep4.v1.AdmissionReview\x1a\x1c.kubep4.v1.AdmissionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kubep4.gen.kubep4.v1.admission_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATION']._serialized_start=952
-  _globals['_OPERATION']._serialized_end=1026
+  _globals['_OPERATION']._serialized_start=1014
+  _globals['_OPERATION']._serialized_end=1088
   _globals['_ADMISSIONREVIEW']._serialized_start=90
-  _globals['_ADMISSIONREVIEW']._serialized_end=396
-  _globals['_NAMESPACEUSAGE']._serialized_start=399
-  _globals['_NAMESPACEUSAGE']._serialized_end=555
-  _globals['_FIELDVIOLATION']._serialized_start=557
-  _globals['_FIELDVIOLATION']._serialized_end=653
-  _globals['_ADMISSIONRESPONSE']._serialized_start=656
-  _globals['_ADMISSIONRESPONSE']._serialized_end=950
-  _globals['_ADMISSION']._serialized_start=1028
-  _globals['_ADMISSION']._serialized_end=1107
+  _globals['_ADMISSIONREVIEW']._serialized_end=458
+  _globals['_NAMESPACEUSAGE']._serialized_start=461
+  _globals['_NAMESPACEUSAGE']._serialized_end=617
+  _globals['_FIELDVIOLATION']._serialized_start=619
+  _globals['_FIELDVIOLATION']._serialized_end=715
+  _globals['_ADMISSIONRESPONSE']._serialized_start=718
+  _globals['_ADMISSIONRESPONSE']._serialized_end=1012
+  _globals['_ADMISSION']._serialized_start=1090
+  _globals['_ADMISSION']._serialized_end=1169
 # @@protoc_insertion_point(module_scope)

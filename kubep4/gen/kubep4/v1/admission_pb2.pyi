@@ -20,18 +20,20 @@ UPDATE: Operation
 DELETE: Operation
 
 class AdmissionReview(_message.Message):
-    __slots__ = ("operation", "pipeline", "deployment", "referenced_pipeline", "usage")
+    __slots__ = ("operation", "pipeline", "deployment", "referenced_pipeline", "usage", "old_deployment")
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     REFERENCED_PIPELINE_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    OLD_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     operation: Operation
     pipeline: _resources_pb2.Pipeline
     deployment: _resources_pb2.Deployment
     referenced_pipeline: _resources_pb2.Pipeline
     usage: NamespaceUsage
-    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ..., referenced_pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., usage: _Optional[_Union[NamespaceUsage, _Mapping]] = ...) -> None: ...
+    old_deployment: _resources_pb2.Deployment
+    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ..., referenced_pipeline: _Optional[_Union[_resources_pb2.Pipeline, _Mapping]] = ..., usage: _Optional[_Union[NamespaceUsage, _Mapping]] = ..., old_deployment: _Optional[_Union[_resources_pb2.Deployment, _Mapping]] = ...) -> None: ...
 
 class NamespaceUsage(_message.Message):
     __slots__ = ("pipelines", "deployments", "artifact_bytes", "table_entries")

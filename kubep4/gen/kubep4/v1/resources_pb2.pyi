@@ -242,7 +242,7 @@ class ActionParam(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class TableEntry(_message.Message):
-    __slots__ = ("table", "match", "action", "params", "priority", "is_default_action", "member_id", "group_id", "action_set", "meter_config", "counter_data")
+    __slots__ = ("table", "match", "action", "params", "priority", "is_default_action", "member_id", "group_id", "action_set", "meter_config", "counter_data", "member", "group")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +254,8 @@ class TableEntry(_message.Message):
     ACTION_SET_FIELD_NUMBER: _ClassVar[int]
     METER_CONFIG_FIELD_NUMBER: _ClassVar[int]
     COUNTER_DATA_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     table: str
     match: _containers.RepeatedCompositeFieldContainer[FieldMatch]
     action: str
@@ -265,7 +267,9 @@ class TableEntry(_message.Message):
     action_set: _containers.RepeatedCompositeFieldContainer[ProfileAction]
     meter_config: MeterConfig
     counter_data: CounterData
-    def __init__(self, table: _Optional[str] = ..., match: _Optional[_Iterable[_Union[FieldMatch, _Mapping]]] = ..., action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ..., priority: _Optional[int] = ..., is_default_action: _Optional[bool] = ..., member_id: _Optional[int] = ..., group_id: _Optional[int] = ..., action_set: _Optional[_Iterable[_Union[ProfileAction, _Mapping]]] = ..., meter_config: _Optional[_Union[MeterConfig, _Mapping]] = ..., counter_data: _Optional[_Union[CounterData, _Mapping]] = ...) -> None: ...
+    member: str
+    group: str
+    def __init__(self, table: _Optional[str] = ..., match: _Optional[_Iterable[_Union[FieldMatch, _Mapping]]] = ..., action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ..., priority: _Optional[int] = ..., is_default_action: _Optional[bool] = ..., member_id: _Optional[int] = ..., group_id: _Optional[int] = ..., action_set: _Optional[_Iterable[_Union[ProfileAction, _Mapping]]] = ..., meter_config: _Optional[_Union[MeterConfig, _Mapping]] = ..., counter_data: _Optional[_Union[CounterData, _Mapping]] = ..., member: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
 
 class ProfileAction(_message.Message):
     __slots__ = ("action", "params", "weight")
@@ -278,35 +282,41 @@ class ProfileAction(_message.Message):
     def __init__(self, action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class ProfileMember(_message.Message):
-    __slots__ = ("action_profile", "member_id", "action", "params")
+    __slots__ = ("action_profile", "member_id", "action", "params", "name")
     ACTION_PROFILE_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     action_profile: str
     member_id: int
     action: str
     params: _containers.RepeatedCompositeFieldContainer[ActionParam]
-    def __init__(self, action_profile: _Optional[str] = ..., member_id: _Optional[int] = ..., action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ...) -> None: ...
+    name: str
+    def __init__(self, action_profile: _Optional[str] = ..., member_id: _Optional[int] = ..., action: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ActionParam, _Mapping]]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ProfileGroup(_message.Message):
-    __slots__ = ("action_profile", "group_id", "members", "max_size")
+    __slots__ = ("action_profile", "group_id", "members", "max_size", "name")
     class Member(_message.Message):
-        __slots__ = ("member_id", "weight")
+        __slots__ = ("member_id", "weight", "member")
         MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
         WEIGHT_FIELD_NUMBER: _ClassVar[int]
+        MEMBER_FIELD_NUMBER: _ClassVar[int]
         member_id: int
         weight: int
-        def __init__(self, member_id: _Optional[int] = ..., weight: _Optional[int] = ...) -> None: ...
+        member: str
+        def __init__(self, member_id: _Optional[int] = ..., weight: _Optional[int] = ..., member: _Optional[str] = ...) -> None: ...
     ACTION_PROFILE_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     action_profile: str
     group_id: int
     members: _containers.RepeatedCompositeFieldContainer[ProfileGroup.Member]
     max_size: int
-    def __init__(self, action_profile: _Optional[str] = ..., group_id: _Optional[int] = ..., members: _Optional[_Iterable[_Union[ProfileGroup.Member, _Mapping]]] = ..., max_size: _Optional[int] = ...) -> None: ...
+    name: str
+    def __init__(self, action_profile: _Optional[str] = ..., group_id: _Optional[int] = ..., members: _Optional[_Iterable[_Union[ProfileGroup.Member, _Mapping]]] = ..., max_size: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class PacketReplica(_message.Message):
     __slots__ = ("egress_port", "instance")
