@@ -13,6 +13,7 @@ from kubep4.p4 import P4InfoIndex, p4r, parse_p4info
 from services.node_agent import entries as ent
 
 from .conftest import eventually
+from .reftarget.p4rt_client import P4RTClient, modify
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MULTIPATH = ROOT / "examples" / "multipath" / "deployment.yaml"
@@ -160,3 +161,48 @@ async def test_a_kind_the_device_lacks_fails_its_placement_by_name_not_in_a_loop
             assert len(await reader.entries()) == 1
             again = await refused()
             assert again is not None and again.message == replica.message, "still refused, for the same reason"
+
+
+async def test_a_direct_meter_config_follows_the_spec_and_is_repaired_after_drift(tmp_path):
+    pipeline, d, index = multipath()
+    acl_index = next(i for i, e in enumerate(d.spec.table_entries) if e.HasField("meter_config"))
+
+    def acl_entry(spec: kr.DeploymentSpec) -> p4r.Entity:
+        """The acl entry as a Read asks for it with its meter config."""
+        [e] = [e for path, e in to_p4_entities(spec, index) if path == f"table_entries[{acl_index}]"]
+        e.table_entry.ClearField("counter_data")
+        e.table_entry.meter_config.SetInParent()
+        return e
+    with LocalStack(nodes=1, devices_per_node=1, data_dir=str(tmp_path)) as s:
+        reader = stack_readers(s.device_ports, tls=s.device_tls())[("node-0", "dev0")]
+
+        async def config_on_device() -> p4r.MeterConfig:
+            [got] = await reader.read([acl_entry(d.spec)])
+            return got.table_entry.meter_config
+        async with s.client() as c:
+            await c.apply(pipeline)
+            await c.create(d)
+            await c.wait_ready("multipath", timeout=60)
+            assert (await config_on_device()).cir == 125000
+
+            # only the meter config changes in the spec: the device gets it
+            def faster(dep: kr.Deployment) -> None:
+                dep.spec.table_entries[acl_index].meter_config.cir = 200000
+            d = await c.edit("multipath", faster)
+            await c.wait_ready("multipath", timeout=60)
+            assert (await config_on_device()).cir == 200000
+
+            # another controller changes it behind the agent's back: the agent puts it back
+            other = P4RTClient(reader.address, reader.device_id, tls=reader.tls)
+            try:
+                assert (await other.arbitrate(1 << 100)).status.code == 0
+                slow = acl_entry(d.spec).table_entry
+                slow.meter_config.CopyFrom(p4r.MeterConfig(cir=1, cburst=1, pir=2, pburst=2))
+                await other.write([modify(slow)])
+                assert (await config_on_device()).cir == 1
+            finally:
+                await other.close()
+
+            async def restored() -> bool:
+                return (await config_on_device()).cir == 200000
+            await eventually(restored, 30, 0.1, "the agent to restore the meter config")

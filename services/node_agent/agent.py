@@ -82,6 +82,7 @@ class _Pipeline:
     device_config: bytes
     index: P4InfoIndex
     protected_tables: frozenset[int] = frozenset()  # const tables and tables with initial entries
+    meter_tables: frozenset[int] = frozenset()  # tables with a direct meter (their configs are read too)
 
 
 @dataclass
@@ -350,8 +351,8 @@ class NodeAgent:
                     expected = dev.expected
                 else:
                     expected = {**await self._claimed(leaving, cookie), **claimed}
-                plan = None if push else ent.plan(await conn.read(ent.reads(desired, expected)), desired,
-                                                  expected, protected)
+                wanted = ent.reads(desired, expected, pipeline.meter_tables)
+                plan = None if push else ent.plan(await conn.read(wanted), desired, expected, protected)
                 if not push and not plan.updates:
                     break
                 with contextlib.nullcontext() if new else self._span("node_agent repair", active, name, link=True):
@@ -404,8 +405,9 @@ class NodeAgent:
                                             action=SetAction.RECONCILE_AND_COMMIT)
                     dev.cookie = cookie
                     # what the device kept is ours to diff as before: nothing of it is drift
-                    return ent.plan(await conn.read(ent.reads(desired, {**kept, **expected})), desired,
-                                    {**kept, **expected}, pipeline.protected_tables)
+                    held = {**kept, **expected}
+                    return ent.plan(await conn.read(ent.reads(desired, held, pipeline.meter_tables)), desired,
+                                    held, pipeline.protected_tables)
                 except P4RuntimeError as e:
                     if e.code != grpc.StatusCode.INVALID_ARGUMENT:
                         raise
@@ -414,8 +416,8 @@ class NodeAgent:
                 await conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie,
                                         action=SetAction.VERIFY_AND_SAVE)
                 # Reads and Writes now address the saved pipeline: empty, with its initial defaults
-                plan = ent.plan(await conn.read(ent.reads(desired, {})), desired, {}, pipeline.protected_tables,
-                                fresh=True)
+                plan = ent.plan(await conn.read(ent.reads(desired, {}, pipeline.meter_tables)), desired, {},
+                                pipeline.protected_tables, fresh=True)
                 await self._write(name, dev, plan, stale, owner_of)
                 await conn.set_pipeline(b"", b"", cookie, action=SetAction.COMMIT)
                 dev.cookie = cookie
@@ -634,7 +636,8 @@ class NodeAgent:
                                                   self.store.get_blob(pl.spec.device_config_ref))
             info = parse_p4info(p4info)
             out = _Pipeline(pl.status.digest, p4info, config, P4InfoIndex(info), frozenset(
-                t.preamble.id for t in info.tables if t.is_const_table or t.has_initial_entries))
+                t.preamble.id for t in info.tables if t.is_const_table or t.has_initial_entries),
+                frozenset(m.direct_table_id for m in info.direct_meters))
         self._pipelines[out.digest] = out
         while len(self._pipelines) > PIPELINE_CACHE_SIZE:
             self._pipelines.popitem(last=False)

@@ -4,7 +4,7 @@ Pure: no I/O. The agent reads the device (:func:`reads`), calls :func:`plan`, an
 ``Plan.writes`` as its own Write requests, in order.
 
 Every kind a deployment carries is diffed by identity (:func:`entity_key`) and canonical value
-(:func:`entity_value`): table entries and default actions, action profile members and groups,
+(:func:`entity_value`): table entries and default actions (with their direct meter configs), action profile members and groups,
 multicast groups and clone sessions, indexed meter cells and value sets. Indexed counters and
 registers are data-plane state: the packets change them, so the spec's values only *initialise*
 them, once — when the agent has not written them before, or the device lost its pipeline.
@@ -139,8 +139,11 @@ def entity_key(e: p4r.Entity) -> tuple:
 def entity_value(e: p4r.Entity) -> bytes:
     """The entity's content, canonical (two deployments giving one key two values conflict)."""
     kind = kind_of(e)
-    if kind == "table_entries":
-        return action_bytes(e.table_entry)
+    if kind == "table_entries":  # its action, and its direct meter's config (absent: the default)
+        if not e.table_entry.HasField("meter_config"):
+            return action_bytes(e.table_entry)
+        return action_bytes(e.table_entry) + b"\x00meter\x00" + e.table_entry.meter_config.SerializeToString(
+            deterministic=True)
     if kind == "action_profile_members":
         return _canon_action(e.action_profile_member.action).SerializeToString(deterministic=True)
     if kind == "action_profile_groups":
@@ -167,13 +170,18 @@ def snapshot(entities: list[p4r.Entity]) -> dict[tuple, bytes]:
     return {entity_key(e): entity_value(e) for e in entities}
 
 
-def reads(desired: list[p4r.Entity], expected: dict[tuple, bytes]) -> list[p4r.Entity]:
+def reads(desired: list[p4r.Entity], expected: dict[tuple, bytes],
+          meter_tables: frozenset[int] = frozenset()) -> list[p4r.Entity]:
     """The entities one Read asks for to see everything :func:`plan` compares: every table entry,
-    the default entries desired or set before, and of each other kind in play (desired or written
-    before) the whole kind (members, groups, PRE entries) or the cells concerned (meters, value
-    sets). Counters and registers are not read: they are never compared."""
+    the entries of ``meter_tables`` (tables with a direct meter) again with their meter configs
+    (a Read returns them only when asked, spec §9.1), the default entries desired or set before,
+    and of each other kind in play (desired or written before) the whole kind (members, groups,
+    PRE entries) or the cells concerned (meters, value sets). Counters and registers are not read:
+    they are never compared."""
     keys = set(expected) | {entity_key(e) for e in desired}
     out = [p4r.Entity(table_entry=p4r.TableEntry(table_id=0))]
+    out += [p4r.Entity(table_entry=p4r.TableEntry(table_id=t, meter_config=p4r.MeterConfig()))
+            for t in sorted(meter_tables)]
     out += [p4r.Entity(table_entry=p4r.TableEntry(table_id=k[1], is_default_action=True))
             for k in sorted(k for k in keys if k[0] == "table_entries" and k[2:] == ("default",))]
     kinds = {k[0] for k in keys}
@@ -248,7 +256,11 @@ def plan(actual: list[p4r.Entity], desired: list[p4r.Entity], expected: dict[tup
     """
     out = Plan()
     phases: list[list[p4r.Update]] = [[] for _ in range(PHASES)]
-    have = {entity_key(e): e for e in actual}
+    have: dict[tuple, p4r.Entity] = {}
+    for e in actual:  # an entry of a meter table comes twice: keep the copy with its meter config
+        k = entity_key(e)
+        if k not in have or (kind_of(e) == "table_entries" and e.table_entry.HasField("meter_config")):
+            have[k] = e
     want = {entity_key(e): e for e in desired}
     for k, e in have.items():
         if k in want or k[0] in WRITE_ONCE:

@@ -135,6 +135,34 @@ def test_reads_ask_only_for_the_kinds_in_play():
     assert kinds == ["table_entry", "action_profile_member", "packet_replication_engine_entry", "meter_entry"]
 
 
+def metered(dst: int, cir: int | None) -> p4r.Entity:
+    e = route(dst, 10)
+    if cir is not None:
+        e.table_entry.meter_config.CopyFrom(p4r.MeterConfig(cir=cir, cburst=10, pir=cir, pburst=10))
+    return e
+
+
+def test_a_direct_meter_config_is_compared_and_its_drift_repaired():
+    want = [metered(1, 500)]
+    # the spec changed only the config: a MODIFY carrying it
+    plan = ent.plan([metered(1, 100)], want, ent.snapshot([metered(1, 100)]))
+    assert phases(plan) == [[("MODIFY", "table_entries")]] and not plan.repairs
+    assert plan.updates[0].entity.table_entry.meter_config.cir == 500
+    # changed behind our back: a repair; back to the default (unset): a repair too
+    assert ent.plan([metered(1, 100)], want, ent.snapshot(want)).repairs == {ent.MODIFIED: 1}
+    assert ent.plan([metered(1, None)], want, ent.snapshot(want)).repairs == {ent.MODIFIED: 1}
+    # the entry comes twice from one Read (the wildcard, and its table's read asking for meter
+    # configs): the copy with the config counts, in either order
+    for actual in ([metered(1, None), metered(1, 500)], [metered(1, 500), metered(1, None)]):
+        assert ent.plan(actual, want, ent.snapshot(want)).updates == []
+
+
+def test_reads_ask_the_meter_tables_for_their_configs():
+    asked = ent.reads([route(1, 10)], {}, meter_tables=frozenset({TABLE}))
+    assert [(e.table_entry.table_id, e.table_entry.HasField("meter_config")) for e in asked] == [
+        (0, False), (TABLE, True)]
+
+
 def test_batches_cut_a_write_and_keep_the_order():
     updates = [p4r.Update(type=p4r.Update.INSERT, entity=route(i, 1)) for i in range(25)]
     cut = ent.batches(updates, 10)
