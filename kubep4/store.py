@@ -634,6 +634,12 @@ class Store:
                 raise
             except Exception as e:  # a timeout, the stream failed
                 raise Unavailable(f"etcd watch: {type(e).__name__}: {e}") from e
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # cancelled while add_callback waited for etcd's answer: its asyncio.wait_for
+                # (Python 3.11) returns the answer and drops the cancel when both come at once,
+                # and this watch would wait for events forever (a shutdown that never ends)
+                raise asyncio.CancelledError
             if opened is not None:
                 opened()
             while True:
