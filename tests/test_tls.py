@@ -125,3 +125,44 @@ def test_errors_name_the_file(pki, tmp_path):
             tls.server_credentials(server.cert, server.key, ca.cert)
     with pytest.raises(ValueError, match="both"):
         tls.channel_credentials(ca.cert, server.cert)
+
+
+def _install(issued: tls.Issued, cert: str, key: str, *, only_cert: bool = False) -> None:
+    """Put ``issued``'s files where a server reads its own, as a renewal rewrites them in place."""
+    import shutil
+    shutil.copyfile(issued.cert, cert)
+    if not only_cert:
+        shutil.copyfile(issued.key, key)
+
+
+async def test_a_renewed_certificate_is_served_without_a_restart(pki, tmp_path):
+    ca, server, client, _ = pki
+    renewing = tls.make_ca(str(tmp_path / "renewing"), name="ca")  # the renewal comes from another CA
+    renewed = tls.issue(renewing, "renewed", str(tmp_path / "renewing"), "kubep4-apiserver", client=False)
+    cert, key = str(tmp_path / "serving.pem"), str(tmp_path / "serving-key.pem")
+    _install(server, cert, key)
+    srv, port, servicer = await _serve(tls.server_credentials(cert, key, ca.cert))
+    target = f"127.0.0.1:{port}"
+
+    def trusting(issuer: tls.CA):
+        return grpc.aio.secure_channel(target, tls.channel_credentials(issuer.cert, client.cert, client.key))
+    try:
+        await _check(trusting(ca))
+        # caught between two writes: the new certificate, the old key: the old pair is kept
+        _install(renewed, cert, key, only_cert=True)
+        await _check(trusting(ca))
+        # the pair complete: new connections get the renewed certificate
+        _install(renewed, cert, key)
+        await _check(trusting(renewing))
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await _check(trusting(ca))
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert len(servicer.seen) == 3
+    finally:
+        await srv.stop(0)
+
+
+def test_a_key_that_is_not_the_certificates_is_refused_at_start(pki):
+    ca, server, client, _ = pki
+    with pytest.raises(tls.TLSFileError, match="is not the key of certificate"):
+        tls.server_credentials(server.cert, client.key, ca.cert)
