@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
 
+from kubep4.reloading import ReloadingFiles
+
 # cryptography is imported where certificates are made or read, not here: the Store imports this
 # module for ClientTLS, and a plaintext process need not pay for it
 VALIDITY = datetime.timedelta(days=365)
-log = logging.getLogger(__name__)
 
 
 class TLSFileError(ValueError):
@@ -166,55 +166,14 @@ def server_credentials(cert: str, key: str, ca: str | None = None,
     keeps the old pair, logged once, until the files are whole."""
     if require_client_auth and not ca:
         raise ValueError("require_client_auth needs the CA that signs client certificates")
-    files = ServingFiles(cert, key, ca)
-    return grpc.dynamic_ssl_server_credentials(files.configuration(), files.fetch,
-                                               require_client_authentication=require_client_auth)
-
-
-class ServingFiles:
-    """A server's certificate, key and client CA files, and whether they changed since read."""
-
-    def __init__(self, cert: str, key: str, ca: str | None):
-        self.cert, self.key, self.ca = cert, key, ca
-        self.reloads = 0
-        self._signature = self._stat()
-        self._refused: tuple | None = None  # the signature of files last found unusable
-
-    def _paths(self) -> list[str]:
-        return [p for p in (self.cert, self.key, self.ca) if p]
-
-    def _stat(self) -> tuple:
-        out = []
-        for path in self._paths():
-            try:
-                st = os.stat(path)
-                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-            except OSError:
-                out.append(None)
-        return tuple(out)
-
-    def configuration(self):
-        """The files as gRPC's certificate configuration; TLSFileError when they are not usable."""
-        key, cert = read_pem(self.key, "key"), read_pem(self.cert, "certificate")
-        _check_pair(cert, key, self.cert, self.key)
+    def configuration():
+        key_pem, cert_pem = read_pem(key, "key"), read_pem(cert, "certificate")
+        _check_pair(cert_pem, key_pem, cert, key)
         return grpc.ssl_server_certificate_configuration(
-            [(key, cert)], root_certificates=read_pem(self.ca, "CA") if self.ca else None)
-
-    def fetch(self):
-        """gRPC's per-handshake question: a new configuration, or None to keep the current one."""
-        signature = self._stat()
-        if signature == self._signature or signature == self._refused:
-            return None
-        try:
-            config = self.configuration()
-        except Exception as e:  # noqa: BLE001 - mid-rotation or broken: keep serving the old pair
-            self._refused = signature
-            log.warning("TLS: keeping the certificate in use: the new files are not usable yet (%s)", e)
-            return None
-        self._signature, self._refused = signature, None
-        self.reloads += 1
-        log.info("TLS: serving the renewed certificate %s", self.cert)
-        return config
+            [(key_pem, cert_pem)], root_certificates=read_pem(ca, "CA") if ca else None)
+    files = ReloadingFiles([cert, key, ca or ""], configuration, what=f"TLS certificate {cert}")
+    return grpc.dynamic_ssl_server_credentials(files.current(), files.changed,
+                                               require_client_authentication=require_client_auth)
 
 
 def _check_pair(cert_pem: bytes, key_pem: bytes, cert: str, key: str) -> None:

@@ -369,3 +369,26 @@ async def test_a_large_request_of_a_caller_without_the_right_is_refused_unread(t
             ok = await stub.ListPipelines(api.ListRequest(namespace="a"),
                                           metadata=(("authorization", "Bearer tok-viewer"),), timeout=10)
             assert list(ok.items) == []
+
+
+async def test_the_token_and_policy_files_take_effect_without_a_restart(front, files):
+    """A token removed from the token file is refused from the next request on; a new binding in
+    the policy file applies at once; a file made unusable keeps what was loaded last."""
+    async with AsyncClient(front.api, token="tok-viewer") as vera, AsyncClient(front.api, token="tok-ops") as olga:
+        assert await vera.list("pipelines", "a") == []
+        with pytest.raises(PermissionDenied):
+            await vera.list("pipelines", "b")
+        (files / "policy.yaml").write_text(POLICY.replace("namespaces: [a]", "namespaces: [a, b]"))
+        assert await vera.list("pipelines", "b") == []
+
+        (files / "tokens.csv").write_text(TOKENS.replace('tok-viewer,vera,uid-vera,"viewers"\n', ""))
+        with pytest.raises(Unauthenticated):
+            await vera.list("pipelines", "a")
+        assert (await olga.whoami()).user == "olga"
+
+        (files / "tokens.csv").write_text("tok-ops,olga\n")  # two fields: not a token file
+        (files / "policy.yaml").write_text("bindings: [{role: nothing}]\n")
+        assert (await olga.whoami()).user == "olga", "the last good token file is kept"
+        with pytest.raises(Unauthenticated):
+            await vera.list("pipelines", "a")
+        assert [x.metadata.name for x in await olga.list("nodes")] == [], "the last good policy is kept"

@@ -196,7 +196,6 @@ def from_settings(settings, service: str, warn: bool = True
     import logging
 
     from kubep4 import tls
-    from services.apiserver.authz import Policy
     say = logging.getLogger(__name__).warning if warn else (lambda *a: None)
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
@@ -209,7 +208,8 @@ def from_settings(settings, service: str, warn: bool = True
         credentials = tls.server_credentials(settings.tls_cert, settings.tls_key, settings.client_ca or None,
                                              require_client_auth=bool(settings.client_ca))
     authn = Authenticator.configured(settings.token, settings.token_auth_file, bool(settings.client_ca))
-    policy = Policy.load(settings.authorization_policy_file) if settings.authorization_policy_file else None
+    authz = Authorizer(policy_file=settings.authorization_policy_file)  # the file read at once: errors now
+    policy = authz.policy
     if not authn.enabled:
         if policy is not None:
             raise ValueError("--authorization-policy-file needs identities: --token-auth-file, --token "
@@ -221,4 +221,4 @@ def from_settings(settings, service: str, warn: bool = True
         say("no --authorization-policy-file: every authenticated caller may do everything")
     if credentials is None:
         say("serving plaintext: bearer tokens cross the network in clear (--tls-cert, --tls-key)")
-    return AuthInterceptor(authn, Authorizer(policy), service), credentials
+    return AuthInterceptor(authn, authz, service), credentials

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from kubep4 import tls
+from kubep4.reloading import ReloadingFiles
 
 MASTERS = "system:masters"        # the group every check allows (Kubernetes' superusers)
 AUTHENTICATED = "system:authenticated"  # added to every authenticated caller's groups
@@ -67,24 +68,35 @@ def load_token_file(path: str) -> dict[bytes, Caller]:
 
 @dataclass
 class Authenticator:
-    """Tokens (from the token file and the old --token) and, when ``certificates``, client certificates."""
+    """Tokens (the old --token, and the token file's as the file says now: a token removed from it
+    is refused from the next request on) and, when ``certificates``, client certificates."""
     tokens: dict[bytes, Caller] = field(default_factory=dict)
     certificates: bool = False
+    token_file: ReloadingFiles | None = None
 
     @classmethod
     def configured(cls, token: str = "", token_file: str = "", certificates: bool = False) -> "Authenticator":
-        tokens = load_token_file(token_file) if token_file else {}
+        listed = ReloadingFiles([token_file], lambda: load_token_file(token_file),
+                                what=f"token file {token_file}") if token_file else None
+        tokens = {}
         if token:
             key = _digest(token)
-            if key in tokens:
+            if listed is not None and key in listed.current():
                 raise TokenFileError("--token is also a token of the token file: give it one identity")
             tokens[key] = Caller(LEGACY_USER, LEGACY_USER, (MASTERS,), "token")
-        return cls(tokens, certificates)
+        return cls(tokens, certificates, listed)
 
     @property
     def enabled(self) -> bool:
         """False: nothing is configured, so nobody is authenticated and every caller is let in."""
-        return bool(self.tokens) or self.certificates
+        return bool(self.tokens) or self.certificates or self.token_file is not None
+
+    def _caller_of(self, token: str) -> Caller | None:
+        key = _digest(token)
+        found = self.tokens.get(key)
+        if found is None and self.token_file is not None:
+            found = self.token_file.current().get(key)
+        return found
 
     def authenticate(self, authorization: str | None, context) -> Caller | None:
         """The caller of a request (its ``authorization`` metadata, its servicer context for the
@@ -95,7 +107,7 @@ class Authenticator:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token:
                 return None
-            found = self.tokens.get(_digest(token.strip()))
+            found = self._caller_of(token.strip())
             return _authenticated(found) if found else None
         if self.certificates:
             peer = tls.peer_identity(context)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from kubep4.reloading import ReloadingFiles
 from services.apiserver.authn import MASTERS, Caller
 
 VERBS = ("get", "list", "watch", "create", "update", "delete")
@@ -176,8 +177,15 @@ class Authorizer:
     """The policy's decisions, plus ``system:masters``; without a policy every caller it is asked
     about (an authenticated one) may do everything."""
 
-    def __init__(self, policy: Policy | None):
-        self.policy = policy
+    def __init__(self, policy: Policy | None = None, policy_file: str = ""):
+        """``policy``, or the policy file ``policy_file`` as it says now (read again when it changes)."""
+        self._policy = policy
+        self._file = ReloadingFiles([policy_file], lambda: Policy.load(policy_file),
+                                    what=f"authorization policy {policy_file}") if policy_file else None
+
+    @property
+    def policy(self) -> Policy | None:
+        return self._file.current() if self._file is not None else self._policy
 
     def decide(self, caller: Caller, verb: str, kind: str, namespace: str | None) -> str | None:
         if MASTERS in caller.groups:
