@@ -163,7 +163,10 @@ def server_credentials(cert: str, key: str, ca: str | None = None,
     each new connection's handshake checks their size and modification time, and a complete new
     pair (its key matching its certificate) is served from then on. Connections open meanwhile
     keep theirs. A half-written rotation (a new certificate, the old key) or an unreadable file
-    keeps the old pair, logged once, until the files are whole."""
+    keeps the old pair, logged once, until the files are whole.
+
+    One credentials object per port: gRPC hands its first certificate to the first port that binds
+    it only, and a second port bound with it fails ("Failed loading SSL server credentials")."""
     if require_client_auth and not ca:
         raise ValueError("require_client_auth needs the CA that signs client certificates")
     def configuration():

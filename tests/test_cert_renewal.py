@@ -10,6 +10,8 @@ from cryptography import x509
 from kubep4 import tls
 from kubep4.localstack import LocalStack
 
+from .conftest import eventually
+
 
 def served_serial(address: str, ca: str) -> int:
     """The serial number of the certificate a TLS server at ``address`` presents now."""
@@ -42,3 +44,24 @@ async def test_the_apiserver_serves_its_renewed_certificate_without_a_restart(tm
         async with s.client() as c:  # the client config's CA still verifies it
             assert await c.list("deployments") == []
         assert s.procs["apiserver"].popen.pid == pid and s.procs["apiserver"].alive(), "no restart"
+
+
+def renew(s: LocalStack, name: str) -> int:
+    """Issue component ``name``'s certificate again, in place, from the stack's CA; its new serial."""
+    with open(s.pki[name].cert, "rb") as f:
+        cn = x509.load_pem_x509_certificate(f.read()).subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return serial_of(tls.issue(s.pki.ca, name, s.pki.directory, str(cn[0].value)).cert)
+
+
+async def test_every_device_port_of_a_switch_serves_its_renewed_certificate(tmp_path):
+    """One switch process serving two devices (a port each, one certificate): both ports serve."""
+    with LocalStack(nodes=1, devices_per_node=2, data_dir=str(tmp_path)) as s:
+        addresses = [f"127.0.0.1:{port}" for port in s.device_ports["node-0"]]
+        old = serial_of(s.pki["switch-node-0"].cert)
+        assert [served_serial(a, s.pki.ca.cert) for a in addresses] == [old, old]
+        new = renew(s, "switch-node-0")
+        assert [served_serial(a, s.pki.ca.cert) for a in addresses] == [new, new]
+        async with s.client() as c:  # the agent reaches both devices over the renewed certificate
+            async def reachable():
+                return [d.phase for d in (await c.list("nodes"))[0].status.devices] == ["Reachable"] * 2
+            await eventually(reachable, 30, 0.1, "both devices reachable")

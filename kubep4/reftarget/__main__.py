@@ -80,7 +80,8 @@ async def run(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH,
 
 
 def tls_credentials(args: argparse.Namespace):
-    """Server credentials from the BMv2-style flags; None for plaintext."""
+    """A maker of server credentials (one per device's port) from the BMv2-style flags; None for
+    plaintext. The files are checked at once."""
     if not args.grpc_server_ssl:
         if args.grpc_server_cert or args.grpc_server_key or args.grpc_server_with_client_auth:
             raise ValueError("--grpc-server-cert/--grpc-server-key/--grpc-server-with-client-auth need "
@@ -89,8 +90,12 @@ def tls_credentials(args: argparse.Namespace):
     if not (args.grpc_server_cert and args.grpc_server_key):
         raise ValueError("--grpc-server-ssl needs --grpc-server-cert and --grpc-server-key")
     from kubep4.tls import server_credentials
-    return server_credentials(args.grpc_server_cert, args.grpc_server_key, args.grpc_server_cacert,
-                              require_client_auth=args.grpc_server_with_client_auth)
+
+    def credentials():
+        return server_credentials(args.grpc_server_cert, args.grpc_server_key, args.grpc_server_cacert,
+                                  require_client_auth=args.grpc_server_with_client_auth)
+    credentials()  # an unusable file is named now, before anything listens
+    return credentials
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 import grpc
 from google.rpc import code_pb2, status_pb2
@@ -260,12 +260,14 @@ def _join(host: str, port: int) -> str:
 
 async def serve(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH,
                 unimplemented: frozenset[str] = frozenset(), wedge_on_reconcile: bool = False,
-                credentials: grpc.ServerCredentials | None = None) -> ReferenceTarget:
+                credentials: Callable[[], grpc.ServerCredentials] | None = None) -> ReferenceTarget:
     """Start one P4Runtime server per (device_id, host, port); port 0 picks a free port. A Write or
     Read of more than ``max_batch`` updates or entities is refused whole (RESOURCE_EXHAUSTED); the
     entity kinds in ``unimplemented`` are refused with UNIMPLEMENTED, and ``wedge_on_reconcile``
     wedges a device on RECONCILE_AND_COMMIT as BMv2 through PI does (to stand in for such switches).
-    With ``credentials`` (``kubep4.tls.server_credentials``) every device serves TLS only."""
+    With ``credentials`` (a maker of ``kubep4.tls.server_credentials``: each port needs its own, since
+    gRPC hands a reloading credentials' first certificate to one port only) every device serves TLS
+    only."""
     ids = [d[0] for d in devices]
     if len(ids) != len(set(ids)):
         raise ValueError(f"device ids must be unique: {ids}")
@@ -281,7 +283,7 @@ async def serve(devices: list[tuple[int, str, int]], max_batch: int = MAX_BATCH,
             await hs.set("", health_pb2.HealthCheckResponse.SERVING)
             await hs.set("p4.v1.P4Runtime", health_pb2.HealthCheckResponse.SERVING)
             try:
-                bound = bind(server, _join(host, port), credentials)
+                bound = bind(server, _join(host, port), credentials() if credentials else None)
             except ListenError as e:
                 await server.stop(None)
                 raise ListenError(f"device {device_id}: {e}") from None

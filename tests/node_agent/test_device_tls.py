@@ -30,7 +30,7 @@ def pki(tmp_path):
 async def target(pki):
     ca, switch, _, _ = pki
     t = await serve([(1, "127.0.0.1", 0)],
-                    credentials=tls.server_credentials(switch.cert, switch.key, ca.cert, require_client_auth=True))
+                    credentials=lambda: tls.server_credentials(switch.cert, switch.key, ca.cert, require_client_auth=True))
     yield t
     await t.stop()
 
