@@ -430,7 +430,9 @@ class Client:
         return self._run(self._async.update(deployment))
 
     def edit(self, name, change, namespace=None, attempts=10):
-        return self._run(self._async.edit(name, change, namespace, attempts))
+        async def in_a_thread(d):  # off the client's loop: ``change`` may call this client
+            await asyncio.to_thread(change, d)
+        return self._run(self._async.edit(name, in_a_thread, namespace, attempts))
 
     def delete(self, kind, name, namespace=None, resource_version=0):
         return self._run(self._async.delete(kind, name, namespace, resource_version))

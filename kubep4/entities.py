@@ -73,6 +73,33 @@ def to_p4_entities(spec: kr.DeploymentSpec | kr.PlacementSpec, index: P4InfoInde
                 out.append((path, convert(item, index)))
             except EntryError as e:
                 raise EntryError(f"{path}.{e.field}" if e.field else path, e.description) from None
+    for path, why in named_reference_problems(spec, index):
+        raise EntryError(path, why)
+    return out
+
+
+def named_reference_problems(spec: kr.DeploymentSpec | kr.PlacementSpec, index: P4InfoIndex
+                             ) -> list[tuple[str, str]]:
+    """(path, why) for each table entry that names (``member``, ``group``) a member or group of
+    another action profile than its table's: the id admission set from the name would address
+    whatever the table's own profile holds under that id."""
+    profiles = {}
+    for field, ref in (("action_profile_members", "member"), ("action_profile_groups", "group")):
+        for item in getattr(spec, field):
+            p = index.action_profiles_by_name.get(item.action_profile)
+            if item.name and p is not None:
+                profiles.setdefault((ref, item.name), p)
+    out = []
+    for i, e in enumerate(spec.table_entries):
+        t = index.tables_by_name.get(e.table)
+        own = index.profile_of(t.info) if t is not None else None
+        for ref in ("member", "group"):
+            name = getattr(e, ref)
+            named = profiles.get((ref, name)) if name else None
+            if named is not None and (own is None or named.preamble.id != own.preamble.id):
+                table_has = f"table {e.table}'s is {own.preamble.name}" if own else f"table {e.table} has none"
+                out.append((f"table_entries[{i}].{ref}", f"{ref} {name!r} is of action profile "
+                            f"{named.preamble.name}; {table_has}"))
     return out
 
 

@@ -182,11 +182,12 @@ def server_credentials(cert: str, key: str, ca: str | None = None,
 def _check_pair(cert_pem: bytes, key_pem: bytes, cert: str, key: str) -> None:
     """TLSFileError unless the key is the certificate's (a rotation caught between two writes)."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     try:
         public = x509.load_pem_x509_certificate(cert_pem).public_key()
         private = serialization.load_pem_private_key(key_pem, password=None)
-    except ValueError as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:  # TypeError: a key with a passphrase
         raise TLSFileError(f"TLS certificate {cert} or key {key} cannot be loaded: {e}") from None
     raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if public.public_bytes(*raw) != private.public_key().public_bytes(*raw):

@@ -2,9 +2,14 @@
 keeps an id under its name across updates (through the real apiserver and admission service)."""
 from __future__ import annotations
 
+import pytest
+
 from kubep4 import manifest
 from kubep4.client import AsyncClient
+from kubep4.entities import to_p4_entities
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.p4 import EntryError, P4InfoIndex, parse_p4info
+from services.admission.ids import allocate_ids
 from services.admission.validation import Policy, review_deployment, review_pipeline
 
 from .conftest import ROOT, Front
@@ -119,3 +124,57 @@ def test_a_member_with_neither_id_nor_name_is_refused():
     assert "spec.action_profile_members[0].member_id" in fields
     assert "spec.action_profile_groups[0].members[0].member_id" in fields
 
+
+
+def with_other_profile() -> kr.Pipeline:
+    """The pipeline with a second selector over the same table (so its members' actions fit)."""
+    p, _ = by_name()
+    info = parse_p4info(p.spec.artifacts.p4info)
+    ecmp = info.action_profiles[0]
+    other = info.action_profiles.add()
+    other.CopyFrom(ecmp)
+    other.preamble.id, other.preamble.name, other.preamble.alias = 299999999, "MpIngress.other", "other"
+    p.spec.artifacts.p4info = info.SerializeToString()
+    reviewed, violations = review_pipeline(p, Policy())
+    assert violations == []
+    return reviewed
+
+
+def other_hop(d: kr.Deployment) -> None:
+    m = d.spec.action_profile_members.add()
+    m.CopyFrom(d.spec.action_profile_members[0])
+    m.action_profile, m.name = "other", "other-hop"
+
+
+def test_a_name_of_another_profiles_member_is_refused_not_given_its_id():
+    _, d = by_name()
+    other_hop(d)  # id 1 of profile other, while hop-a is id 1 of the ecmp selector
+    d.spec.action_profile_groups[0].members[0].member = "other-hop"
+    route = next(i for i, e in enumerate(d.spec.table_entries) if e.member)
+    d.spec.table_entries[route].member = "other-hop"
+    got, violations = review_deployment(d, with_other_profile(), Policy())
+    fields = {v.field: v.description for v in violations}
+    assert "is not of action profile ecmp_selector" in fields["spec.action_profile_groups[0].members[0].member"]
+    assert fields[f"spec.table_entries[{route}].member"] == (
+        "member 'other-hop' is of action profile MpIngress.other; table ipv4_route's is MpIngress.ecmp_selector")
+
+
+def test_a_profile_spelt_two_ways_is_one_profile():
+    _, d = by_name()
+    d.spec.action_profile_members[1].action_profile = "MpIngress.ecmp_selector"  # hop-a is "ecmp_selector"
+    other_hop(d)
+    got, violations = review_deployment(d, with_other_profile(), Policy())
+    assert violations == []
+    assert ids(got) == {"hop-a": 1, "hop-b": 2, "other-hop": 1}
+
+
+def test_the_agent_refuses_a_name_of_another_profile_after_a_compile():
+    """A source pipeline has no P4Info at admission: the node agent's conversion checks the names."""
+    _, d = by_name()
+    other_hop(d)
+    route = next(i for i, e in enumerate(d.spec.table_entries) if e.member)
+    d.spec.table_entries[route].member = "other-hop"
+    assert allocate_ids(d.spec, None) == []  # admission without a P4Info: the name resolves to id 1
+    with pytest.raises(EntryError) as e:
+        to_p4_entities(d.spec, P4InfoIndex(parse_p4info(with_other_profile().spec.artifacts.p4info)))
+    assert e.value.field == f"table_entries[{route}].member"

@@ -392,3 +392,7 @@ async def test_the_token_and_policy_files_take_effect_without_a_restart(front, f
         with pytest.raises(Unauthenticated):
             await vera.list("pipelines", "a")
         assert [x.metadata.name for x in await olga.list("nodes")] == [], "the last good policy is kept"
+
+        (files / "tokens.csv").unlink()  # gone: it revokes every token it held
+        with pytest.raises(Unauthenticated):
+            await olga.whoami()

@@ -162,7 +162,15 @@ async def test_a_renewed_certificate_is_served_without_a_restart(pki, tmp_path):
         await srv.stop(0)
 
 
-def test_a_key_that_is_not_the_certificates_is_refused_at_start(pki):
+def test_a_key_that_is_not_the_certificates_is_refused_at_start(pki, tmp_path):
     ca, server, client, _ = pki
     with pytest.raises(tls.TLSFileError, match="is not the key of certificate"):
         tls.server_credentials(server.cert, client.key, ca.cert)
+    from cryptography.hazmat.primitives import serialization
+    with open(server.key, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    locked = tmp_path / "locked-key.pem"  # a key with a passphrase: the file is named, no traceback
+    locked.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.BestAvailableEncryption(b"secret")))
+    with pytest.raises(tls.TLSFileError, match="locked-key.pem cannot be loaded"):
+        tls.server_credentials(server.cert, str(locked), ca.cert)

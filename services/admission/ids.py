@@ -7,41 +7,58 @@ member or group they use (``member``, ``group``) instead of giving its id. Admis
   deployment (on UPDATE), when no other member of its profile took it meanwhile; else the lowest
   id its profile does not use in this deployment. So re-applying a manifest, reordering its
   members or adding one never renumbers what the device already holds;
-- sets every ``member`` / ``group`` reference to that id.
+- sets every ``member`` / ``group`` reference to that id, after checking that the named member is
+  of the referring group's profile, or of the referring table's (with the P4Info: a Pipeline
+  given as source has none yet, and the node agent checks table entries after the compile,
+  ``kubep4.entities.named_reference_problems``).
 
-Names are unique among the deployment's members (and among its groups), so a reference needs no
-P4Info to resolve: admission checks afterwards, against the P4Info, that the member belongs to
-the table's profile (``entities._references``). Every problem is a violation at its field path.
+Names are unique among the deployment's members (and among its groups). A profile is one profile
+however it is spelt: with the P4Info, ``ecmp_selector`` and ``MpIngress.ecmp_selector`` share ids.
+Every problem is a violation at its field path.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+
+from kubep4.entities import named_reference_problems
 from kubep4.errors import Violation
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
+from kubep4.p4 import P4InfoIndex
 
 MAX_ID = (1 << 32) - 1  # member and group ids are uint32 on the wire
 
 
-def allocate_ids(spec: kr.DeploymentSpec, old: kr.DeploymentSpec | None) -> list[Violation]:
+def allocate_ids(spec: kr.DeploymentSpec, old: kr.DeploymentSpec | None,
+                 index: P4InfoIndex | None = None) -> list[Violation]:
     """Fill in the ids of named members and groups and of the references by name, in place."""
     out: list[Violation] = []
+
+    def profile(name: str) -> Hashable:  # one key per profile, however it is spelt
+        p = index.action_profiles_by_name.get(name) if index is not None else None
+        return p.preamble.id if p is not None else name
     members = _allocate(spec.action_profile_members, "member_id", "spec.action_profile_members",
-                        old.action_profile_members if old is not None else (), out)
+                        old.action_profile_members if old is not None else (), profile, out)
     groups = _allocate(spec.action_profile_groups, "group_id", "spec.action_profile_groups",
-                       old.action_profile_groups if old is not None else (), out)
+                       old.action_profile_groups if old is not None else (), profile, out)
     for i, g in enumerate(spec.action_profile_groups):
         for j, m in enumerate(g.members):
-            _resolve(m, "member", "member_id", members, f"spec.action_profile_groups[{i}].members[{j}]",
-                     "spec.action_profile_members", out)
+            _resolve(m, "member", "member_id", members, profile(g.action_profile),
+                     f"spec.action_profile_groups[{i}].members[{j}]", "spec.action_profile_members",
+                     f"action profile {g.action_profile}", out)
     for i, e in enumerate(spec.table_entries):
-        _resolve(e, "member", "member_id", members, f"spec.table_entries[{i}]", "spec.action_profile_members", out)
-        _resolve(e, "group", "group_id", groups, f"spec.table_entries[{i}]", "spec.action_profile_groups", out)
+        _resolve(e, "member", "member_id", members, None, f"spec.table_entries[{i}]",
+                 "spec.action_profile_members", "", out)
+        _resolve(e, "group", "group_id", groups, None, f"spec.table_entries[{i}]",
+                 "spec.action_profile_groups", "", out)
+    if index is not None:
+        out.extend(Violation(f"spec.{path}", why) for path, why in named_reference_problems(spec, index))
     return out
 
 
-def _allocate(items, id_field: str, path: str, old_items, out: list[Violation]) -> dict[str, int]:
-    """Ids for the named ``items`` without one; returns name -> id for every named item."""
+def _allocate(items, id_field: str, path: str, old_items, profile: Callable[[str], Hashable],
+              out: list[Violation]) -> dict[str, tuple[Hashable, int]]:
+    """Ids for the named ``items`` without one; returns name -> (profile, id) for every named item."""
     what = id_field.removesuffix("_id")
-    named: dict[str, int] = {}
     first: dict[str, int] = {}
     for i, item in enumerate(items):
         if not item.name:
@@ -52,44 +69,53 @@ def _allocate(items, id_field: str, path: str, old_items, out: list[Violation]) 
                                  "in a deployment"))
         else:
             first[item.name] = i
-    used = {(item.action_profile, getattr(item, id_field)) for item in items if getattr(item, id_field)}
-    before = {(o.action_profile, o.name): getattr(o, id_field) for o in old_items if o.name and getattr(o, id_field)}
+    used = {(profile(item.action_profile), getattr(item, id_field)) for item in items if getattr(item, id_field)}
+    before = {(profile(o.action_profile), o.name): getattr(o, id_field) for o in old_items
+              if o.name and getattr(o, id_field)}
     waiting = []
     for item in items:  # first the ids these names had: they stay on the device unchanged
         if item.name and not getattr(item, id_field):
-            had = before.get((item.action_profile, item.name))
-            if had and (item.action_profile, had) not in used:
+            key = profile(item.action_profile)
+            had = before.get((key, item.name))
+            if had and (key, had) not in used:
                 setattr(item, id_field, had)
-                used.add((item.action_profile, had))
+                used.add((key, had))
             else:
                 waiting.append(item)
-    lowest: dict[str, int] = {}
+    lowest: dict[Hashable, int] = {}
     for item in waiting:  # then the lowest free id of the profile
-        n = lowest.get(item.action_profile, 1)
-        while (item.action_profile, n) in used:
+        key = profile(item.action_profile)
+        n = lowest.get(key, 1)
+        while (key, n) in used:
             n += 1
         if n > MAX_ID:
             break  # cannot happen within the object size limit; the missing id is reported by conversion
         setattr(item, id_field, n)
-        used.add((item.action_profile, n))
-        lowest[item.action_profile] = n + 1
+        used.add((key, n))
+        lowest[key] = n + 1
+    named: dict[str, tuple[Hashable, int]] = {}
     for item in items:
         if item.name and item.name not in named:
-            named[item.name] = getattr(item, id_field)
+            named[item.name] = (profile(item.action_profile), getattr(item, id_field))
     return named
 
 
-def _resolve(ref, name_field: str, id_field: str, ids: dict[str, int], path: str, where: str,
-             out: list[Violation]) -> None:
+def _resolve(ref, name_field: str, id_field: str, named: dict[str, tuple[Hashable, int]],
+             in_profile: Hashable | None, path: str, where: str, profile_text: str, out: list[Violation]) -> None:
+    """Set ``ref``'s id from the name it gives; ``in_profile``: the profile the named one must be of."""
     name = getattr(ref, name_field)
     if not name:
         return
-    if name not in ids:
+    if name not in named:
         out.append(Violation(f"{path}.{name_field}", f"no {name_field} named {name!r} in {where}"))
         return
-    given = getattr(ref, id_field)
-    if given and given != ids[name]:
-        out.append(Violation(f"{path}.{id_field}", f"{id_field} {given} is not the id of {name_field} "
-                             f"{name!r} ({ids[name]}): give one of them"))
+    of, ident = named[name]
+    if in_profile is not None and of != in_profile:
+        out.append(Violation(f"{path}.{name_field}", f"{name_field} {name!r} is not of {profile_text}"))
         return
-    setattr(ref, id_field, ids[name])
+    given = getattr(ref, id_field)
+    if given and given != ident:
+        out.append(Violation(f"{path}.{id_field}", f"{id_field} {given} is not the id of {name_field} "
+                             f"{name!r} ({ident}): give one of them"))
+        return
+    setattr(ref, id_field, ident)

@@ -167,7 +167,6 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
     out: list[Violation] = []
     _meta(d.metadata, policy, out)
     s = d.spec
-    out.extend(allocate_ids(s, old.spec if old is not None else None))
     if s.replicas == 0:
         s.replicas = 1
     if not 1 <= s.replicas <= policy.max_replicas:
@@ -205,6 +204,7 @@ def review_deployment(d: kr.Deployment, pipeline: kr.Pipeline | None, policy: Po
             index = _pipeline_index(pipeline, policy, out)
         # a pipeline given as source has no P4Info until a node compiles it: its entities are
         # checked by the node agent after the compile, and a bad one fails the placement with its path
+    out.extend(allocate_ids(s, old.spec if old is not None else None, index))
     if s.target and s.target not in KNOWN_TARGETS:
         out.append(Violation("spec.target", f"unknown target {quoted(s.target)}"))
     if s.arch and s.arch not in KNOWN_ARCHS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 from kubep4 import tls
@@ -66,6 +67,20 @@ def load_token_file(path: str) -> dict[bytes, Caller]:
     return out
 
 
+def _token_file_loader(path: str):
+    """The token file's tokens; once it was read, a file that is gone holds none (everyone it
+    named is refused: a deleted file revokes, it does not keep the tokens of before)."""
+    loaded = []
+
+    def load() -> dict[bytes, Caller]:
+        if loaded and not os.path.exists(path):
+            return {}
+        tokens = load_token_file(path)
+        loaded.append(True)
+        return tokens
+    return load
+
+
 @dataclass
 class Authenticator:
     """Tokens (the old --token, and the token file's as the file says now: a token removed from it
@@ -76,7 +91,7 @@ class Authenticator:
 
     @classmethod
     def configured(cls, token: str = "", token_file: str = "", certificates: bool = False) -> "Authenticator":
-        listed = ReloadingFiles([token_file], lambda: load_token_file(token_file),
+        listed = ReloadingFiles([token_file], _token_file_loader(token_file),
                                 what=f"token file {token_file}") if token_file else None
         tokens = {}
         if token:

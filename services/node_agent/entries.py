@@ -139,8 +139,9 @@ def entity_key(e: p4r.Entity) -> tuple:
 def entity_value(e: p4r.Entity) -> bytes:
     """The entity's content, canonical (two deployments giving one key two values conflict)."""
     kind = kind_of(e)
-    if kind == "table_entries":  # its action, and its direct meter's config (absent: the default)
-        if not e.table_entry.HasField("meter_config"):
+    if kind == "table_entries":  # its action, and its direct meter's config (absent: the default);
+        # a default entry's is not compared: it is read without asking for it
+        if not e.table_entry.HasField("meter_config") or e.table_entry.is_default_action:
             return action_bytes(e.table_entry)
         return action_bytes(e.table_entry) + b"\x00meter\x00" + e.table_entry.meter_config.SerializeToString(
             deterministic=True)

@@ -157,6 +157,16 @@ def test_a_direct_meter_config_is_compared_and_its_drift_repaired():
         assert ent.plan(actual, want, ent.snapshot(want)).updates == []
 
 
+def test_a_default_entry_with_a_meter_config_is_not_rewritten_each_time():
+    want = metered(1, 500)
+    want.table_entry.ClearField("match")
+    want.table_entry.is_default_action = True
+    held = p4r.Entity()
+    held.CopyFrom(want)
+    held.table_entry.ClearField("meter_config")  # a default entry is read without its meter config
+    assert ent.plan([held], [want], ent.snapshot([want])).updates == []
+
+
 def test_reads_ask_the_meter_tables_for_their_configs():
     asked = ent.reads([route(1, 10)], {}, meter_tables=frozenset({TABLE}))
     assert [(e.table_entry.table_id, e.table_entry.HasField("meter_config")) for e in asked] == [
