@@ -39,6 +39,7 @@ from opentelemetry import trace
 from kubep4.backoff import Backoff
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.p4 import digest_of
+from kubep4.reloading import ReloadingFiles
 from kubep4.tls import ClientTLS
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,7 @@ class Store:
         Conflict or AlreadyExists where the first try had landed, never a write applied twice
         over a newer one. With one endpoint nothing is tried again, as before."""
         await self.connect()
+        self._client.renew_if_changed()
         backoff: Backoff | None = None
         attempt = 0
         while True:
@@ -622,6 +624,7 @@ class Store:
 
         async def deliver(ev) -> None:
             await events.put(ev)
+        self._client.renew_if_changed()
         w = _Watcher(rpc.WatchStub(self._client.channel), timeout=self._client._timeout,
                      metadata=self._client.metadata)
         try:
@@ -951,21 +954,40 @@ class _Client(aetcd.Client):
     ``leasestub``...) at the current member's. ``failover`` moves to the next member: calls in
     flight on the old channel finish or fail there, none is cancelled. With several members every
     call carries etcd's "hasleader" metadata: a member that lost its leader refuses at once (and a
-    watch stream on it ends) instead of serving stale or waiting out a timeout."""
+    watch stream on it ends) instead of serving stale or waiting out a timeout.
+
+    A client certificate renewed in place (its files rewritten) is presented from the next call
+    on: ``renew_if_changed`` opens new channels with it; calls and watches in flight finish on the
+    old ones, closed with the client."""
 
     def __init__(self, endpoints: list[str], tls: ClientTLS | None, timeout: float, options: dict):
         host, _, port = endpoints[0].rpartition(":")
         super().__init__(host=host, port=int(port), timeout=timeout, options=options)
         self.endpoints = endpoints
         self.current = 0
-        self._credentials = tls.credentials() if tls else None
+        self._tls_files = ReloadingFiles([tls.ca, tls.cert, tls.key], tls.checked_credentials,
+                                         what=f"etcd client certificate {tls.cert or tls.ca}") if tls else None
+        self._credentials = self._tls_files.current() if tls else None
         self._channel_options = list(options.items()) + (tls.options() if tls else [])
         self._channels: dict[int, grpc.aio.Channel] = {}
+        self._retired: list[grpc.aio.Channel] = []  # channels of a certificate since renewed
         self._require_leader = (("hasleader", "true"),) if len(endpoints) > 1 else None
 
     def _init_channel_attrs(self):
         super()._init_channel_attrs()
         self._channels = {}
+
+    def renew_if_changed(self) -> None:
+        """Open new channels when the client certificate's files changed (and still make a pair)."""
+        if self._tls_files is None or not self._connected.is_set():
+            return
+        renewed = self._tls_files.changed()
+        if renewed is None:
+            return
+        self._credentials = renewed
+        self._retired += self._channels.values()
+        self._channels = {}
+        self._point(self.current)
 
     async def connect(self) -> None:
         if self._connected.is_set():
@@ -999,7 +1021,8 @@ class _Client(aetcd.Client):
             self._point((failed + 1) % len(self.endpoints))
 
     async def close(self) -> None:
-        channels = list(self._channels.values())
+        channels = list(self._channels.values()) + self._retired
+        self._retired = []
         if self._watcher is not None:
             await self._watcher.shutdown()
         self._init_channel_attrs()

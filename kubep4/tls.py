@@ -220,6 +220,13 @@ class ClientTLS:
     def credentials(self) -> grpc.ChannelCredentials:
         return channel_credentials(self.ca, self.cert or None, self.key or None)
 
+    def checked_credentials(self) -> grpc.ChannelCredentials:
+        """``credentials()``, once the key is known to be the certificate's (TLSFileError if not:
+        a renewal caught between its two writes)."""
+        if self.cert and self.key:
+            _check_pair(read_pem(self.cert, "certificate"), read_pem(self.key, "key"), self.cert, self.key)
+        return self.credentials()
+
     def options(self) -> list[tuple[str, str]]:
         """Channel options to add (the name override)."""
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
