@@ -76,3 +76,52 @@ def test_the_reference_target_takes_bmv2s_tls_flags(pki):
     missing = subprocess.run(base + ["--grpc-server-ssl", "--grpc-server-cert", "/nonexistent.pem",
                                      "--grpc-server-key", switch.key], capture_output=True, text=True, timeout=30)
     assert missing.returncode == 1 and "/nonexistent.pem" in missing.stderr
+
+
+async def test_a_renewed_client_certificate_reaches_a_restarted_device(pki, tmp_path):
+    """The agent's certificate renewed in place, the switch restarted trusting only the renewed
+    certificate's CA: the same connection object reconnects with the renewed certificate (each
+    connect opens a new channel, reading the files again)."""
+    import shutil
+    ca, switch, agent, _ = pki
+    renewing = tls.make_ca(str(tmp_path / "renewing"), name="renewing")
+    renewed = tls.issue(renewing, "agent", str(tmp_path / "renewing"), "node:node-0")
+    cert, key, trusted = (str(tmp_path / n) for n in ("agent.pem", "agent-key.pem", "clients-ca.pem"))
+    for src, dst in ((agent.cert, cert), (agent.key, key), (ca.cert, trusted)):
+        shutil.copyfile(src, dst)
+    port = free_port("127.0.0.1")
+
+    def switch_trusting() -> subprocess.Popen:  # a switch process: its restart ends every connection
+        proc = subprocess.Popen([sys.executable, "-m", "kubep4.reftarget", "--device", f"1@127.0.0.1:{port}",
+                                 "--grpc-server-ssl", "--grpc-server-cert", switch.cert, "--grpc-server-key",
+                                 switch.key, "--grpc-server-cacert", trusted, "--grpc-server-with-client-auth"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            if "listening on" in line:
+                return proc
+        raise AssertionError(f"the switch exited with {proc.wait()}")
+    switch_proc = switch_trusting()
+    conn = DeviceConnection(f"127.0.0.1:{port}", 1, election_id=5,
+                            tls=device_tls(device(f"127.0.0.1:{port}", ca.cert, cert, key)))
+    try:
+        await conn.connect()
+        switch_proc.kill()
+        switch_proc.wait()
+        shutil.copyfile(renewed.key, key)  # the renewal: key, then certificate
+        shutil.copyfile(renewed.cert, cert)
+        shutil.copyfile(renewing.cert, trusted)  # the restarted switch knows only the new CA
+        switch_proc = switch_trusting()
+        await conn.close_stream()
+        await conn.connect()
+        assert conn.is_primary
+        old = DeviceConnection(f"127.0.0.1:{port}", 1, election_id=4,
+                               tls=device_tls(device(f"127.0.0.1:{port}", ca.cert, agent.cert, agent.key)))
+        try:  # the control: the first certificate is refused by the restarted switch
+            with pytest.raises(P4RuntimeError):
+                await old.connect()
+        finally:
+            await old.close()
+    finally:
+        await conn.close()
+        switch_proc.kill()
+        switch_proc.wait()
