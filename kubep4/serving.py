@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kubep4.config import GRPC_OPTIONS
+from kubep4.reloading import ReloadingFiles
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +156,77 @@ def add_servicer(server: grpc.aio.Server, servicer, service: pb_descriptor.Servi
 
 
 def open_channel(address: str, tls=None, interceptors: list | None = None) -> grpc.aio.Channel:
-    """A client channel to another service: TLS with ``tls`` (a ``kubep4.tls.ClientTLS``), else plaintext."""
+    """A client channel to another service: TLS with ``tls`` (a ``kubep4.tls.ClientTLS``), else
+    plaintext. Over TLS, a RenewingChannel: a client certificate renewed in place is presented
+    from the next call on."""
     options = list(GRPC_OPTIONS)
     if tls is None:
         return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(address, tls.credentials(), options=options + tls.options(),
-                                   interceptors=interceptors)
+    return RenewingChannel(address, tls, options + tls.options(), interceptors)
+
+
+class RenewingChannel:
+    """A grpc.aio secure channel, opened again with the client certificate's files when they
+    change (cert-manager renewing a mounted Secret): each call checks them (``ReloadingFiles``) and
+    goes out on the channel of the newest complete pair. Calls in flight finish on the old channel,
+    closed with this one. Stubs are made on it as on a channel (it has the four multicallables)."""
+
+    def __init__(self, address: str, tls, options: list, interceptors: list | None):
+        self.address, self._options, self._interceptors = address, options, interceptors
+        self._files = ReloadingFiles([tls.ca, tls.cert, tls.key], tls.checked_credentials,
+                                     what=f"client certificate {tls.cert or tls.ca} (to {address})")
+        self._channel = self._open(self._files.current())
+        self._retired: list[grpc.aio.Channel] = []
+
+    def _open(self, credentials) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(self.address, credentials, options=self._options,
+                                       interceptors=self._interceptors)
+
+    def current(self) -> grpc.aio.Channel:
+        renewed = self._files.changed()
+        if renewed is not None:
+            self._retired.append(self._channel)
+            self._channel = self._open(renewed)
+        return self._channel
+
+    def _multicallable(self, kind: str, method: str, args, kwargs):
+        made: list = [None, None]  # the channel, and the multicallable made on it
+
+        def call(*a, **kw):
+            channel = self.current()
+            if made[0] is not channel:
+                made[:] = [channel, getattr(channel, kind)(method, *args, **kwargs)]
+            return made[1](*a, **kw)
+        return call
+
+    def unary_unary(self, method, *args, **kwargs):
+        return self._multicallable("unary_unary", method, args, kwargs)
+
+    def unary_stream(self, method, *args, **kwargs):
+        return self._multicallable("unary_stream", method, args, kwargs)
+
+    def stream_unary(self, method, *args, **kwargs):
+        return self._multicallable("stream_unary", method, args, kwargs)
+
+    def stream_stream(self, method, *args, **kwargs):
+        return self._multicallable("stream_stream", method, args, kwargs)
+
+    async def channel_ready(self) -> None:
+        await self.current().channel_ready()
+
+    def get_state(self, try_to_connect: bool = False):
+        return self.current().get_state(try_to_connect)
+
+    async def close(self, grace: float | None = None) -> None:
+        for channel in [*self._retired, self._channel]:
+            await channel.close(grace)
+        self._retired = []
+
+    async def __aenter__(self) -> "RenewingChannel":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
 
 
 class PeerCheck(grpc.aio.ServerInterceptor):
