@@ -431,7 +431,8 @@ class Client:
 
     def edit(self, name, change, namespace=None, attempts=10):
         async def in_a_thread(d):  # off the client's loop: ``change`` may call this client
-            await asyncio.to_thread(change, d)
+            if inspect.isawaitable(changing := await asyncio.to_thread(change, d)):
+                await changing
         return self._run(self._async.edit(name, in_a_thread, namespace, attempts))
 
     def delete(self, kind, name, namespace=None, resource_version=0):

@@ -64,6 +64,8 @@ def to_p4_entities(spec: kr.DeploymentSpec | kr.PlacementSpec, index: P4InfoInde
     EntryError whose ``field`` is the full path inside the spec, e.g.
     ``action_profile_groups[1].members[0].member_id``.
     """
+    for path, why in named_reference_problems(spec, index):  # first: a clash would show as its symptom
+        raise EntryError(path, why)
     out: list[tuple[str, p4r.Entity]] = []
     for name in ENTITY_FIELDS:
         convert = _CONVERTERS[name]
@@ -73,23 +75,39 @@ def to_p4_entities(spec: kr.DeploymentSpec | kr.PlacementSpec, index: P4InfoInde
                 out.append((path, convert(item, index)))
             except EntryError as e:
                 raise EntryError(f"{path}.{e.field}" if e.field else path, e.description) from None
-    for path, why in named_reference_problems(spec, index):
-        raise EntryError(path, why)
     return out
 
 
 def named_reference_problems(spec: kr.DeploymentSpec | kr.PlacementSpec, index: P4InfoIndex
                              ) -> list[tuple[str, str]]:
-    """(path, why) for each table entry that names (``member``, ``group``) a member or group of
-    another action profile than its table's: the id admission set from the name would address
-    whatever the table's own profile holds under that id."""
+    """(path, why) for each member or group with the id of an earlier one of its profile (the
+    profile spelt two ways in a spec admission saw without a P4Info), and for each group member or
+    table entry that names (``member``, ``group``) a member or group of another action profile than
+    its group's or table's: the id set from the name would address whatever that profile holds
+    under it."""
     profiles = {}
-    for field, ref in (("action_profile_members", "member"), ("action_profile_groups", "group")):
-        for item in getattr(spec, field):
-            p = index.action_profiles_by_name.get(item.action_profile)
-            if item.name and p is not None:
-                profiles.setdefault((ref, item.name), p)
     out = []
+    for field, ref, id_field in (("action_profile_members", "member", "member_id"),
+                                 ("action_profile_groups", "group", "group_id")):
+        seen: dict[tuple[int, int], int] = {}
+        for i, item in enumerate(getattr(spec, field)):
+            p = index.action_profiles_by_name.get(item.action_profile)
+            if p is None:
+                continue
+            if item.name:
+                profiles.setdefault((ref, item.name), p)
+            key = (p.preamble.id, getattr(item, id_field))
+            if key[1] and key in seen:
+                out.append((f"{field}[{i}].{id_field}", f"{ref} {key[1]} of action profile {p.preamble.name} "
+                            f"is already given at {field}[{seen[key]}]"))
+            seen.setdefault(key, i)
+    for i, g in enumerate(spec.action_profile_groups):
+        own = index.action_profiles_by_name.get(g.action_profile)
+        for j, m in enumerate(g.members):
+            named = profiles.get(("member", m.member)) if m.member else None
+            if named is not None and own is not None and named.preamble.id != own.preamble.id:
+                out.append((f"action_profile_groups[{i}].members[{j}].member", f"member {m.member!r} is of "
+                            f"action profile {named.preamble.name}; the group's is {own.preamble.name}"))
     for i, e in enumerate(spec.table_entries):
         t = index.tables_by_name.get(e.table)
         own = index.profile_of(t.info) if t is not None else None

@@ -223,9 +223,14 @@ class ClientTLS:
     def checked_credentials(self) -> grpc.ChannelCredentials:
         """``credentials()``, once the key is known to be the certificate's (TLSFileError if not:
         a renewal caught between its two writes)."""
-        if self.cert and self.key:
-            _check_pair(read_pem(self.cert, "certificate"), read_pem(self.key, "key"), self.cert, self.key)
-        return self.credentials()
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("a client certificate needs both its cert and its key file")
+        cert = read_pem(self.cert, "certificate") if self.cert else None
+        key = read_pem(self.key, "key") if self.key else None
+        if cert is not None:
+            _check_pair(cert, key, self.cert, self.key)
+        return grpc.ssl_channel_credentials(root_certificates=read_pem(self.ca, "CA") if self.ca else None,
+                                            private_key=key, certificate_chain=cert)
 
     def options(self) -> list[tuple[str, str]]:
         """Channel options to add (the name override)."""

@@ -154,7 +154,8 @@ def test_a_name_of_another_profiles_member_is_refused_not_given_its_id():
     d.spec.table_entries[route].member = "other-hop"
     got, violations = review_deployment(d, with_other_profile(), Policy())
     fields = {v.field: v.description for v in violations}
-    assert "is not of action profile ecmp_selector" in fields["spec.action_profile_groups[0].members[0].member"]
+    assert fields["spec.action_profile_groups[0].members[0].member"] == (
+        "member 'other-hop' is of action profile MpIngress.other; the group's is MpIngress.ecmp_selector")
     assert fields[f"spec.table_entries[{route}].member"] == (
         "member 'other-hop' is of action profile MpIngress.other; table ipv4_route's is MpIngress.ecmp_selector")
 
@@ -178,3 +179,15 @@ def test_the_agent_refuses_a_name_of_another_profile_after_a_compile():
     with pytest.raises(EntryError) as e:
         to_p4_entities(d.spec, P4InfoIndex(parse_p4info(with_other_profile().spec.artifacts.p4info)))
     assert e.value.field == f"table_entries[{route}].member"
+
+
+def test_without_a_p4info_a_profile_spelt_two_ways_is_refused_by_the_agent():
+    """A source pipeline: admission cannot tell the spellings are one profile; the agent can."""
+    _, d = by_name()
+    d.spec.action_profile_members[1].action_profile = "MpIngress.ecmp_selector"
+    assert allocate_ids(d.spec, None) == []
+    assert ids(d) == {"hop-a": 1, "hop-b": 1}
+    with pytest.raises(EntryError) as e:
+        to_p4_entities(d.spec, P4InfoIndex(parse_p4info(by_name()[0].spec.artifacts.p4info)))
+    assert e.value.field == "action_profile_members[1].member_id"
+    assert "is already given at action_profile_members[0]" in e.value.description

@@ -18,3 +18,7 @@ def test_a_sync_edit_whose_change_calls_the_client(tmp_path):
             dep.metadata.annotations["pipeline-digest"] = c.get("pipeline", dep.spec.pipeline).status.digest
         edited = c.edit(d.metadata.name, pin_to_pipeline)
         assert edited.metadata.annotations["pipeline-digest"] == c.get("pipeline", p.metadata.name).status.digest
+
+        async def scale(dep) -> None:  # a coroutine function is awaited, as by AsyncClient.edit
+            dep.spec.replicas = 3
+        assert c.edit(d.metadata.name, scale).spec.replicas == 3

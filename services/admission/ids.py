@@ -7,13 +7,14 @@ member or group they use (``member``, ``group``) instead of giving its id. Admis
   deployment (on UPDATE), when no other member of its profile took it meanwhile; else the lowest
   id its profile does not use in this deployment. So re-applying a manifest, reordering its
   members or adding one never renumbers what the device already holds;
-- sets every ``member`` / ``group`` reference to that id, after checking that the named member is
-  of the referring group's profile, or of the referring table's (with the P4Info: a Pipeline
-  given as source has none yet, and the node agent checks table entries after the compile,
-  ``kubep4.entities.named_reference_problems``).
+- sets every ``member`` / ``group`` reference to that id; that the named member is of the
+  referring group's or table's profile, and that no two members of a profile share an id, is
+  checked against the P4Info (``kubep4.entities.named_reference_problems``): here when the
+  Pipeline has one, by the node agent after the compile when it is given as source.
 
-Names are unique among the deployment's members (and among its groups). A profile is one profile
-however it is spelt: with the P4Info, ``ecmp_selector`` and ``MpIngress.ecmp_selector`` share ids.
+Names are unique among the deployment's members (and among its groups). With the P4Info a profile
+is one profile however it is spelt (``ecmp_selector``, ``MpIngress.ecmp_selector``: one run of
+ids); without it each spelling has its own, and the agent refuses the clash after the compile.
 Every problem is a violation at its field path.
 """
 from __future__ import annotations
@@ -42,14 +43,11 @@ def allocate_ids(spec: kr.DeploymentSpec, old: kr.DeploymentSpec | None,
                        old.action_profile_groups if old is not None else (), profile, out)
     for i, g in enumerate(spec.action_profile_groups):
         for j, m in enumerate(g.members):
-            _resolve(m, "member", "member_id", members, profile(g.action_profile),
-                     f"spec.action_profile_groups[{i}].members[{j}]", "spec.action_profile_members",
-                     f"action profile {g.action_profile}", out)
+            _resolve(m, "member", "member_id", members, f"spec.action_profile_groups[{i}].members[{j}]",
+                     "spec.action_profile_members", out)
     for i, e in enumerate(spec.table_entries):
-        _resolve(e, "member", "member_id", members, None, f"spec.table_entries[{i}]",
-                 "spec.action_profile_members", "", out)
-        _resolve(e, "group", "group_id", groups, None, f"spec.table_entries[{i}]",
-                 "spec.action_profile_groups", "", out)
+        _resolve(e, "member", "member_id", members, f"spec.table_entries[{i}]", "spec.action_profile_members", out)
+        _resolve(e, "group", "group_id", groups, f"spec.table_entries[{i}]", "spec.action_profile_groups", out)
     if index is not None:
         out.extend(Violation(f"spec.{path}", why) for path, why in named_reference_problems(spec, index))
     return out
@@ -100,19 +98,17 @@ def _allocate(items, id_field: str, path: str, old_items, profile: Callable[[str
     return named
 
 
-def _resolve(ref, name_field: str, id_field: str, named: dict[str, tuple[Hashable, int]],
-             in_profile: Hashable | None, path: str, where: str, profile_text: str, out: list[Violation]) -> None:
-    """Set ``ref``'s id from the name it gives; ``in_profile``: the profile the named one must be of."""
+def _resolve(ref, name_field: str, id_field: str, named: dict[str, tuple[Hashable, int]], path: str,
+             where: str, out: list[Violation]) -> None:
+    """Set ``ref``'s id from the name it gives (whether the named one is of the right profile is
+    ``named_reference_problems``'s, which needs the P4Info)."""
     name = getattr(ref, name_field)
     if not name:
         return
     if name not in named:
         out.append(Violation(f"{path}.{name_field}", f"no {name_field} named {name!r} in {where}"))
         return
-    of, ident = named[name]
-    if in_profile is not None and of != in_profile:
-        out.append(Violation(f"{path}.{name_field}", f"{name_field} {name!r} is not of {profile_text}"))
-        return
+    _, ident = named[name]
     given = getattr(ref, id_field)
     if given and given != ident:
         out.append(Violation(f"{path}.{id_field}", f"{id_field} {given} is not the id of {name_field} "

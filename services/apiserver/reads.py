@@ -22,6 +22,7 @@ from kubep4.gen.kubep4.v1 import node_pb2_grpc as node_grpc
 from kubep4.gen.kubep4.v1 import resources_pb2 as kr
 from kubep4.serving import open_channel
 from kubep4.telemetry import tracer
+from kubep4.tls import TLSFileError
 
 log = logging.getLogger(__name__)
 _tracer = tracer("kubep4.apiserver")
@@ -66,7 +67,10 @@ class DeploymentReads:
     def _stub(self, address: str) -> node_grpc.NodeReadsStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = open_channel(address, self.tls, self._interceptors)
+            try:
+                channel = open_channel(address, self.tls, self._interceptors)
+            except TLSFileError as e:  # the apiserver's certificate files, caught mid-renewal
+                raise _Failed("NodeUnreachable", f"no channel to {address}: {e}") from None
             self._channels[address] = channel
             while len(self._channels) > MAX_CHANNELS:
                 _, old = self._channels.popitem(last=False)
