@@ -41,4 +41,5 @@ async def test_watchers_that_never_read_do_not_grow_the_apiserver(tmp_path):
                 call.cancel()
             for ch in channels:
                 await ch.close()
-            assert grown < 200 * MiB, f"the apiserver grew {grown / MiB:.0f} MiB"
+            # measured: 54-63 MiB alone, 201 MiB once on a loaded machine; unfixed, 613 MiB
+            assert grown < 320 * MiB, f"the apiserver grew {grown / MiB:.0f} MiB"
