@@ -102,10 +102,11 @@ async def test_watch_resumes_across_apiserver_restart(front):
 
 
 async def test_edit_changes_again_what_another_writer_changed_meanwhile(front):
-    pipeline, deployment = example_objects()
+    objects = example_objects()
+    deployment = objects[1]
     async with AsyncClient(front.api) as c:
-        await c.create(pipeline)
-        await c.create(deployment)
+        for obj in objects:
+            await c.create(obj)
         seen = []
 
         async def scale_up(d: kr.Deployment) -> None:
